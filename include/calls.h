@@ -1,0 +1,109 @@
+/* The call lifecycle: who may do what to a call, and what each action changes. The pure state
+ * machine is call_fsm_* (no I/O, unit tested alone); calls_* wrap it in storage transactions,
+ * append the feed events of every change in the same transaction, and mint tokens.
+ * Validation of request shapes happens in the service layer; the domain re-checks ranges.
+ * Messages returned through ret_msg are static strings safe to show to clients. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clock.h"
+#include "err.h"
+#include "model.h"
+#include "storage.h"
+#include "tokens.h"
+
+/* --- the state machine --- */
+
+#define FSM_MAX_EVENTS (CALL_MAX_MEMBERS + 4)
+
+/* The feed events one change produces, in order. */
+struct fsm_events {
+	const char *types[FSM_MAX_EVENTS];
+	size_t n;
+};
+
+struct fsm_timeouts {
+	int join_timeout_s;
+};
+
+/* Settle every timer of c whose deadline is <= now (ring timeout, join timeout) and recompute
+ * c->next_deadline. Run before any other transition so an expired call cannot be acted on. */
+void call_fsm_tick(struct call *c, int64_t now, const struct fsm_timeouts *t,
+		   struct fsm_events *ev);
+enum err call_fsm_accept(struct call *c, const char *user, int64_t now,
+			 const struct fsm_timeouts *t, struct fsm_events *ev, const char **ret_msg);
+enum err call_fsm_decline(struct call *c, const char *user, int64_t now, struct fsm_events *ev,
+			  const char **ret_msg);
+enum err call_fsm_leave(struct call *c, const char *user, int64_t now, struct fsm_events *ev,
+			const char **ret_msg);
+/* user NULL: an admin ends the call. */
+enum err call_fsm_end(struct call *c, const char *user, int64_t now, struct fsm_events *ev,
+		      const char **ret_msg);
+/* Recompute next_deadline from the call's state (after any change). */
+void call_fsm_arm(struct call *c);
+
+/* --- the service --- */
+
+struct calls_config {
+	int ring_timeout_s;
+	int join_timeout_s;
+	int token_ttl_s;
+	const char *livekit_url;
+};
+
+struct calls {
+	struct storage *st;
+	const struct token_signer *signer;
+	struct clock clock;
+	struct calls_config cfg;
+};
+
+struct call_create_req {
+	char caller[USER_ID_MAX + 1];
+	char caller_name[NAME_MAX_BYTES + 1];
+	char callees[CALL_MAX_CALLEES][USER_ID_MAX + 1];
+	size_t n_callees;
+	enum call_kind kind;
+	char chat_id[USER_ID_MAX + 1];
+	const char *metadata;          /* compact JSON object, NULL = {} */
+	int ring_timeout_s;            /* 0 = the configured default */
+	const char *idempotency_key;   /* NULL = none */
+	unsigned char request_hash[32];/* of the canonical body, with an idempotency key */
+};
+
+/* What an action that hands out a token returns. The caller owns call (call_free). */
+struct call_grant {
+	struct call *call;
+	bool replayed;                 /* an Idempotency-Key repeat: answer 200, not 201 */
+	bool has_token;                /* false for a replay of an ended call */
+	char token[TOKEN_MAX];
+	int64_t token_expires_at;      /* ms */
+};
+void call_grant_finish(struct call_grant *g);
+
+enum err calls_create(struct calls *cs, const struct call_create_req *req,
+		      struct call_grant *ret, const char **ret_msg);
+enum err calls_accept(struct calls *cs, const char *id, const char *user, const char *name,
+		      struct call_grant *ret, const char **ret_msg);
+enum err calls_token(struct calls *cs, const char *id, const char *user, const char *name,
+		     struct call_grant *ret, const char **ret_msg);
+enum err calls_decline(struct calls *cs, const char *id, const char *user,
+		       struct call **ret_call, const char **ret_msg);
+enum err calls_leave(struct calls *cs, const char *id, const char *user,
+		     struct call **ret_call, const char **ret_msg);
+/* user NULL: an admin ends it without being a member. */
+enum err calls_end(struct calls *cs, const char *id, const char *user, struct call **ret_call,
+		   const char **ret_msg);
+enum err calls_get(struct calls *cs, const char *id, struct call **ret_call);
+/* Fire every due timer; returns how many calls changed through *ret_fired (may be NULL). */
+enum err calls_fire_due(struct calls *cs, size_t *ret_fired);
+
+/* --- JSON views (jansson), shared by the HTTP answers and the feed --- */
+struct json_t;
+/* The call object of API.md; a new reference, NULL on allocation failure. */
+struct json_t *call_to_json(const struct call *c);
+/* Compact JSON text of the call object; malloc'd, NULL on allocation failure. */
+char *call_to_json_text(const struct call *c);

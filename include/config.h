@@ -1,0 +1,48 @@
+/* Configuration: built-in defaults < the --config file (NAME = value lines) < the environment.
+ * A secret may come from NAME_FILE=/path or $CREDENTIALS_DIRECTORY/NAME instead. The loaded
+ * struct config is immutable afterwards and owned by the caller (config_finish). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "err.h"
+
+#define CONFIG_MAX_TOKENS 32
+#define CONFIG_MAX_KEYS 16
+
+struct api_key {
+	char *key;
+	char *secret;
+};
+
+struct config {
+	char *livekit_url;
+	struct api_key api_key;            /* LIVEKIT_API_KEY / LIVEKIT_API_SECRET: signs tokens */
+	struct api_key extra_keys[CONFIG_MAX_KEYS]; /* LIVEKIT_KEYS, webhooks only */
+	size_t n_extra_keys;
+	char *db_url;                      /* CALLSTATE_DB */
+	char *listen_host;                 /* CALLSTATE_LISTEN split; IPv6 without brackets */
+	int listen_port;
+	int threads;
+	int idle_timeout_ms;
+	char *service_tokens[CONFIG_MAX_TOKENS];
+	size_t n_service_tokens;
+	char *admin_tokens[CONFIG_MAX_TOKENS];
+	size_t n_admin_tokens;
+	int ring_timeout_s;
+	int join_timeout_s;
+	int token_ttl_s;
+	long max_body_bytes;
+	char *events_url;                  /* "" = off */
+	char *events_secret;               /* raw key bytes decoded from whsec_…, NULL when off */
+	size_t events_secret_len;
+	int retention_days;
+};
+
+/* Where the settings come from: env is an environ-style NULL-terminated array (tests pass their
+ * own), config_path may be NULL. On failure *ret_msg is one line naming the setting, in
+ * msgbuf, and ERR_INVALID is returned; the caller prints it and exits 2. */
+enum err config_load(struct config *ret_cfg, const char *config_path, char *const *env,
+		     char *msgbuf, size_t msgcap);
+void config_finish(struct config *cfg);

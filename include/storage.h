@@ -1,0 +1,111 @@
+/* Storage: the one interface the domain uses, with one backend per database (SQLite today,
+ * PostgreSQL next), picked at run time from the CALLSTATE_DB URL.
+ *
+ * Writes happen only inside storage_transact(): the backend runs the caller's function in a
+ * transaction and returns once that transaction is durable (committed and fsync'd). Backends
+ * may group many concurrent transactions into one commit (group commit); each function then
+ * runs in its own savepoint, so one failing function rolls back only its own changes.
+ * A transaction function must not block on anything but its storage_tx calls, and must not
+ * keep pointers into the tx after it returns.
+ *
+ * Reads outside a transaction see every transaction that storage_transact() has returned for.
+ * All functions are safe to call from many threads; no connection is used by two at once.
+ * Errors: ERR_NOT_FOUND, ERR_CONFLICT (unique key), ERR_UNAVAILABLE (busy, locked, disk full,
+ * connection lost), ERR_NOMEM, ERR_INTERNAL. Backends log driver text themselves, once. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "model.h"
+
+struct storage;
+struct storage_tx;
+
+/* Filters of the call lists. Empty strings and zero values mean "no filter". The order is
+ * (created_at, id) newest first; after_created_at/after_id is the keyset cursor (the last row
+ * of the previous page), unset when after_id is "". */
+struct call_filter {
+	char user[USER_ID_MAX + 1];    /* calls the user is a member of */
+	char chat_id[USER_ID_MAX + 1];
+	int status;                    /* enum call_status, or -1 */
+	int outcome;                   /* enum call_outcome, or -1 */
+	int kind;                      /* enum call_kind, or -1 */
+	int64_t since;                 /* created_at >= since, 0 = unbounded */
+	int64_t until;                 /* created_at < until, 0 = unbounded */
+	int64_t after_created_at;
+	char after_id[ID_LEN + 1];
+	int limit;                     /* 1..500 */
+};
+
+struct call_page {
+	struct call **calls; /* owned, n entries */
+	size_t n;
+	bool more;           /* another page follows the last entry */
+};
+void call_page_finish(struct call_page *p);
+
+struct event_page {
+	struct event *events; /* owned, n entries, seq ascending */
+	size_t n;
+};
+void event_page_finish(struct event_page *p);
+
+/* Idempotency record of POST /v1/calls. */
+struct idempotency {
+	char call_id[ID_LEN + 1];
+	unsigned char request_hash[32];
+	int64_t created_at;
+};
+
+/* Open the database named by url ("sqlite:PATH", "postgresql://…", "postgres://…").
+ * Does not migrate. ERR_INVALID for an unknown scheme, ERR_UNAVAILABLE if it cannot open. */
+enum err storage_open(const char *url, struct storage **ret_st);
+/* Close every connection; waits for the writer to drain. NULL is accepted. */
+void storage_close(struct storage *st);
+/* Apply pending migrations, each in its own transaction; *ret_applied counts them. */
+enum err storage_migrate(struct storage *st, int *ret_applied);
+/* The newest applied migration version, 0 for an empty database. */
+enum err storage_schema_version(struct storage *st, int *ret_version);
+/* Cheap round trip to the database (readiness). */
+enum err storage_ping(struct storage *st);
+const char *storage_backend_name(const struct storage *st);
+
+typedef enum err (*storage_tx_fn)(struct storage_tx *tx, void *arg);
+/* Run fn in a transaction; ERR_OK only once it is durable. fn's own error rolls it back and
+ * is returned as is. If the commit fails, ERR_UNAVAILABLE is returned even though fn
+ * succeeded: the caller must discard what fn produced. */
+enum err storage_transact(struct storage *st, storage_tx_fn fn, void *arg);
+
+/* --- inside a transaction --- */
+/* The call with its members and participants, locked for this transaction where the backend
+ * has row locks. ERR_NOT_FOUND if absent. */
+enum err storage_tx_call_get(struct storage_tx *tx, const char *id, struct call **ret_call);
+enum err storage_tx_call_get_by_room(struct storage_tx *tx, const char *room,
+				     struct call **ret_call);
+/* Insert a new call with its members. ERR_CONFLICT if the id or room exists. */
+enum err storage_tx_call_insert(struct storage_tx *tx, const struct call *c);
+/* Write back every field of the call row and of each member; insert participants whose sid is
+ * new and update the others. ERR_NOT_FOUND if the call is absent. */
+enum err storage_tx_call_update(struct storage_tx *tx, const struct call *c);
+/* Append to the feed; sets ev->seq. */
+enum err storage_tx_event_append(struct storage_tx *tx, struct event *ev);
+/* ERR_NOT_FOUND when (caller, key) has no record. */
+enum err storage_tx_idempotency_get(struct storage_tx *tx, const char *caller, const char *key,
+				    struct idempotency *ret);
+/* Insert or replace the record of (caller, key). */
+enum err storage_tx_idempotency_put(struct storage_tx *tx, const char *caller, const char *key,
+				    const struct idempotency *rec);
+
+/* --- reads --- */
+enum err storage_call_get(struct storage *st, const char *id, struct call **ret_call);
+enum err storage_calls_list(struct storage *st, const struct call_filter *f,
+			    struct call_page *ret_page);
+/* Events with seq > after, ascending, at most limit. */
+enum err storage_events_after(struct storage *st, int64_t after, int limit,
+			      struct event_page *ret_page);
+/* Ids of calls whose next_deadline is set and <= now, earliest first, at most max. */
+enum err storage_calls_due(struct storage *st, int64_t now, size_t max, char (*ret_ids)[ID_LEN + 1],
+			   size_t *ret_n);

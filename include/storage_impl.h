@@ -1,0 +1,56 @@
+/* What a storage backend implements. Each backend embeds struct storage first in its own
+ * state and struct storage_tx first in its transaction handle, and fills one const
+ * storage_impl table; db/storage.c dispatches through it. Only db/ includes this header. */
+#pragma once
+
+#include "storage.h"
+
+struct storage_impl {
+	const char *name;
+	void (*close)(struct storage *st);
+	enum err (*migrate)(struct storage *st, int *ret_applied);
+	enum err (*schema_version)(struct storage *st, int *ret_version);
+	enum err (*ping)(struct storage *st);
+	enum err (*transact)(struct storage *st, storage_tx_fn fn, void *arg);
+
+	enum err (*tx_call_get)(struct storage_tx *tx, const char *id, struct call **ret_call);
+	enum err (*tx_call_get_by_room)(struct storage_tx *tx, const char *room,
+					struct call **ret_call);
+	enum err (*tx_call_insert)(struct storage_tx *tx, const struct call *c);
+	enum err (*tx_call_update)(struct storage_tx *tx, const struct call *c);
+	enum err (*tx_event_append)(struct storage_tx *tx, struct event *ev);
+	enum err (*tx_idempotency_get)(struct storage_tx *tx, const char *caller, const char *key,
+				       struct idempotency *ret);
+	enum err (*tx_idempotency_put)(struct storage_tx *tx, const char *caller, const char *key,
+				       const struct idempotency *rec);
+
+	enum err (*call_get)(struct storage *st, const char *id, struct call **ret_call);
+	enum err (*calls_list)(struct storage *st, const struct call_filter *f,
+			       struct call_page *ret_page);
+	enum err (*events_after)(struct storage *st, int64_t after, int limit,
+				 struct event_page *ret_page);
+	enum err (*calls_due)(struct storage *st, int64_t now, size_t max,
+			      char (*ret_ids)[ID_LEN + 1], size_t *ret_n);
+};
+
+struct storage {
+	const struct storage_impl *impl;
+};
+
+struct storage_tx {
+	struct storage *st;
+};
+
+/* Backend constructors, called by storage_open() with the part of the URL after the scheme
+ * ("sqlite:" stripped) or the whole URL (PostgreSQL). */
+enum err sqlite_storage_open(const char *path, struct storage **ret_st);
+
+/* Migrations embedded at build time from db/migrations/<backend>/NNNN_name.sql by
+ * db/embed_migrations.py; each backend's list is ascending by version. */
+struct migration {
+	int version;
+	const char *name;
+	const char *sql;
+};
+extern const struct migration sqlite_migrations[];
+extern const size_t sqlite_migrations_count;
