@@ -1,1 +1,458 @@
-/* placeholder */
+/* The calls service: each action loads the call inside a storage transaction, settles its
+ * expired timers, applies the state machine, and writes the call together with the feed events
+ * of both changes, so a 2xx always means the change and its events are durable together.
+ * Domain refusals (403/404/409) are carried beside the transaction's own result so that timer
+ * settlements found on the way still commit. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "calls.h"
+#include "ids.h"
+#include "log.h"
+
+#define IDEMPOTENCY_WINDOW_MS (24LL * 3600 * 1000)
+#define DUE_BATCH 256
+
+void call_grant_finish(struct call_grant *g)
+{
+	call_freep(&g->call);
+}
+
+static struct fsm_timeouts timeouts_of(const struct calls *cs)
+{
+	return (struct fsm_timeouts){.join_timeout_s = cs->cfg.join_timeout_s};
+}
+
+/* Append one feed event per type, all carrying the call as it is now. */
+static enum err append_events(struct storage_tx *tx, struct call *c, const struct fsm_events *fe,
+			      int64_t now)
+{
+	if (!fe->n)
+		return ERR_OK;
+	char *data = call_to_json_text(c);
+	if (!data)
+		return ERR_NOMEM;
+	enum err e = ERR_OK;
+	for (size_t i = 0; i < fe->n && e == ERR_OK; i++) {
+		struct event ev = {.at = now, .call_version = ++c->version, .data = data};
+		ids_uuidv7(now, ev.id);
+		snprintf(ev.type, sizeof ev.type, "%s", fe->types[i]);
+		memcpy(ev.call_id, c->id, sizeof ev.call_id);
+		e = storage_tx_event_append(tx, &ev);
+	}
+	free(data);
+	return e;
+}
+
+/* --- actions on an existing call --- */
+
+enum action { ACT_ACCEPT, ACT_DECLINE, ACT_LEAVE, ACT_END, ACT_TICK };
+
+struct action_job {
+	const struct calls *cs;
+	enum action act;
+	const char *id;
+	const char *user;
+	const char *name;
+	int64_t now;
+	enum err refusal;       /* the domain's answer, returned after the commit */
+	const char *msg;
+	struct call *call;      /* the call after the change, owned by the job */
+	bool changed;
+};
+
+static enum err apply_action(struct action_job *j, struct call *c, struct fsm_events *fe)
+{
+	struct fsm_timeouts t = timeouts_of(j->cs);
+	switch (j->act) {
+	case ACT_ACCEPT: {
+		enum err e = call_fsm_accept(c, j->user, j->now, &t, fe, &j->msg);
+		struct member *m = call_member(c, j->user);
+		if (e == ERR_OK && j->name && *j->name && m)
+			snprintf(m->name, sizeof m->name, "%s", j->name);
+		return e;
+	}
+	case ACT_DECLINE:
+		return call_fsm_decline(c, j->user, j->now, fe, &j->msg);
+	case ACT_LEAVE:
+		return call_fsm_leave(c, j->user, j->now, fe, &j->msg);
+	case ACT_END:
+		return call_fsm_end(c, j->user, j->now, fe, &j->msg);
+	case ACT_TICK:
+		return ERR_OK;
+	}
+	return ERR_INTERNAL;
+}
+
+static bool same_member_state(const struct call *a, const struct call *b)
+{
+	return memcmp(a->members, b->members, a->n_members * sizeof a->members[0]) == 0;
+}
+
+static enum err action_tx(struct storage_tx *tx, void *arg)
+{
+	struct action_job *j = arg;
+	struct call *c = NULL;
+	struct call *before = NULL;
+	struct fsm_timeouts t = timeouts_of(j->cs);
+	struct fsm_events tick_ev = {0}, act_ev = {0};
+	bool changed = false;
+
+	call_freep(&j->call);
+	j->refusal = ERR_OK;
+	j->msg = NULL;
+	enum err e = storage_tx_call_get(tx, j->id, &c);
+	if (e == ERR_NOT_FOUND) {
+		j->refusal = ERR_NOT_FOUND;
+		j->msg = "no such call";
+		return ERR_OK;
+	}
+	if (e != ERR_OK)
+		return e;
+
+	int64_t stored_deadline = c->next_deadline;
+	call_fsm_tick(c, j->now, &t, &tick_ev);
+	e = append_events(tx, c, &tick_ev, j->now);
+	changed = tick_ev.n > 0;
+	if (e != ERR_OK)
+		goto out;
+
+	before = call_clone(c);
+	if (!before) {
+		e = ERR_NOMEM;
+		goto out;
+	}
+	j->refusal = apply_action(j, c, &act_ev);
+	if (j->refusal == ERR_OK) {
+		e = append_events(tx, c, &act_ev, j->now);
+		/* Some accepted actions change no event-worthy state yet must persist (a name, a
+		 * leave in a group call, the token mint time). */
+		changed = changed || act_ev.n > 0 || !same_member_state(before, c);
+	}
+	changed = changed || c->next_deadline != stored_deadline;
+	if (e == ERR_OK && changed)
+		e = storage_tx_call_update(tx, c);
+out:
+	call_free(before);
+	if (e == ERR_OK) {
+		j->call = c;
+		j->changed = changed;
+	} else {
+		call_free(c);
+	}
+	return e;
+}
+
+static enum err run_action(const struct calls *cs, struct action_job *j, struct call **ret_call,
+			   const char **ret_msg)
+{
+	j->cs = cs;
+	j->now = clock_now_ms(&cs->clock);
+	enum err e = storage_transact(cs->st, action_tx, j);
+	if (e == ERR_OK && j->refusal != ERR_OK) {
+		e = j->refusal;
+		*ret_msg = j->msg;
+	}
+	if (e == ERR_OK)
+		*ret_call = j->call;
+	else
+		call_free(j->call);
+	j->call = NULL;
+	return e;
+}
+
+static enum err mint_for(const struct calls *cs, const struct call *c, const char *user,
+			 const char *name, int64_t now_ms, struct call_grant *g)
+{
+	struct token_request tr = {
+		.identity = user,
+		.name = name,
+		.room = c->room,
+		.kind = c->kind,
+		.now_s = now_ms / 1000,
+		.ttl_s = cs->cfg.token_ttl_s,
+	};
+	size_t len;
+	enum err e = tokens_mint(cs->signer, &tr, g->token, &len);
+	if (e != ERR_OK)
+		return e;
+	g->has_token = true;
+	g->token_expires_at = (tr.now_s + tr.ttl_s) * 1000;
+	return ERR_OK;
+}
+
+static const char *display_name(const struct member *m, const char *given)
+{
+	if (given && *given)
+		return given;
+	return m && *m->name ? m->name : NULL;
+}
+
+enum err calls_accept(const struct calls *cs, const char *id, const char *user, const char *name,
+		      struct call_grant *ret, const char **ret_msg)
+{
+	struct action_job j = {.act = ACT_ACCEPT, .id = id, .user = user, .name = name};
+	struct call *c = NULL;
+	enum err e = run_action(cs, &j, &c, ret_msg);
+	if (e != ERR_OK)
+		return e;
+	struct call_grant g = {.call = c};
+	e = mint_for(cs, c, user, display_name(call_member_const(c, user), name), j.now, &g);
+	if (e != ERR_OK) {
+		call_free(c);
+		return e;
+	}
+	*ret = g;
+	return ERR_OK;
+}
+
+enum err calls_decline(const struct calls *cs, const char *id, const char *user,
+		       struct call **ret_call, const char **ret_msg)
+{
+	struct action_job j = {.act = ACT_DECLINE, .id = id, .user = user};
+	return run_action(cs, &j, ret_call, ret_msg);
+}
+
+enum err calls_leave(const struct calls *cs, const char *id, const char *user,
+		     struct call **ret_call, const char **ret_msg)
+{
+	struct action_job j = {.act = ACT_LEAVE, .id = id, .user = user};
+	return run_action(cs, &j, ret_call, ret_msg);
+}
+
+enum err calls_end(const struct calls *cs, const char *id, const char *user, struct call **ret_call,
+		   const char **ret_msg)
+{
+	struct action_job j = {.act = ACT_END, .id = id, .user = user};
+	return run_action(cs, &j, ret_call, ret_msg);
+}
+
+/* Reads see the stored call; a deadline that passed but was not yet settled by the timer
+ * thread is settled on the copy, so no reader ever sees an expired call as live. */
+static void settle_view(const struct calls *cs, struct call *c, int64_t now)
+{
+	if (c->next_deadline && now >= c->next_deadline) {
+		struct fsm_timeouts t = timeouts_of(cs);
+		struct fsm_events ignored = {0};
+		call_fsm_tick(c, now, &t, &ignored);
+	}
+}
+
+enum err calls_get(const struct calls *cs, const char *id, struct call **ret_call)
+{
+	struct call *c = NULL;
+	enum err e = storage_call_get(cs->st, id, &c);
+	if (e != ERR_OK)
+		return e;
+	settle_view(cs, c, clock_now_ms(&cs->clock));
+	*ret_call = c;
+	return ERR_OK;
+}
+
+enum err calls_token(const struct calls *cs, const char *id, const char *user, const char *name,
+		     struct call_grant *ret, const char **ret_msg)
+{
+	int64_t now = clock_now_ms(&cs->clock);
+	struct call *c = NULL;
+	enum err e = storage_call_get(cs->st, id, &c);
+	if (e == ERR_NOT_FOUND)
+		*ret_msg = "no such call";
+	if (e != ERR_OK)
+		return e;
+	settle_view(cs, c, now);
+	const struct member *m = call_member_const(c, user);
+	if (!m) {
+		*ret_msg = "user is not a member of this call";
+		e = ERR_FORBIDDEN;
+	} else if (c->status == CALL_ENDED) {
+		*ret_msg = "the call has ended";
+		e = ERR_CONFLICT;
+	} else if (m->invite == INVITE_DECLINED || m->invite == INVITE_MISSED) {
+		*ret_msg = "the invite is no longer open";
+		e = ERR_CONFLICT;
+	}
+	struct call_grant g = {.call = c};
+	if (e == ERR_OK)
+		e = mint_for(cs, c, user, display_name(m, name), now, &g);
+	if (e != ERR_OK) {
+		call_free(c);
+		return e;
+	}
+	*ret = g;
+	return ERR_OK;
+}
+
+enum err calls_fire_due(const struct calls *cs, size_t *ret_fired)
+{
+	char ids[DUE_BATCH][ID_LEN + 1];
+	size_t n = 0, fired = 0;
+	enum err e = storage_calls_due(cs->st, clock_now_ms(&cs->clock), DUE_BATCH, ids, &n);
+	for (size_t i = 0; e == ERR_OK && i < n; i++) {
+		struct action_job j = {.act = ACT_TICK, .id = ids[i]};
+		struct call *c = NULL;
+		const char *msg = NULL;
+		e = run_action(cs, &j, &c, &msg);
+		if (e == ERR_NOT_FOUND) /* removed meanwhile (retention) */
+			e = ERR_OK;
+		fired += j.changed;
+		call_free(c);
+	}
+	if (ret_fired)
+		*ret_fired = fired;
+	return e;
+}
+
+/* --- creation --- */
+
+struct create_job {
+	const struct calls *cs;
+	const struct call_create_req *req;
+	int64_t now;
+	enum err refusal;
+	const char *msg;
+	struct call *call;
+	bool replayed;
+};
+
+static enum err build_call(const struct calls *cs, const struct call_create_req *req, int64_t now,
+			   struct call **ret_call)
+{
+	struct call *c = call_new();
+	if (!c)
+		return ERR_NOMEM;
+	if (req->metadata && !call_set_metadata(c, req->metadata)) {
+		call_free(c);
+		return ERR_NOMEM;
+	}
+	ids_uuidv7(now, c->id);
+	snprintf(c->room, sizeof c->room, "call_%s", c->id);
+	c->kind = req->kind;
+	c->status = CALL_RINGING;
+	snprintf(c->caller, sizeof c->caller, "%s", req->caller);
+	snprintf(c->chat_id, sizeof c->chat_id, "%s", req->chat_id);
+	c->created_at = now;
+	c->ring_timeout_s = req->ring_timeout_s ? req->ring_timeout_s : cs->cfg.ring_timeout_s;
+	c->ring_deadline = now + (int64_t)c->ring_timeout_s * 1000;
+
+	struct member *caller = &c->members[0];
+	snprintf(caller->user, sizeof caller->user, "%s", req->caller);
+	snprintf(caller->name, sizeof caller->name, "%s", req->caller_name);
+	caller->role = MEMBER_CALLER;
+	caller->invite = INVITE_ACCEPTED;
+	caller->responded_at = now;
+	caller->token_minted_at = now;
+	for (size_t i = 0; i < req->n_callees; i++) {
+		struct member *m = &c->members[i + 1];
+		snprintf(m->user, sizeof m->user, "%s", req->callees[i]);
+		m->role = MEMBER_CALLEE;
+		m->invite = INVITE_PENDING;
+	}
+	c->n_members = req->n_callees + 1;
+	call_fsm_arm(c);
+	*ret_call = c;
+	return ERR_OK;
+}
+
+/* A repeat of an earlier creation: the same call, settled if its timers expired. */
+static enum err replay_tx(struct storage_tx *tx, struct create_job *j, const char *call_id)
+{
+	struct action_job tick = {.cs = j->cs, .act = ACT_TICK, .id = call_id, .now = j->now};
+	enum err e = action_tx(tx, &tick);
+	if (e == ERR_OK && tick.refusal != ERR_OK)
+		e = ERR_INTERNAL; /* an idempotency record whose call is gone */
+	if (e == ERR_OK) {
+		j->call = tick.call;
+		j->replayed = true;
+	} else {
+		call_free(tick.call);
+	}
+	return e;
+}
+
+static enum err create_tx(struct storage_tx *tx, void *arg)
+{
+	struct create_job *j = arg;
+	const struct call_create_req *req = j->req;
+	struct call *c = NULL;
+	enum err e;
+
+	call_freep(&j->call);
+	j->replayed = false;
+	j->refusal = ERR_OK;
+	if (req->idempotency_key) {
+		struct idempotency rec;
+		e = storage_tx_idempotency_get(tx, req->caller, req->idempotency_key, &rec);
+		if (e == ERR_OK && rec.created_at > j->now - IDEMPOTENCY_WINDOW_MS) {
+			if (memcmp(rec.request_hash, req->request_hash, sizeof rec.request_hash)) {
+				j->refusal = ERR_CONFLICT;
+				j->msg = "Idempotency-Key was already used with a different request";
+				return ERR_OK;
+			}
+			return replay_tx(tx, j, rec.call_id);
+		}
+		if (e != ERR_OK && e != ERR_NOT_FOUND)
+			return e;
+	}
+
+	e = build_call(j->cs, req, j->now, &c);
+	if (e == ERR_OK)
+		e = storage_tx_call_insert(tx, c);
+	if (e == ERR_OK) {
+		struct fsm_events fe = {.types = {"call.ringing"}, .n = 1};
+		e = append_events(tx, c, &fe, j->now);
+	}
+	if (e == ERR_OK)
+		e = storage_tx_call_update(tx, c); /* the version the event gave it */
+	if (e == ERR_OK && req->idempotency_key) {
+		struct idempotency rec = {.created_at = j->now};
+		memcpy(rec.call_id, c->id, sizeof rec.call_id);
+		memcpy(rec.request_hash, req->request_hash, sizeof rec.request_hash);
+		e = storage_tx_idempotency_put(tx, req->caller, req->idempotency_key, &rec);
+	}
+	if (e == ERR_OK)
+		j->call = c;
+	else
+		call_free(c);
+	return e;
+}
+
+static bool valid_ring_timeout(int s)
+{
+	return s == 0 || (s >= 5 && s <= 300);
+}
+
+enum err calls_create(const struct calls *cs, const struct call_create_req *req,
+		      struct call_grant *ret, const char **ret_msg)
+{
+	if (!req->n_callees || req->n_callees > CALL_MAX_CALLEES) {
+		*ret_msg = "callees: must hold 1 to 32 user ids";
+		return ERR_INVALID;
+	}
+	if (!valid_ring_timeout(req->ring_timeout_s)) {
+		*ret_msg = "ring_timeout_s: must be from 5 to 300";
+		return ERR_INVALID;
+	}
+	struct create_job j = {.cs = cs, .req = req, .now = clock_now_ms(&cs->clock)};
+	enum err e = storage_transact(cs->st, create_tx, &j);
+	if (e == ERR_OK && j.refusal != ERR_OK) {
+		*ret_msg = j.msg;
+		e = j.refusal;
+	}
+	if (e != ERR_OK) {
+		call_free(j.call);
+		return e;
+	}
+	struct call_grant g = {.call = j.call, .replayed = j.replayed};
+	if (j.call->status != CALL_ENDED) {
+		const struct member *caller = &j.call->members[0];
+		e = mint_for(cs, j.call, caller->user, display_name(caller, req->caller_name), j.now,
+			     &g);
+	}
+	if (e != ERR_OK) {
+		call_free(j.call);
+		return e;
+	}
+	*ret = g;
+	return ERR_OK;
+}

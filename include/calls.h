@@ -84,22 +84,22 @@ struct call_grant {
 };
 void call_grant_finish(struct call_grant *g);
 
-enum err calls_create(struct calls *cs, const struct call_create_req *req,
+enum err calls_create(const struct calls *cs, const struct call_create_req *req,
 		      struct call_grant *ret, const char **ret_msg);
-enum err calls_accept(struct calls *cs, const char *id, const char *user, const char *name,
+enum err calls_accept(const struct calls *cs, const char *id, const char *user, const char *name,
 		      struct call_grant *ret, const char **ret_msg);
-enum err calls_token(struct calls *cs, const char *id, const char *user, const char *name,
+enum err calls_token(const struct calls *cs, const char *id, const char *user, const char *name,
 		     struct call_grant *ret, const char **ret_msg);
-enum err calls_decline(struct calls *cs, const char *id, const char *user,
+enum err calls_decline(const struct calls *cs, const char *id, const char *user,
 		       struct call **ret_call, const char **ret_msg);
-enum err calls_leave(struct calls *cs, const char *id, const char *user,
+enum err calls_leave(const struct calls *cs, const char *id, const char *user,
 		     struct call **ret_call, const char **ret_msg);
 /* user NULL: an admin ends it without being a member. */
-enum err calls_end(struct calls *cs, const char *id, const char *user, struct call **ret_call,
+enum err calls_end(const struct calls *cs, const char *id, const char *user, struct call **ret_call,
 		   const char **ret_msg);
-enum err calls_get(struct calls *cs, const char *id, struct call **ret_call);
+enum err calls_get(const struct calls *cs, const char *id, struct call **ret_call);
 /* Fire every due timer; returns how many calls changed through *ret_fired (may be NULL). */
-enum err calls_fire_due(struct calls *cs, size_t *ret_fired);
+enum err calls_fire_due(const struct calls *cs, size_t *ret_fired);
 
 /* --- JSON views (jansson), shared by the HTTP answers and the feed --- */
 struct json_t;

@@ -1,1 +1,144 @@
-int main(void) { return 0; }
+/* callstate: the command line. Loads the configuration, opens and migrates the database, and
+ * serves HTTP until SIGTERM or SIGINT, then stops accepting, lets in-flight requests finish,
+ * stops the timers and closes the database before exiting 0. */
+#include <civetweb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "app.h"
+#include "log.h"
+#include "server.h"
+#include "timers.h"
+
+#ifndef CALLSTATE_VERSION
+#define CALLSTATE_VERSION "dev"
+#endif
+
+extern char **environ;
+
+enum exit_code { EXIT_OK = 0, EXIT_FAILURE_RUN = 1, EXIT_USAGE = 2 };
+
+static const char usage[] =
+	"usage: callstate serve [--config FILE]    migrate if needed, then serve HTTP\n"
+	"       callstate migrate [--config FILE]  apply pending database migrations\n"
+	"       callstate --version | --help\n"
+	"\n"
+	"Settings come from built-in defaults, then the --config file (NAME = value lines),\n"
+	"then the environment; NAME_FILE=/path and $CREDENTIALS_DIRECTORY/NAME supply secrets.\n"
+	"See README.md for every setting.\n";
+
+static int fail_usage(const char *msg)
+{
+	fprintf(stderr, "callstate: %s\n%s", msg, usage);
+	return EXIT_USAGE;
+}
+
+static enum err open_database(const struct config *cfg, struct storage **ret_st)
+{
+	struct storage *st = NULL;
+	int applied = 0;
+	enum err e = storage_open(cfg->db_url, &st);
+	if (e != ERR_OK) {
+		fprintf(stderr, "callstate: CALLSTATE_DB: cannot open the database (%s)\n",
+			err_code(e));
+		return e;
+	}
+	e = storage_migrate(st, &applied);
+	if (e != ERR_OK) {
+		fprintf(stderr, "callstate: CALLSTATE_DB: migration failed (%s)\n", err_code(e));
+		storage_close(st);
+		return e;
+	}
+	if (applied)
+		log_write(LOG_INFO, "msg=migrated applied=%d backend=%s", applied,
+			  storage_backend_name(st));
+	*ret_st = st;
+	return ERR_OK;
+}
+
+static int serve(const struct config *cfg, struct storage *st)
+{
+	struct app app;
+	struct server *srv = NULL;
+	struct timers *timers = NULL;
+	sigset_t stop_signals;
+	int sig = 0;
+
+	/* Block the stop signals before any thread starts so that only sigwait sees them. */
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	enum err e = app_init(&app, cfg, st);
+	if (e != ERR_OK) {
+		fprintf(stderr, "callstate: cannot start (%s)\n", err_code(e));
+		return EXIT_FAILURE_RUN;
+	}
+	e = timers_start(&app.calls, &timers);
+	if (e == ERR_OK)
+		e = server_start(&app, &srv);
+	if (e == ERR_OK) {
+		log_write(LOG_INFO, "msg=serving listen=%s:%d threads=%d backend=%s version=%s",
+			  cfg->listen_host, cfg->listen_port, cfg->threads,
+			  storage_backend_name(st), CALLSTATE_VERSION);
+		sigwait(&stop_signals, &sig);
+		log_write(LOG_INFO, "msg=stopping signal=%d", sig);
+	}
+	server_stop(srv);
+	timers_stop(timers);
+	app_finish(&app);
+	if (e != ERR_OK) {
+		fprintf(stderr, "callstate: CALLSTATE_LISTEN: cannot listen on %s:%d\n",
+			cfg->listen_host, cfg->listen_port);
+		return EXIT_FAILURE_RUN;
+	}
+	log_write(LOG_INFO, "msg=stopped");
+	return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+	const char *command = NULL, *config_path = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			fputs(usage, stdout);
+			return EXIT_OK;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("callstate %s\n", CALLSTATE_VERSION);
+			return EXIT_OK;
+		} else if (strcmp(argv[i], "--config") == 0) {
+			if (++i == argc)
+				return fail_usage("--config needs a file");
+			config_path = argv[i];
+		} else if (strncmp(argv[i], "--config=", 9) == 0) {
+			config_path = argv[i] + 9;
+		} else if (!command && (strcmp(argv[i], "serve") == 0 ||
+					strcmp(argv[i], "migrate") == 0)) {
+			command = argv[i];
+		} else {
+			return fail_usage("unknown argument");
+		}
+	}
+	if (!command)
+		return fail_usage("a command is required");
+
+	struct config cfg = {0};
+	char msg[512];
+	if (config_load(&cfg, config_path, environ, msg, sizeof msg) != ERR_OK) {
+		fprintf(stderr, "callstate: %s\n", msg);
+		config_finish(&cfg);
+		return EXIT_USAGE;
+	}
+	mg_init_library(0);
+	struct storage *st = NULL;
+	int rc = EXIT_USAGE;
+	if (open_database(&cfg, &st) == ERR_OK)
+		rc = strcmp(command, "serve") == 0 ? serve(&cfg, st) : EXIT_OK;
+	storage_close(st);
+	mg_exit_library();
+	config_finish(&cfg);
+	return rc;
+}

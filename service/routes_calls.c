@@ -1,1 +1,536 @@
-/* placeholder */
+/* Handlers of /v1/calls and /v1/users/{user}/calls: parse and validate the request, call the
+ * calls domain, and answer with the call object (or a grant with its token). */
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jsonutil.h"
+#include "log.h"
+#include "routes.h"
+#include "timefmt.h"
+
+#define IDEMPOTENCY_KEY_MAX 255
+#define LIST_LIMIT_DEFAULT 50
+#define LIST_LIMIT_MAX 500
+
+/* --- answers --- */
+
+static int reply_call(struct req *r, int status, const struct call *c)
+{
+	char *text = call_to_json_text(c);
+	if (!text)
+		return reply_error(r, ERR_NOMEM, NULL);
+	int rc = reply_json(r, status, text, strlen(text));
+	free(text);
+	return rc;
+}
+
+/* {"call"?, "token", "url", "token_expires_at"}; the token, url and time are null when the
+ * grant has no token (an idempotent replay of an ended call). */
+static int reply_grant(struct req *r, int status, const struct call_grant *g, bool with_call)
+{
+	char *call_text = with_call ? call_to_json_text(g->call) : NULL;
+	if (with_call && !call_text)
+		return reply_error(r, ERR_NOMEM, NULL);
+	size_t cap = (call_text ? strlen(call_text) : 0) + TOKEN_MAX +
+		     strlen(r->app->livekit_url_json) + 128;
+	char *buf = malloc(cap);
+	if (!buf) {
+		free(call_text);
+		return reply_error(r, ERR_NOMEM, NULL);
+	}
+	int n;
+	if (g->has_token) {
+		char expires[TIMEFMT_LEN + 1];
+		timefmt_format(g->token_expires_at, expires);
+		n = snprintf(buf, cap, "{%s%s%s\"token\":\"%s\",\"url\":%s,\"token_expires_at\":\"%s\"}",
+			     call_text ? "\"call\":" : "", call_text ? call_text : "",
+			     call_text ? "," : "", g->token, r->app->livekit_url_json, expires);
+	} else {
+		n = snprintf(buf, cap, "{%s%s%s\"token\":null,\"url\":null,\"token_expires_at\":null}",
+			     call_text ? "\"call\":" : "", call_text ? call_text : "",
+			     call_text ? "," : "");
+	}
+	int rc = reply_json(r, status, buf, (size_t)n);
+	free(buf);
+	free(call_text);
+	return rc;
+}
+
+static int reply_refusal(struct req *r, enum err e, const char *msg)
+{
+	if (e == ERR_UNAVAILABLE || e == ERR_INTERNAL || e == ERR_NOMEM)
+		msg = NULL; /* a 5xx never explains internals */
+	return reply_error(r, e, msg);
+}
+
+/* --- request fields --- */
+
+/* A required (or optional, when ret is preset to "") user-id-like string field. */
+static enum err user_field(json_t *body, const char *field, bool required, char *ret, size_t cap,
+			   const char **ret_msg)
+{
+	json_t *v = json_object_get(body, field);
+	if (!v || json_is_null(v)) {
+		if (!required)
+			return ERR_OK;
+		*ret_msg = field;
+		return ERR_INVALID;
+	}
+	const char *s = json_string_value(v);
+	if (!s || strlen(s) != json_string_length(v) || !valid_user_id(s)) {
+		*ret_msg = field;
+		return ERR_INVALID;
+	}
+	snprintf(ret, cap, "%s", s);
+	return ERR_OK;
+}
+
+static enum err name_field(json_t *body, const char *field, char *ret, size_t cap,
+			   const char **ret_msg)
+{
+	json_t *v = json_object_get(body, field);
+	if (!v || json_is_null(v))
+		return ERR_OK;
+	const char *s = json_string_value(v);
+	if (!s || json_string_length(v) > NAME_MAX_BYTES || strlen(s) != json_string_length(v)) {
+		*ret_msg = field;
+		return ERR_INVALID;
+	}
+	snprintf(ret, cap, "%s", s);
+	return ERR_OK;
+}
+
+/* Field-named validation messages for the 400 answers. */
+static const char *field_message(const char *field)
+{
+	static const struct {
+		const char *field, *message;
+	} table[] = {
+		{"caller", "caller: must be a user id of 1 to 128 bytes without control characters"},
+		{"user", "user: must be a user id of 1 to 128 bytes without control characters"},
+		{"chat_id", "chat_id: must be a string of 1 to 128 bytes without control characters"},
+		{"caller_name", "caller_name: must be a string of at most 256 bytes"},
+		{"name", "name: must be a string of at most 256 bytes"},
+	};
+	for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+		if (strcmp(table[i].field, field) == 0)
+			return table[i].message;
+	return field;
+}
+
+static enum err parse_callees(json_t *body, struct call_create_req *req, const char **ret_msg)
+{
+	json_t *arr = json_object_get(body, "callees");
+	if (!json_is_array(arr) || json_array_size(arr) == 0 ||
+	    json_array_size(arr) > CALL_MAX_CALLEES) {
+		*ret_msg = "callees: must be an array of 1 to 32 user ids";
+		return ERR_INVALID;
+	}
+	size_t i;
+	json_t *v;
+	json_array_foreach(arr, i, v) {
+		const char *s = json_string_value(v);
+		if (!s || strlen(s) != json_string_length(v) || !valid_user_id(s)) {
+			*ret_msg = "callees: every entry must be a user id of 1 to 128 bytes "
+				   "without control characters";
+			return ERR_INVALID;
+		}
+		if (strcmp(s, req->caller) == 0) {
+			*ret_msg = "callees: the caller cannot be among the callees";
+			return ERR_INVALID;
+		}
+		for (size_t k = 0; k < i; k++) {
+			if (strcmp(req->callees[k], s) == 0) {
+				*ret_msg = "callees: duplicate callee";
+				return ERR_INVALID;
+			}
+		}
+		snprintf(req->callees[i], sizeof req->callees[i], "%s", s);
+	}
+	req->n_callees = json_array_size(arr);
+	return ERR_OK;
+}
+
+/* Fills req from the body; req->metadata points into *ret_metadata (caller frees). */
+static enum err parse_create(json_t *body, struct call_create_req *req, char **ret_metadata,
+			     const char **ret_msg)
+{
+	const char *field = NULL;
+	enum err e = user_field(body, "caller", true, req->caller, sizeof req->caller, &field);
+	if (e == ERR_OK)
+		e = user_field(body, "chat_id", false, req->chat_id, sizeof req->chat_id, &field);
+	if (e == ERR_OK)
+		e = name_field(body, "caller_name", req->caller_name, sizeof req->caller_name,
+			       &field);
+	if (e != ERR_OK) {
+		*ret_msg = field_message(field);
+		return e;
+	}
+	e = parse_callees(body, req, ret_msg);
+	if (e != ERR_OK)
+		return e;
+
+	int kind = call_kind_parse(json_string_value(json_object_get(body, "kind")));
+	if (kind < 0) {
+		*ret_msg = "kind: must be \"audio\" or \"video\"";
+		return ERR_INVALID;
+	}
+	req->kind = (enum call_kind)kind;
+
+	json_t *rt = json_object_get(body, "ring_timeout_s");
+	if (rt && !json_is_null(rt)) {
+		json_int_t v = json_is_integer(rt) ? json_integer_value(rt) : 0;
+		if (v < 5 || v > 300) {
+			*ret_msg = "ring_timeout_s: must be an integer from 5 to 300";
+			return ERR_INVALID;
+		}
+		req->ring_timeout_s = (int)v;
+	}
+
+	json_t *md = json_object_get(body, "metadata");
+	if (md && !json_is_null(md)) {
+		char *text = json_is_object(md) ? json_dumps(md, JSON_COMPACT | JSON_PRESERVE_ORDER)
+						: NULL;
+		if (!text || strlen(text) > METADATA_MAX_BYTES) {
+			free(text);
+			*ret_msg = "metadata: must be a JSON object of at most 4 KiB";
+			return ERR_INVALID;
+		}
+		req->metadata = text;
+		*ret_metadata = text;
+	}
+	return ERR_OK;
+}
+
+/* The request's identity for Idempotency-Key: the body in a canonical form (sorted keys). */
+static enum err hash_request(json_t *body, unsigned char out[32])
+{
+	char *canon = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+	if (!canon)
+		return ERR_NOMEM;
+	SHA256((const unsigned char *)canon, strlen(canon), out);
+	free(canon);
+	return ERR_OK;
+}
+
+int handle_calls_create(struct req *r)
+{
+	struct call_create_req req = {0};
+	struct call_grant grant = {0};
+	json_t *body = NULL;
+	char *metadata = NULL;
+	const char *msg = NULL;
+	const char *key = req_header(r, "Idempotency-Key");
+
+	enum err e = req_auth(r, ROLE_SERVICE);
+	if (e == ERR_OK)
+		e = req_json_body(r, true, &body, &msg);
+	if (e == ERR_OK)
+		e = parse_create(body, &req, &metadata, &msg);
+	if (e == ERR_OK && key) {
+		size_t klen = strlen(key);
+		if (!klen || klen > IDEMPOTENCY_KEY_MAX) {
+			msg = "Idempotency-Key: must be 1 to 255 bytes";
+			e = ERR_INVALID;
+		} else {
+			req.idempotency_key = key;
+			e = hash_request(body, req.request_hash);
+		}
+	}
+	if (e == ERR_OK)
+		e = calls_create(&r->app->calls, &req, &grant, &msg);
+	json_decref(body);
+	free(metadata);
+	if (e != ERR_OK)
+		return reply_refusal(r, e, msg);
+	int rc = reply_grant(r, grant.replayed ? 200 : 201, &grant, true);
+	call_grant_finish(&grant);
+	return rc;
+}
+
+/* The id of /v1/calls/{id}/…: a malformed id cannot name a call. */
+static enum err call_id_param(const struct req *r, const char **ret_msg)
+{
+	if (r->param_too_long || strlen(r->param) != ID_LEN) {
+		*ret_msg = "no such call";
+		return ERR_NOT_FOUND;
+	}
+	return ERR_OK;
+}
+
+int handle_call_get(struct req *r)
+{
+	struct call *c = NULL;
+	const char *msg = NULL;
+	enum err e = req_auth(r, ROLE_SERVICE);
+	if (e == ERR_OK)
+		e = call_id_param(r, &msg);
+	if (e == ERR_OK)
+		e = calls_get(&r->app->calls, r->param, &c);
+	if (e == ERR_NOT_FOUND)
+		msg = "no such call";
+	if (e != ERR_OK)
+		return reply_refusal(r, e, msg);
+	int rc = reply_call(r, 200, c);
+	call_free(c);
+	return rc;
+}
+
+/* {"user", "name"?} of accept and token; name may be NULL. */
+struct member_req {
+	char user[USER_ID_MAX + 1];
+	char name[NAME_MAX_BYTES + 1];
+};
+
+static enum err read_member_req(struct req *r, bool user_required, struct member_req *mr,
+				const char **ret_msg)
+{
+	json_t *body = NULL;
+	const char *field = NULL;
+	enum err e = call_id_param(r, ret_msg);
+	if (e == ERR_OK)
+		e = req_json_body(r, user_required, &body, ret_msg);
+	if (e == ERR_OK && body) {
+		e = user_field(body, "user", user_required, mr->user, sizeof mr->user, &field);
+		if (e == ERR_OK)
+			e = name_field(body, "name", mr->name, sizeof mr->name, &field);
+		if (e != ERR_OK)
+			*ret_msg = field_message(field);
+	}
+	json_decref(body);
+	return e;
+}
+
+static int grant_action(struct req *r, bool accept)
+{
+	struct member_req mr = {0};
+	struct call_grant grant = {0};
+	const char *msg = NULL;
+	enum err e = req_auth(r, ROLE_SERVICE);
+	if (e == ERR_OK)
+		e = read_member_req(r, true, &mr, &msg);
+	if (e == ERR_OK)
+		e = accept ? calls_accept(&r->app->calls, r->param, mr.user, mr.name, &grant, &msg)
+			   : calls_token(&r->app->calls, r->param, mr.user, mr.name, &grant, &msg);
+	if (e != ERR_OK)
+		return reply_refusal(r, e, msg);
+	int rc = reply_grant(r, 200, &grant, accept);
+	call_grant_finish(&grant);
+	return rc;
+}
+
+int handle_call_accept(struct req *r)
+{
+	return grant_action(r, true);
+}
+
+int handle_call_token(struct req *r)
+{
+	return grant_action(r, false);
+}
+
+typedef enum err (*member_action_fn)(const struct calls *cs, const char *id, const char *user,
+				     struct call **ret_call, const char **ret_msg);
+
+static int member_action(struct req *r, member_action_fn fn, bool admin_may_omit_user)
+{
+	struct member_req mr = {0};
+	struct call *c = NULL;
+	const char *msg = NULL;
+	/* The role is known only after auth; an admin may end a call without naming a user. */
+	enum err e = req_auth(r, ROLE_SERVICE);
+	bool user_required = !(admin_may_omit_user && r->role == ROLE_ADMIN);
+	if (e == ERR_OK)
+		e = read_member_req(r, user_required, &mr, &msg);
+	if (e == ERR_OK)
+		e = fn(&r->app->calls, r->param, *mr.user ? mr.user : NULL, &c, &msg);
+	if (e != ERR_OK)
+		return reply_refusal(r, e, msg);
+	int rc = reply_call(r, 200, c);
+	call_free(c);
+	return rc;
+}
+
+int handle_call_decline(struct req *r)
+{
+	return member_action(r, calls_decline, false);
+}
+
+int handle_call_leave(struct req *r)
+{
+	return member_action(r, calls_leave, false);
+}
+
+int handle_call_end(struct req *r)
+{
+	return member_action(r, calls_end, true);
+}
+
+/* --- lists --- */
+
+/* The opaque cursor: "<created_at ms>.<id>" of the last row of the previous page. */
+static void cursor_format(const struct call *c, char *out, size_t cap)
+{
+	snprintf(out, cap, "%lld.%s", (long long)c->created_at, c->id);
+}
+
+static bool cursor_parse(const char *s, struct call_filter *f)
+{
+	char *end;
+	long long ms = strtoll(s, &end, 10);
+	if (end == s || *end != '.' || ms <= 0 || strlen(end + 1) != ID_LEN)
+		return false;
+	f->after_created_at = ms;
+	memcpy(f->after_id, end + 1, ID_LEN + 1);
+	return true;
+}
+
+static enum err query_int(const struct req *r, const char *name, long long min, long long max,
+			  long long *ret)
+{
+	char buf[32];
+	int n = req_query(r, name, 0, buf, sizeof buf);
+	if (n == -1)
+		return ERR_OK;
+	char *end;
+	long long v = n > 0 ? strtoll(buf, &end, 10) : 0;
+	if (n <= 0 || *end || v < min || v > max)
+		return ERR_INVALID;
+	*ret = v;
+	return ERR_OK;
+}
+
+static enum err query_enum(const struct req *r, const char *name, int (*parse)(const char *),
+			   int *ret)
+{
+	char buf[32];
+	int n = req_query(r, name, 0, buf, sizeof buf);
+	if (n == -1)
+		return ERR_OK;
+	int v = n > 0 ? parse(buf) : -1;
+	if (v < 0)
+		return ERR_INVALID;
+	*ret = v;
+	return ERR_OK;
+}
+
+static enum err query_string(const struct req *r, const char *name, char *out, size_t cap)
+{
+	int n = req_query(r, name, 0, out, cap);
+	if (n == -1) {
+		*out = '\0';
+		return ERR_OK;
+	}
+	return n > 0 && valid_user_id(out) ? ERR_OK : ERR_INVALID;
+}
+
+static enum err query_time(const struct req *r, const char *name, int64_t *ret)
+{
+	char buf[64];
+	int n = req_query(r, name, 0, buf, sizeof buf);
+	if (n == -1)
+		return ERR_OK;
+	return n > 0 && timefmt_parse(buf, ret) ? ERR_OK : ERR_INVALID;
+}
+
+/* The filters every list shares: status, limit, cursor. */
+static enum err parse_common_filters(const struct req *r, struct call_filter *f,
+				     const char **ret_msg)
+{
+	long long limit = LIST_LIMIT_DEFAULT;
+	char cursor[64];
+	if (query_enum(r, "status", call_status_parse, &f->status) != ERR_OK) {
+		*ret_msg = "status: must be ringing, active or ended";
+		return ERR_INVALID;
+	}
+	if (query_int(r, "limit", 1, LIST_LIMIT_MAX, &limit) != ERR_OK) {
+		*ret_msg = "limit: must be an integer from 1 to 500";
+		return ERR_INVALID;
+	}
+	f->limit = (int)limit;
+	int n = req_query(r, "cursor", 0, cursor, sizeof cursor);
+	if (n != -1 && (n <= 0 || !cursor_parse(cursor, f))) {
+		*ret_msg = "cursor: invalid";
+		return ERR_INVALID;
+	}
+	return ERR_OK;
+}
+
+static int reply_page(struct req *r, const struct call_page *page)
+{
+	json_t *calls = json_array();
+	for (size_t i = 0; calls && i < page->n; i++) {
+		if (json_array_append_new(calls, call_to_json(page->calls[i])) != 0) {
+			json_decref(calls);
+			calls = NULL;
+		}
+	}
+	json_t *next = json_null();
+	if (page->more && page->n) {
+		char cursor[64];
+		cursor_format(page->calls[page->n - 1], cursor, sizeof cursor);
+		json_decref(next);
+		next = json_string(cursor);
+	}
+	return reply_json_value(r, 200, json_pack("{s:o, s:o}", "calls", calls, "next_cursor", next));
+}
+
+static int list_calls(struct req *r, const struct call_filter *f)
+{
+	struct call_page page = {0};
+	enum err e = storage_calls_list(r->app->st, f, &page);
+	if (e != ERR_OK)
+		return reply_refusal(r, e, NULL);
+	int rc = reply_page(r, &page);
+	call_page_finish(&page);
+	return rc;
+}
+
+int handle_user_calls(struct req *r)
+{
+	struct call_filter f = {.status = -1, .outcome = -1, .kind = -1};
+	const char *msg = NULL;
+	enum err e = req_auth(r, ROLE_SERVICE);
+	if (e == ERR_OK && (r->param_too_long || !valid_user_id(r->param))) {
+		msg = "user: must be a user id of 1 to 128 bytes without control characters";
+		e = ERR_INVALID;
+	}
+	if (e == ERR_OK)
+		e = parse_common_filters(r, &f, &msg);
+	if (e != ERR_OK)
+		return reply_refusal(r, e, msg);
+	memcpy(f.user, r->param, strlen(r->param) + 1); /* valid_user_id bounded it */
+	return list_calls(r, &f);
+}
+
+int handle_calls_list(struct req *r)
+{
+	struct call_filter f = {.status = -1, .outcome = -1, .kind = -1};
+	const char *msg = NULL;
+	char format[16];
+	enum err e = req_auth(r, ROLE_ADMIN);
+	if (e == ERR_OK)
+		e = parse_common_filters(r, &f, &msg);
+	if (e != ERR_OK)
+		return reply_refusal(r, e, msg);
+	if (query_string(r, "user", f.user, sizeof f.user) != ERR_OK)
+		msg = "user: must be a user id of 1 to 128 bytes without control characters";
+	else if (query_string(r, "chat_id", f.chat_id, sizeof f.chat_id) != ERR_OK)
+		msg = "chat_id: must be a string of 1 to 128 bytes without control characters";
+	else if (query_enum(r, "outcome", call_outcome_parse, &f.outcome) != ERR_OK)
+		msg = "outcome: must be completed, missed, declined, cancelled or failed";
+	else if (query_enum(r, "kind", call_kind_parse, &f.kind) != ERR_OK)
+		msg = "kind: must be audio or video";
+	else if (query_time(r, "since", &f.since) != ERR_OK)
+		msg = "since: must be an RFC 3339 time";
+	else if (query_time(r, "until", &f.until) != ERR_OK)
+		msg = "until: must be an RFC 3339 time";
+	else if (req_query(r, "format", 0, format, sizeof format) != -1 &&
+		 strcmp(format, "json") != 0)
+		msg = "format: must be json";
+	if (msg)
+		return reply_error(r, ERR_INVALID, msg);
+	return list_calls(r, &f);
+}

@@ -1,0 +1,17 @@
+/* The handlers of every route, one file per resource; server.c maps paths to them. */
+#pragma once
+
+#include "http.h"
+
+int handle_calls_create(struct req *r);
+int handle_calls_list(struct req *r);
+int handle_call_get(struct req *r);
+int handle_call_accept(struct req *r);
+int handle_call_decline(struct req *r);
+int handle_call_token(struct req *r);
+int handle_call_leave(struct req *r);
+int handle_call_end(struct req *r);
+int handle_user_calls(struct req *r);
+int handle_events_list(struct req *r);
+int handle_healthz(struct req *r);
+int handle_readyz(struct req *r);
