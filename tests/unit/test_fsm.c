@@ -1,6 +1,7 @@
 /* The call state machine of API.md, transition by transition, on calls held in memory with
  * explicit times: no storage, no clock. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "calls.h"
