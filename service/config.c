@@ -16,8 +16,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#define SECRET_FILE_MAX (64 * 1024)
-#define CONFIG_FILE_MAX (1024 * 1024)
+#define SECRET_FILE_MAX ((size_t)64 * 1024)
+#define CONFIG_FILE_MAX ((size_t)1024 * 1024)
 #define NAME_BUF 64
 
 struct setting;
@@ -72,13 +72,18 @@ static char *dup_n(const char *s, size_t n)
 #define READ_TOO_LARGE (-1)
 #define READ_HAS_NUL (-2)
 
+static int errno_or_eio(void)
+{
+	return errno ? errno : EIO;
+}
+
 /* Reads a whole file as a C string: 0, an errno value or READ_*. Reads to EOF rather than
  * trusting st_size, so pipes and /proc-style files work too. */
 static int read_file(const char *path, size_t max, char **ret, size_t *ret_len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return errno;
+		return errno_or_eio();
 	char *buf = malloc(max + 1);
 	size_t len = 0;
 	int e = buf ? 0 : ENOMEM;
@@ -89,7 +94,7 @@ static int read_file(const char *path, size_t max, char **ret, size_t *ret_len)
 		else if (r == 0)
 			break;
 		else if (errno != EINTR)
-			e = errno;
+			e = errno_or_eio();
 	}
 	close(fd);
 	if (e == 0 && len > max)
@@ -97,8 +102,7 @@ static int read_file(const char *path, size_t max, char **ret, size_t *ret_len)
 	if (e == 0 && memchr(buf, '\0', len))
 		e = READ_HAS_NUL;
 	if (e) {
-		if (buf)
-			OPENSSL_clear_free(buf, max + 1);
+		OPENSSL_clear_free(buf, max + 1);
 		return e;
 	}
 	buf[len] = '\0';
@@ -193,7 +197,7 @@ static enum err set_db(struct config *cfg, const struct setting *s, const char *
 {
 	static const char *const pg[] = {"postgresql://", "postgres://", NULL};
 	if (!(strncmp(v, "sqlite:", 7) == 0 && v[7]) && !is_url(v, pg)) {
-		snprintf(why, cap, "must be sqlite:PATH, postgresql://… or postgres://…");
+		snprintf(why, cap, "must be sqlite:PATH, postgresql://... or postgres://...");
 		return ERR_INVALID;
 	}
 	return store_string(cfg, s, v);
@@ -537,8 +541,9 @@ static enum err parse_config_file(const char *path, char *text, struct file_valu
 		bool is_path = name_len > 5 && strncmp(name + name_len - 5, "_FILE", 5) == 0;
 		const struct setting *s = find_setting(name, is_path ? name_len - 5 : name_len);
 		if (!s) {
-			snprintf(msgbuf, msgcap, "%.*s: unknown setting (%s line %d)",
-				 (int)(name_len > NAME_BUF ? NAME_BUF : name_len), name, path, lineno);
+			int shown = (int)(name_len > NAME_BUF ? NAME_BUF : name_len);
+			snprintf(msgbuf, msgcap, "%.*s: unknown setting (%s line %d)", shown, name,
+				 path, lineno);
 			return ERR_INVALID;
 		}
 		value[value_len] = '\0';
@@ -552,8 +557,8 @@ static enum err parse_config_file(const char *path, char *text, struct file_valu
 static enum err read_value_file(const char *path, bool missing_ok, char **ret_value, char *why,
 				size_t cap)
 {
-	char *buf;
-	size_t len;
+	char *buf = NULL;
+	size_t len = 0;
 	int e = read_file(path, SECRET_FILE_MAX, &buf, &len);
 
 	*ret_value = NULL;
@@ -642,7 +647,7 @@ enum err config_load(struct config *ret_cfg, const char *config_path, char *cons
 {
 	struct config cfg = {0};
 	char *text = NULL;
-	size_t len;
+	size_t len = 0;
 
 	if (msgcap)
 		msgbuf[0] = '\0';
