@@ -1,1 +1,176 @@
-/* placeholder */
+/* The storage front end: storage_open() picks a backend by the URL's scheme, and every other
+ * storage_* call dispatches through that backend's const impl table (the curl vtls shape).
+ * No state and no logging here: backends log their driver text, callers log the rest. */
+#include "storage_impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct backend {
+	const char *scheme;
+	bool strip_scheme; /* pass the rest of the URL (a path) rather than the whole URL */
+	enum err (*open)(const char *arg, struct storage **ret_st);
+};
+
+static const struct backend backends[] = {
+	{"sqlite:", true, sqlite_storage_open},
+	/* The PostgreSQL backend is the next issue: its open goes here, with the whole URL. */
+	{"postgresql://", false, NULL},
+	{"postgres://", false, NULL},
+};
+
+enum err storage_open(const char *url, struct storage **ret_st)
+{
+	if (!url)
+		return ERR_INVALID;
+	for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++) {
+		const struct backend *b = &backends[i];
+		size_t len = strlen(b->scheme);
+		if (strncmp(url, b->scheme, len) != 0)
+			continue;
+		if (!b->open)
+			return ERR_INVALID;
+		return b->open(b->strip_scheme ? url + len : url, ret_st);
+	}
+	return ERR_INVALID;
+}
+
+void storage_close(struct storage *st)
+{
+	if (st)
+		st->impl->close(st);
+}
+
+enum err storage_migrate(struct storage *st, int *ret_applied)
+{
+	return st->impl->migrate(st, ret_applied);
+}
+
+enum err storage_schema_version(struct storage *st, int *ret_version)
+{
+	return st->impl->schema_version(st, ret_version);
+}
+
+enum err storage_ping(struct storage *st)
+{
+	return st->impl->ping(st);
+}
+
+const char *storage_backend_name(const struct storage *st)
+{
+	return st->impl->name;
+}
+
+enum err storage_transact(struct storage *st, storage_tx_fn fn, void *arg)
+{
+	return st->impl->transact(st, fn, arg);
+}
+
+enum err storage_tx_call_get(struct storage_tx *tx, const char *id, struct call **ret_call)
+{
+	return tx->st->impl->tx_call_get(tx, id, ret_call);
+}
+
+enum err storage_tx_call_get_by_room(struct storage_tx *tx, const char *room,
+				     struct call **ret_call)
+{
+	return tx->st->impl->tx_call_get_by_room(tx, room, ret_call);
+}
+
+enum err storage_tx_call_insert(struct storage_tx *tx, const struct call *c)
+{
+	return tx->st->impl->tx_call_insert(tx, c);
+}
+
+enum err storage_tx_call_update(struct storage_tx *tx, const struct call *c)
+{
+	return tx->st->impl->tx_call_update(tx, c);
+}
+
+enum err storage_tx_event_append(struct storage_tx *tx, struct event *ev)
+{
+	return tx->st->impl->tx_event_append(tx, ev);
+}
+
+enum err storage_tx_idempotency_get(struct storage_tx *tx, const char *caller, const char *key,
+				    struct idempotency *ret)
+{
+	return tx->st->impl->tx_idempotency_get(tx, caller, key, ret);
+}
+
+enum err storage_tx_idempotency_put(struct storage_tx *tx, const char *caller, const char *key,
+				    const struct idempotency *rec)
+{
+	return tx->st->impl->tx_idempotency_put(tx, caller, key, rec);
+}
+
+enum err storage_tx_webhook_insert(struct storage_tx *tx, const struct webhook_record *rec)
+{
+	return tx->st->impl->tx_webhook_insert(tx, rec);
+}
+
+enum err storage_tx_presence_get(struct storage_tx *tx, const char *user,
+				 struct presence_record *ret)
+{
+	return tx->st->impl->tx_presence_get(tx, user, ret);
+}
+
+enum err storage_tx_presence_set(struct storage_tx *tx, const char *user, int status,
+				 int64_t since)
+{
+	return tx->st->impl->tx_presence_set(tx, user, status, since);
+}
+
+enum err storage_presence_get(struct storage *st, const char *user, struct presence_record *ret)
+{
+	return st->impl->presence_get(st, user, ret);
+}
+
+enum err storage_call_access(struct storage *st, const char *id, const char *user,
+			     struct call_access *ret)
+{
+	return st->impl->call_access(st, id, user, ret);
+}
+
+enum err storage_call_get(struct storage *st, const char *id, struct call **ret_call)
+{
+	return st->impl->call_get(st, id, ret_call);
+}
+
+enum err storage_calls_list(struct storage *st, const struct call_filter *f,
+			    struct call_page *ret_page)
+{
+	return st->impl->calls_list(st, f, ret_page);
+}
+
+enum err storage_events_after(struct storage *st, int64_t after, int limit,
+			      struct event_page *ret_page)
+{
+	return st->impl->events_after(st, after, limit, ret_page);
+}
+
+enum err storage_calls_due(struct storage *st, int64_t now, size_t max, char (*ret_ids)[ID_LEN + 1],
+			   size_t *ret_n)
+{
+	return st->impl->calls_due(st, now, max, ret_ids, ret_n);
+}
+
+void call_page_finish(struct call_page *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->n; i++)
+		call_free(p->calls[i]);
+	free(p->calls);
+	*p = (struct call_page){0};
+}
+
+void event_page_finish(struct event_page *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->n; i++)
+		event_finish(&p->events[i]);
+	free(p->events);
+	*p = (struct event_page){0};
+}

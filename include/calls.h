@@ -45,6 +45,19 @@ enum err call_fsm_end(struct call *c, const char *user, int64_t now, struct fsm_
 /* Recompute next_deadline from the call's state (after any change). */
 void call_fsm_arm(struct call *c);
 
+struct webhook_event;
+/* Members whose in_room changed: their presence may have changed too. Borrowed from the call. */
+struct room_presence {
+	const char *users[CALL_MAX_MEMBERS];
+	size_t n;
+};
+/* Apply what one LiveKit webhook says about the call's room (sessions, joins, leaves, screen
+ * shares, room_finished), then the rules that follow from the room, then expired timers.
+ * at most ERR_NOMEM. An ended call only takes in the session facts. */
+enum err call_fsm_room_event(struct call *c, const struct webhook_event *we, int64_t now,
+			     const struct fsm_timeouts *t, struct fsm_events *ev,
+			     struct room_presence *ret_presence);
+
 /* --- the service --- */
 
 struct calls_config {
@@ -100,6 +113,12 @@ enum err calls_end(const struct calls *cs, const char *id, const char *user, str
 enum err calls_get(const struct calls *cs, const char *id, struct call **ret_call);
 /* Fire every due timer; returns how many calls changed through *ret_fired (may be NULL). */
 enum err calls_fire_due(const struct calls *cs, size_t *ret_fired);
+
+/* Store a verified LiveKit webhook once per event id and apply it to the call owning its room
+ * (events of other rooms are only stored). ERR_OK once durable; *ret_duplicate tells a repeat
+ * delivery, which changes nothing. */
+enum err calls_apply_webhook(const struct calls *cs, const struct webhook_event *we,
+			     const char *body, size_t body_len, bool *ret_duplicate);
 
 /* --- JSON views (jansson), shared by the HTTP answers and the feed --- */
 struct json_t;

@@ -62,6 +62,9 @@ struct participant {
 	int64_t left_at;
 	char disconnect_reason[REASON_MAX + 1]; /* "" = null */
 	bool aborted;                           /* participant_connection_aborted: a failed join */
+	bool left_inferred;     /* left_at was set by room_finished; a real leave overrides it */
+	int64_t screen_share_at;       /* first screen share track published, 0 = never */
+	int64_t screen_share_ended_at; /* last screen share track unpublished, 0 = never */
 };
 
 struct call {
@@ -78,6 +81,7 @@ struct call {
 	int64_t ended_at;
 	enum end_cause end_cause;
 	char room_end_reason[REASON_MAX + 1]; /* "" = null */
+	int64_t room_finished_at; /* LiveKit's room_finished; sessions still open end with it */
 	int ring_timeout_s;
 	int64_t ring_deadline;  /* created_at + ring timeout; pending invites are missed after it */
 	int64_t join_deadline;  /* answered_at + join timeout; 0 when not armed */

@@ -60,6 +60,39 @@ struct idempotency {
 	int64_t created_at;
 };
 
+/* A LiveKit webhook as received: stored once per event id, raw, with the call it touched. */
+struct webhook_record {
+	const char *id;           /* LiveKit's event id: the deduplication key */
+	const char *event;        /* event name as sent */
+	const char *room;         /* room name, "" when none */
+	const char *call_id;      /* "" when no call owns the room */
+	int64_t created_at;       /* LiveKit's createdAt, ms */
+	int64_t received_at;
+	const char *body;         /* the exact bytes that were signed */
+	size_t body_len;
+};
+
+/* What presence is made of; the visible presence is composed by the domain. */
+struct presence_record {
+	int status;                      /* the chat-set enum presence_status, -1 if never set */
+	int64_t status_since;
+	char open_call_id[ID_LEN + 1];   /* a call whose room holds an open session of the user's,
+					  * "" for none; the newest if several */
+	int64_t open_since;              /* joined_at of that session */
+	int64_t last_left_at;            /* the latest end of any of the user's sessions, 0 = none */
+};
+
+/* What minting a token needs to know of a call and one user: the hot path reads only this. */
+struct call_access {
+	char room[ROOM_LEN + 1];
+	enum call_kind kind;
+	enum call_status status;
+	int64_t next_deadline;
+	bool member;                   /* the fields below are set only for a member */
+	enum invite_state invite;
+	char name[NAME_MAX_BYTES + 1];
+};
+
 /* Open the database named by url ("sqlite:PATH", "postgresql://…", "postgres://…").
  * Does not migrate. ERR_INVALID for an unknown scheme, ERR_UNAVAILABLE if it cannot open. */
 enum err storage_open(const char *url, struct storage **ret_st);
@@ -99,7 +132,19 @@ enum err storage_tx_idempotency_get(struct storage_tx *tx, const char *caller, c
 enum err storage_tx_idempotency_put(struct storage_tx *tx, const char *caller, const char *key,
 				    const struct idempotency *rec);
 
+/* ERR_CONFLICT when a webhook with this id was stored before (a duplicate delivery). */
+enum err storage_tx_webhook_insert(struct storage_tx *tx, const struct webhook_record *rec);
+enum err storage_tx_presence_get(struct storage_tx *tx, const char *user,
+				 struct presence_record *ret);
+/* Insert or replace the chat-set status of user. */
+enum err storage_tx_presence_set(struct storage_tx *tx, const char *user, int status,
+				 int64_t since);
+
 /* --- reads --- */
+enum err storage_presence_get(struct storage *st, const char *user, struct presence_record *ret);
+/* ERR_NOT_FOUND when there is no such call; a non-member gets member = false. */
+enum err storage_call_access(struct storage *st, const char *id, const char *user,
+			     struct call_access *ret);
 enum err storage_call_get(struct storage *st, const char *id, struct call **ret_call);
 enum err storage_calls_list(struct storage *st, const struct call_filter *f,
 			    struct call_page *ret_page);

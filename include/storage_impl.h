@@ -24,6 +24,15 @@ struct storage_impl {
 	enum err (*tx_idempotency_put)(struct storage_tx *tx, const char *caller, const char *key,
 				       const struct idempotency *rec);
 
+	enum err (*tx_webhook_insert)(struct storage_tx *tx, const struct webhook_record *rec);
+	enum err (*tx_presence_get)(struct storage_tx *tx, const char *user,
+				    struct presence_record *ret);
+	enum err (*tx_presence_set)(struct storage_tx *tx, const char *user, int status,
+				    int64_t since);
+	enum err (*presence_get)(struct storage *st, const char *user, struct presence_record *ret);
+	enum err (*call_access)(struct storage *st, const char *id, const char *user,
+				struct call_access *ret);
+
 	enum err (*call_get)(struct storage *st, const char *id, struct call **ret_call);
 	enum err (*calls_list)(struct storage *st, const struct call_filter *f,
 			       struct call_page *ret_page);

@@ -1,0 +1,40 @@
+/* User presence: the status the chat app sets (online, away, offline), overridden by in_call
+ * while the user has an open session in a call's LiveKit room. Presence is composed from
+ * storage on every read, so it never disagrees with the sessions that webhooks recorded. */
+#pragma once
+
+#include <stdint.h>
+
+#include "calls.h"
+#include "storage.h"
+
+enum presence_status { PRESENCE_ONLINE, PRESENCE_AWAY, PRESENCE_OFFLINE, PRESENCE_IN_CALL };
+
+struct presence {
+	char user[USER_ID_MAX + 1];
+	enum presence_status status;
+	char call_id[ID_LEN + 1]; /* "" = null */
+	int64_t since;            /* 0 = null (a user never seen) */
+};
+
+const char *presence_status_name(enum presence_status s);
+/* Only the statuses the chat app may set; -1 otherwise. */
+int presence_status_parse_settable(const char *s);
+
+void presence_compose(const char *user, const struct presence_record *rec, struct presence *ret);
+struct json_t;
+/* The presence object of API.md; a new reference, NULL on allocation failure. */
+struct json_t *presence_to_json(const struct presence *p);
+/* Compact JSON text of the presence object; malloc'd, NULL on allocation failure. */
+char *presence_to_json_text(const struct presence *p);
+
+/* Set the chat status; appends presence.changed when what others see changed. */
+enum err presence_set(const struct calls *cs, const char *user, enum presence_status status,
+		      struct presence *ret);
+enum err presence_get(const struct calls *cs, const char *user, struct presence *ret);
+
+/* Inside a transaction: the presence of user as it is now, and the presence.changed event if
+ * it differs from before. */
+enum err presence_tx_get(struct storage_tx *tx, const char *user, struct presence *ret);
+enum err presence_tx_emit_if_changed(struct storage_tx *tx, const struct presence *before,
+				     int64_t now);
