@@ -14,6 +14,8 @@ enum err app_init(struct app *app, const struct config *cfg, struct storage *st)
 	enum err e = tokens_signer_init(&app->signer, cfg->api_key.key, cfg->api_key.secret);
 	if (e == ERR_OK)
 		e = auth_init(&app->auth, cfg);
+	if (e == ERR_OK)
+		e = webhook_keys_init(&app->webhook_keys, cfg);
 	if (e != ERR_OK)
 		return e;
 	size_t cap = strlen(cfg->livekit_url) * 6 + 3, len = 0;

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "storage.h"
 #include "tokens.h"
+#include "webhook.h"
 
 #define AUTH_DIGEST_LEN 32
 
@@ -30,6 +31,7 @@ struct app {
 	struct token_signer signer;
 	struct calls calls;
 	struct auth auth;
+	struct webhook_keys webhook_keys;
 	char *livekit_url_json; /* cfg->livekit_url as a JSON string literal */
 };
 

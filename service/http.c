@@ -147,6 +147,11 @@ static enum err read_body(struct req *r, long max, char **ret_buf, size_t *ret_l
 	return ERR_OK;
 }
 
+enum err req_raw_body(struct req *r, char **ret_buf, size_t *ret_len)
+{
+	return read_body(r, r->app->cfg->max_body_bytes, ret_buf, ret_len);
+}
+
 enum err req_json_body(struct req *r, bool required, json_t **ret_json, const char **ret_msg)
 {
 	const char *ct = req_header(r, "Content-Type");

@@ -40,6 +40,8 @@ enum err req_auth(struct req *r, enum role need);
 /* Read and parse the JSON body. 415 for another content type, 413 over the limit, 400 for
  * invalid JSON or (required) a missing body. *ret_json is NULL for an absent optional body. */
 enum err req_json_body(struct req *r, bool required, json_t **ret_json, const char **ret_msg);
+/* Read the raw body, at most the configured limit (ERR_TOO_LARGE beyond). The caller frees. */
+enum err req_raw_body(struct req *r, char **ret_buf, size_t *ret_len);
 /* A query parameter, decoded, the n-th occurrence. -1 absent, -2 too long, else its length. */
 int req_query(const struct req *r, const char *name, int n, char *buf, size_t cap);
 /* The value of a request header, or NULL. */

@@ -13,5 +13,8 @@ int handle_call_leave(struct req *r);
 int handle_call_end(struct req *r);
 int handle_user_calls(struct req *r);
 int handle_events_list(struct req *r);
+int handle_presence_put(struct req *r);
+int handle_presence_list(struct req *r);
+int handle_livekit_webhook(struct req *r);
 int handle_healthz(struct req *r);
 int handle_readyz(struct req *r);

@@ -16,8 +16,9 @@
 
 struct route {
 	const char *method;
-	const char *pattern; /* "{name}" stands for one parameter: a path segment, or for
-			      * "/v1/users/{user}/calls" every byte between the fixed parts */
+	const char *pattern; /* "{name}" stands for one parameter: a path segment, except that
+			      * "{user}" takes every byte between the fixed parts, since user ids
+			      * are opaque and may hold '/' */
 	int (*handler)(struct req *r);
 };
 
@@ -32,6 +33,9 @@ static const struct route routes[] = {
 	{"POST", "/v1/calls/{id}/end", handle_call_end},
 	{"GET", "/v1/users/{user}/calls", handle_user_calls},
 	{"GET", "/v1/events", handle_events_list},
+	{"PUT", "/v1/presence/{user}", handle_presence_put},
+	{"GET", "/v1/presence", handle_presence_list},
+	{"POST", "/webhooks/livekit", handle_livekit_webhook},
 	{"GET", "/healthz", handle_healthz},
 	{"GET", "/readyz", handle_readyz},
 };
@@ -55,9 +59,8 @@ static bool route_match(const char *pattern, const char *path, struct req *r)
 		return false;
 	size_t plen = path_len - pre - suf_len;
 	const char *param = path + pre;
-	if (!suf_len || strncmp(pattern, "/v1/users/", pre) != 0)
-		if (memchr(param, '/', plen))
-			return false;
+	if (strncmp(brace, "{user}", 6) != 0 && memchr(param, '/', plen))
+		return false;
 	r->param_too_long = plen > PATH_PARAM_MAX;
 	if (r->param_too_long)
 		plen = PATH_PARAM_MAX;

@@ -1,0 +1,248 @@
+/* What LiveKit's webhooks say about a call's room, applied to the call as pure functions.
+ * Results do not depend on arrival order: participant sessions are keyed by sid and merged
+ * field by field (a leave may come before its join; a real leave overrides one inferred from
+ * room_finished), members' in_room and join/leave times are recomputed from the whole set of
+ * sessions, and the call rules (a join answers, the last session closing ends a two-person
+ * call, an empty room ends a group call) look at that state rather than at the one event. */
+#include <string.h>
+
+#include "calls.h"
+#include "webhook.h"
+
+static int64_t max64(int64_t a, int64_t b)
+{
+	return a > b ? a : b;
+}
+
+static void emit(struct fsm_events *ev, const char *type)
+{
+	if (ev->n < FSM_MAX_EVENTS)
+		ev->types[ev->n++] = type;
+}
+
+static bool session_open(const struct participant *s)
+{
+	return s->joined_at && !s->left_at && !s->aborted;
+}
+
+static bool session_joined(const struct participant *s)
+{
+	return s->joined_at && !s->aborted;
+}
+
+static struct participant *session_find(struct call *c, const char *sid)
+{
+	for (size_t i = 0; i < c->n_participants; i++)
+		if (strcmp(c->participants[i].sid, sid) == 0)
+			return &c->participants[i];
+	return NULL;
+}
+
+static struct participant *session_upsert(struct call *c, const struct webhook_participant *p)
+{
+	struct participant *s = session_find(c, p->sid);
+	if (s)
+		return s;
+	struct participant fresh = {0};
+	memcpy(fresh.sid, p->sid, sizeof fresh.sid);
+	memcpy(fresh.user, p->identity, sizeof fresh.user);
+	if (!call_add_participant(c, &fresh))
+		return NULL;
+	return &c->participants[c->n_participants - 1];
+}
+
+/* When the participant became active: joinedAtMs, else joinedAt, else the event's time. */
+static int64_t joined_ms(const struct webhook_participant *p, int64_t fallback)
+{
+	if (p->joined_at_ms)
+		return p->joined_at_ms;
+	return p->joined_at ? p->joined_at * 1000 : fallback;
+}
+
+/* Keep left_at >= joined_at, and close a session the finished room left open. */
+static void session_settle(const struct call *c, struct participant *s)
+{
+	if (s->left_at && s->joined_at && s->left_at < s->joined_at)
+		s->left_at = s->joined_at;
+	if (c->room_finished_at && s->joined_at && !s->left_at && !s->aborted) {
+		s->left_at = max64(c->room_finished_at, s->joined_at);
+		s->left_inferred = true;
+	}
+}
+
+static bool is_screen_share(const struct webhook_track *t)
+{
+	return strcmp(t->source, "SCREEN_SHARE") == 0 || strcmp(t->source, "SCREEN_SHARE_AUDIO") == 0;
+}
+
+/* Merge one webhook's facts into the sessions. false only on allocation failure. */
+static bool apply_facts(struct call *c, const struct webhook_event *we, int64_t at)
+{
+	const struct webhook_participant *p = &we->participant;
+	if (we->kind == WEBHOOK_ROOM_FINISHED) {
+		if (!c->room_finished_at || at < c->room_finished_at)
+			c->room_finished_at = at;
+		for (size_t i = 0; i < c->n_participants; i++)
+			session_settle(c, &c->participants[i]);
+		return true;
+	}
+	if (!*p->sid)
+		return true;
+	struct participant *s = session_upsert(c, p);
+	if (!s)
+		return false;
+	switch (we->kind) {
+	case WEBHOOK_PARTICIPANT_JOINED:
+		s->joined_at = joined_ms(p, at);
+		break;
+	case WEBHOOK_PARTICIPANT_LEFT:
+		if (!s->joined_at)
+			s->joined_at = joined_ms(p, at);
+		s->left_at = max64(at, s->joined_at);
+		s->left_inferred = false;
+		if (*p->disconnect_reason)
+			memcpy(s->disconnect_reason, p->disconnect_reason, sizeof s->disconnect_reason);
+		break;
+	case WEBHOOK_PARTICIPANT_CONNECTION_ABORTED:
+		s->aborted = true;
+		if (!s->left_at || s->left_inferred)
+			s->left_at = at;
+		s->left_inferred = false;
+		if (*p->disconnect_reason)
+			memcpy(s->disconnect_reason, p->disconnect_reason, sizeof s->disconnect_reason);
+		break;
+	case WEBHOOK_TRACK_PUBLISHED:
+		if (is_screen_share(&we->track) && (!s->screen_share_at || at < s->screen_share_at))
+			s->screen_share_at = at;
+		break;
+	case WEBHOOK_TRACK_UNPUBLISHED:
+		if (is_screen_share(&we->track))
+			s->screen_share_ended_at = max64(s->screen_share_ended_at, at);
+		break;
+	default:
+		break;
+	}
+	session_settle(c, s);
+	return true;
+}
+
+/* A member's room state is a function of their sessions only. */
+static void member_recompute(struct call *c, struct member *m)
+{
+	m->in_room = false;
+	m->first_joined_at = 0;
+	m->last_left_at = 0;
+	for (size_t i = 0; i < c->n_participants; i++) {
+		const struct participant *s = &c->participants[i];
+		if (strcmp(s->user, m->user) != 0 || !session_joined(s))
+			continue;
+		m->in_room = m->in_room || session_open(s);
+		if (!m->first_joined_at || s->joined_at < m->first_joined_at)
+			m->first_joined_at = s->joined_at;
+		m->last_left_at = max64(m->last_left_at, s->left_at);
+	}
+}
+
+/* A callee who joined the room while invited is taken to have accepted, at the time LiveKit
+ * says they joined; a join learnt late (an earlier session reported after a later one) moves
+ * the answer back to it, so the times do not depend on arrival order. */
+static void accept_by_joining(struct call *c, const struct fsm_timeouts *t, struct fsm_events *ev)
+{
+	for (size_t i = 0; i < c->n_members; i++) {
+		struct member *m = &c->members[i];
+		if (m->role != MEMBER_CALLEE || !m->first_joined_at)
+			continue;
+		int64_t at = max64(m->first_joined_at, c->created_at);
+		if (m->invite == INVITE_ACCEPTED) {
+			if (at < m->responded_at)
+				m->responded_at = at;
+			if (c->answered_at && at < c->answered_at)
+				c->answered_at = at;
+			continue;
+		}
+		if (m->invite != INVITE_PENDING || m->first_joined_at >= c->ring_deadline)
+			continue;
+		m->invite = INVITE_ACCEPTED;
+		m->responded_at = at;
+		emit(ev, "call.accepted");
+		if (c->status == CALL_RINGING) {
+			c->status = CALL_ACTIVE;
+			c->answered_at = at;
+			c->join_deadline = at + (int64_t)t->join_timeout_s * 1000;
+			emit(ev, "call.active");
+		}
+	}
+}
+
+static void end_by_room(struct call *c, enum call_outcome o, enum end_cause cause, int64_t at,
+			struct fsm_events *ev)
+{
+	for (size_t i = 0; i < c->n_members; i++) {
+		if (c->members[i].invite == INVITE_PENDING)
+			c->members[i].invite = INVITE_CANCELLED;
+	}
+	c->status = CALL_ENDED;
+	c->outcome = o;
+	c->end_cause = cause;
+	c->ended_at = max64(max64(at, c->created_at), c->answered_at);
+	emit(ev, "call.ended");
+}
+
+/* The end rules of API.md that look at the room. */
+static void end_rules(struct call *c, const struct webhook_event *we, struct fsm_events *ev)
+{
+	if (c->status == CALL_ENDED)
+		return;
+	if (c->room_finished_at) {
+		if (we->kind == WEBHOOK_ROOM_FINISHED)
+			memcpy(c->room_end_reason, we->room_end_reason, sizeof c->room_end_reason);
+		end_by_room(c, c->status == CALL_RINGING ? OUTCOME_CANCELLED : OUTCOME_COMPLETED,
+			    CAUSE_ROOM_FINISHED, c->room_finished_at, ev);
+		return;
+	}
+	if (c->status != CALL_ACTIVE)
+		return;
+	bool anyone_joined = false, anyone_in = false;
+	int64_t last_left = 0;
+	for (size_t i = 0; i < c->n_members; i++) {
+		const struct member *m = &c->members[i];
+		anyone_joined = anyone_joined || m->first_joined_at;
+		anyone_in = anyone_in || m->in_room;
+		last_left = max64(last_left, m->last_left_at);
+		/* One side of a two-person call whose last session closed has left it. */
+		if (c->n_members == 2 && m->first_joined_at && !m->in_room) {
+			end_by_room(c, OUTCOME_COMPLETED, CAUSE_LEAVE, m->last_left_at, ev);
+			return;
+		}
+	}
+	if (anyone_joined && !anyone_in)
+		end_by_room(c, OUTCOME_COMPLETED, CAUSE_ROOM_EMPTY, last_left, ev);
+}
+
+enum err call_fsm_room_event(struct call *c, const struct webhook_event *we, int64_t now,
+			     const struct fsm_timeouts *t, struct fsm_events *ev,
+			     struct room_presence *ret_presence)
+{
+	bool was_in[CALL_MAX_MEMBERS];
+	int64_t at = we->created_at ? we->created_at * 1000 : now;
+	for (size_t i = 0; i < c->n_members; i++)
+		was_in[i] = c->members[i].in_room;
+	if (!apply_facts(c, we, at))
+		return ERR_NOMEM;
+	for (size_t i = 0; i < c->n_members; i++)
+		member_recompute(c, &c->members[i]);
+	if (c->status != CALL_ENDED)
+		accept_by_joining(c, t, ev);
+
+	ret_presence->n = 0;
+	for (size_t i = 0; i < c->n_members; i++) {
+		if (c->members[i].in_room == was_in[i])
+			continue;
+		emit(ev, c->members[i].in_room ? "call.member_joined" : "call.member_left");
+		ret_presence->users[ret_presence->n++] = c->members[i].user;
+	}
+	end_rules(c, we, ev);
+	call_fsm_tick(c, now, t, ev);
+	call_fsm_arm(c);
+	return ERR_OK;
+}

@@ -1,0 +1,93 @@
+/* LiveKit webhooks applied to calls: one storage transaction stores the raw event under its id
+ * (a duplicate delivery stops there), applies it to the call that owns the room, appends the
+ * feed events of the change and of any presence it moved, and commits before the answer. */
+#include <string.h>
+
+#include "calls_internal.h"
+#include "presence.h"
+#include "webhook.h"
+
+struct room_job {
+	const struct calls *cs;
+	const struct webhook_event *we;
+	const char *body;
+	size_t body_len;
+	int64_t now;
+	bool duplicate;
+};
+
+/* The presence of each user before the change, to tell afterwards whether it moved. */
+static enum err presence_before(struct storage_tx *tx, const struct room_presence *rp,
+				struct presence *before)
+{
+	enum err e = ERR_OK;
+	for (size_t i = 0; i < rp->n && e == ERR_OK; i++)
+		e = presence_tx_get(tx, rp->users[i], &before[i]);
+	return e;
+}
+
+static enum err apply_to_call(struct room_job *j, struct storage_tx *tx, struct call *c)
+{
+	struct fsm_timeouts t = {.join_timeout_s = j->cs->cfg.join_timeout_s};
+	struct fsm_events ev = {0};
+	struct room_presence rp = {0};
+	struct presence before[CALL_MAX_MEMBERS];
+	enum err e = call_fsm_room_event(c, j->we, j->now, &t, &ev, &rp);
+	/* Presence reads the stored sessions, so "before" is read before the update. */
+	if (e == ERR_OK)
+		e = presence_before(tx, &rp, before);
+	if (e == ERR_OK)
+		e = calls_append_events(tx, c, &ev, j->now);
+	if (e == ERR_OK)
+		e = storage_tx_call_update(tx, c);
+	for (size_t i = 0; i < rp.n && e == ERR_OK; i++)
+		e = presence_tx_emit_if_changed(tx, &before[i], j->now);
+	return e;
+}
+
+static enum err room_tx(struct storage_tx *tx, void *arg)
+{
+	struct room_job *j = arg;
+	const struct webhook_event *we = j->we;
+	struct call *c = NULL;
+	j->duplicate = false;
+	enum err e = ERR_NOT_FOUND;
+	if (*we->room.name)
+		e = storage_tx_call_get_by_room(tx, we->room.name, &c);
+	if (e != ERR_OK && e != ERR_NOT_FOUND)
+		return e;
+
+	struct webhook_record rec = {
+		.id = we->id,
+		.event = we->name,
+		.room = we->room.name,
+		.call_id = c ? c->id : "",
+		.created_at = we->created_at * 1000,
+		.received_at = j->now,
+		.body = j->body,
+		.body_len = j->body_len,
+	};
+	e = storage_tx_webhook_insert(tx, &rec);
+	if (e == ERR_CONFLICT) {
+		j->duplicate = true;
+		e = ERR_OK;
+	} else if (e == ERR_OK && c && we->kind != WEBHOOK_IGNORED &&
+		   we->kind != WEBHOOK_ROOM_STARTED) {
+		e = apply_to_call(j, tx, c);
+	}
+	call_free(c);
+	return e;
+}
+
+enum err calls_apply_webhook(const struct calls *cs, const struct webhook_event *we,
+			     const char *body, size_t body_len, bool *ret_duplicate)
+{
+	struct room_job j = {
+		.cs = cs, .we = we, .body = body, .body_len = body_len,
+		.now = clock_now_ms(&cs->clock),
+	};
+	enum err e = storage_transact(cs->st, room_tx, &j);
+	if (e == ERR_OK && ret_duplicate)
+		*ret_duplicate = j.duplicate;
+	return e;
+}

@@ -1,0 +1,44 @@
+/* POST /webhooks/livekit: the raw body is kept byte for byte (its SHA-256 is signed), the
+ * signature checked against every configured key, the event parsed and handed to the calls
+ * service, and 200 sent only once it is durably stored. A 5xx makes LiveKit retry. */
+#include <stdlib.h>
+
+#include "log.h"
+#include "routes.h"
+
+int handle_livekit_webhook(struct req *r)
+{
+	char *body = NULL;
+	size_t len = 0;
+	const char *key_id = NULL, *why = NULL;
+	struct webhook_event we;
+	bool duplicate = false;
+
+	enum err e = req_raw_body(r, &body, &len);
+	if (e == ERR_OK) {
+		int64_t now_s = clock_now_ms(&r->app->calls.clock) / 1000;
+		e = webhook_verify(&r->app->webhook_keys, req_header(r, "Authorization"), body,
+				   len, now_s, &key_id, &why);
+		if (e != ERR_OK)
+			log_write(LOG_WARN, "msg=\"webhook refused\" request_id=%s why=\"%s\"",
+				  r->request_id, why ? why : "unknown");
+	}
+	if (e == ERR_OK) {
+		e = webhook_event_parse(body, len, &we);
+		if (e == ERR_NOMEM)
+			e = ERR_UNAVAILABLE;
+	}
+	if (e == ERR_OK)
+		e = calls_apply_webhook(&r->app->calls, &we, body, len, &duplicate);
+	free(body);
+	if (e == ERR_INVALID)
+		return reply_error(r, e, "body: not a LiveKit webhook event");
+	if (e == ERR_NOMEM || e == ERR_INTERNAL)
+		e = ERR_UNAVAILABLE; /* never lose an event LiveKit would not resend */
+	if (e != ERR_OK)
+		return reply_error(r, e, NULL);
+	log_write(LOG_INFO, "msg=webhook request_id=%s event=%s id=%s key=%s duplicate=%d",
+		  r->request_id, we.name, we.id, key_id, duplicate);
+	static const char ok[] = "{\"status\":\"ok\"}";
+	return reply_json(r, 200, ok, sizeof ok - 1);
+}
