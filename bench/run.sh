@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# callstate benchmarks (on demand, never in CI). Builds a release binary, then measures with wrk
+# over loopback, keep-alive, CONNS connections (never more than the server's worker threads):
+#   1. token minting     POST /v1/calls/{id}/token   (real calls and members, created via the API)
+#   2. call creation     POST /v1/calls              (durable writes)
+#   3. user history      GET  /v1/users/{u}/calls    over SEED_CALLS stored calls
+#   4. admin filter      GET  /v1/calls?status=ended&kind=video   over the same
+#   5. peers, when they can run: the bare CivetWeb ceiling and the Node SDK token peer
+# and prints callstate's idle RSS and a table of req/s, p50 and p99.
+#
+# Environment knobs: DURATION (10s), CONNS (32), WRK_THREADS (2), SEED_CALLS (1000000),
+# SERVER_THREADS (64), MEMBERS (2000 calls created for the token bench), SKIP_PEERS=1,
+# SKIP_BUILD=1 (use build-release as it is), CALLSTATE_BIN (use this binary, no build).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH="$ROOT/bench"
+PEERS="${PEERS_DIR:-$ROOT/../shared/peers}"
+[ -d "$PEERS" ] || PEERS=/work/shared/peers
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-32}
+WRK_THREADS=${WRK_THREADS:-2}
+SEED_CALLS=${SEED_CALLS:-1000000}
+SERVER_THREADS=${SERVER_THREADS:-64}
+MEMBERS=${MEMBERS:-2000}
+if [ "$SEED_CALLS" -ge 1000000 ] && [ $((SEED_CALLS % 1000000)) -eq 0 ]; then SEED_LABEL="$((SEED_CALLS / 1000000))M calls"
+else SEED_LABEL="$SEED_CALLS calls"; fi
+if [ "$SERVER_THREADS" -lt "$CONNS" ]; then
+	echo "SERVER_THREADS ($SERVER_THREADS) must be >= CONNS ($CONNS): CivetWeb leaves extra keep-alive connections unanswered" >&2
+	exit 2
+fi
+
+need() { # need CMD PACKAGE
+	command -v "$1" >/dev/null 2>&1 && return 0
+	echo "== installing $2" >&2
+	if [ "$(id -u)" = 0 ]; then
+		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+	else
+		sudo apt-get update -qq >/dev/null && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+	fi
+}
+need wrk wrk
+need sqlite3 sqlite3
+need curl curl
+need jq jq
+
+# ---- build ----
+if [ -n "${CALLSTATE_BIN:-}" ]; then
+	BIN=$CALLSTATE_BIN
+else
+	BIN="$ROOT/build-release/callstate"
+	if [ -z "${SKIP_BUILD:-}" ]; then
+		echo "== release build" >&2
+		[ -d "$ROOT/build-release" ] || meson setup "$ROOT/build-release" "$ROOT" --buildtype=release >/dev/null
+		ninja -C "$ROOT/build-release" callstate >/dev/null
+	fi
+fi
+[ -x "$BIN" ] || { echo "no callstate binary at $BIN" >&2; exit 1; }
+
+WORK=$(mktemp -d /tmp/callstate-bench.XXXXXX)
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]:-}"; do
+		[ -n "$p" ] && kill "$p" 2>/dev/null || true
+	done
+	for p in "${PIDS[@]:-}"; do
+		[ -n "$p" ] && wait "$p" 2>/dev/null || true
+	done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_http() { # wait_http URL [TRIES]
+	local i
+	for i in $(seq 1 "${2:-200}"); do
+		curl -s -o /dev/null "$1" && return 0
+		sleep 0.05
+	done
+	echo "nothing answers at $1" >&2
+	return 1
+}
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+SVC_TOKEN="bench-svc-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+ADM_TOKEN="bench-adm-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+API_KEY=APIbenchkey
+API_SECRET=bench-secret-0123456789abcdef0123456789abcdef
+
+start_callstate() { # start_callstate DBFILE PORT LOG → sets CS_PID
+	env -i PATH="$PATH" \
+		LIVEKIT_API_KEY=$API_KEY LIVEKIT_API_SECRET=$API_SECRET \
+		CALLSTATE_SERVICE_TOKENS="$SVC_TOKEN" CALLSTATE_ADMIN_TOKENS="$ADM_TOKEN" \
+		CALLSTATE_DB="sqlite:$1" CALLSTATE_LISTEN="127.0.0.1:$2" \
+		CALLSTATE_THREADS="$SERVER_THREADS" CALLSTATE_RING_TIMEOUT_S=300 \
+		"$BIN" serve 2>"$3" &
+	CS_PID=$!
+	PIDS+=("$CS_PID")
+	wait_http "http://127.0.0.1:$2/healthz"
+}
+stop_pid() {
+	kill -TERM "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
+
+RESULTS="$WORK/results.tsv"
+: >"$RESULTS"
+# run_wrk NAME URL SCRIPT [SCRIPT ARGS...]: one bounded wrk run; records req/s, p50, p99, errors
+run_wrk() {
+	local name=$1 url=$2 script=$3
+	shift 3
+	local out="$WORK/wrk-$(echo "$name" | tr -c 'a-zA-Z0-9' '_').txt"
+	echo "== $name: wrk -t$WRK_THREADS -c$CONNS -d$DURATION $url" >&2
+	wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" --timeout 5s --latency -s "$script" "$url" -- "$@" >"$out" 2>&1 || true
+	awk -v name="$name" '
+		function to_ms(v) {
+			if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
+			if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
+			if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000 }
+			return v
+		}
+		/^Requests\/sec:/ { rps = $2 }
+		/^ +50%/ { p50 = to_ms($2) }
+		/^ +99%/ { p99 = to_ms($2) }
+		/Non-2xx or 3xx responses:/ { non2xx = $NF }
+		/Socket errors:/ { errs = $0; sub(/.*Socket errors: */, "", errs) }
+		/requests in/ { total = $1 }
+		END {
+			if (rps == "") { printf "%s\t-\t-\t-\twrk failed\n", name; exit }
+			note = ""
+			if (non2xx != "") note = note "non-2xx " non2xx "/" total " "
+			if (errs != "") note = note "socket " errs
+			printf "%s\t%.0f\t%.2f\t%.2f\t%s\n", name, rps, p50, p99, note
+		}' "$out" >>"$RESULTS"
+	tail -n 1 "$RESULTS" >&2
+}
+
+# ---------------------------------------------------------------------------------------------
+# 1 + 2: tokens and creation on a fresh database
+PORT=$(free_port)
+start_callstate "$WORK/fresh.db" "$PORT" "$WORK/fresh.log"
+IDLE_RSS=$(rss_kb "$CS_PID")
+echo "== callstate idle RSS: ${IDLE_RSS} kB" >&2
+
+echo "== creating $MEMBERS calls through the API" >&2
+MEMBERS_FILE="$WORK/members.tsv"
+: >"$MEMBERS_FILE"
+for i in $(seq 1 "$MEMBERS"); do
+	printf '{"caller":"tk-caller-%d","callees":["tk-callee-%d"],"kind":"video","ring_timeout_s":300}\n' "$i" "$i"
+done >"$WORK/create-bodies.jsonl"
+# One keep-alive curl per 250 calls, 8 in parallel.
+split -l 250 "$WORK/create-bodies.jsonl" "$WORK/bodies."
+CURL_PIDS=()
+for f in "$WORK"/bodies.*; do
+	(
+		args=()
+		while IFS= read -r body; do
+			args+=(--next -s -X POST -H "Authorization: Bearer $SVC_TOKEN" -H 'Content-Type: application/json'
+				-d "$body" -w '\n' "http://127.0.0.1:$PORT/v1/calls")
+		done <"$f"
+		curl "${args[@]:1}" >"$f.out"
+	) &
+	CURL_PIDS+=($!)
+	if [ "${#CURL_PIDS[@]}" -ge 8 ]; then
+		wait "${CURL_PIDS[@]}"
+		CURL_PIDS=()
+	fi
+done
+[ "${#CURL_PIDS[@]}" -eq 0 ] || wait "${CURL_PIDS[@]}"
+cat "$WORK"/bodies.*.out | jq -r 'select(.call) | .call.id as $id | .call.members[] | "\($id)\t\(.user)"' >"$MEMBERS_FILE"
+echo "== $(wc -l <"$MEMBERS_FILE") members of $(cut -f1 "$MEMBERS_FILE" | sort -u | wc -l) calls" >&2
+
+run_wrk "token POST /v1/calls/{id}/token" "http://127.0.0.1:$PORT" "$BENCH/token.lua" "$MEMBERS_FILE" "$SVC_TOKEN"
+run_wrk "create POST /v1/calls" "http://127.0.0.1:$PORT" "$BENCH/create.lua" "$SVC_TOKEN"
+LOADED_RSS=$(rss_kb "$CS_PID")
+stop_pid "$CS_PID"
+
+# ---------------------------------------------------------------------------------------------
+# 3 + 4: lists over SEED_CALLS stored calls
+SEEDED="$WORK/seeded.db"
+env -i PATH="$PATH" LIVEKIT_API_KEY=$API_KEY LIVEKIT_API_SECRET=$API_SECRET \
+	CALLSTATE_SERVICE_TOKENS="$SVC_TOKEN" CALLSTATE_DB="sqlite:$SEEDED" "$BIN" migrate 2>"$WORK/migrate.log"
+BASE=$(($(date +%s%3N) - SEED_CALLS * 2500 - 3600000))
+echo "== seeding $SEED_CALLS calls into $SEEDED" >&2
+SEED_START=$(date +%s%3N)
+sed -e "s/@N@/$SEED_CALLS/g" -e "s/@BASE@/$BASE/g" "$BENCH/seed.sql" | sqlite3 "$SEEDED" >/dev/null
+SEED_S=$(awk -v a="$SEED_START" -v b="$(date +%s%3N)" 'BEGIN { printf "%.1f", (b - a) / 1000 }')
+echo "== seeded in ${SEED_S}s: $(sqlite3 "$SEEDED" 'SELECT count(*) FROM calls') calls, $(du -h "$SEEDED" | cut -f1)" >&2
+PORT=$(free_port)
+start_callstate "$SEEDED" "$PORT" "$WORK/seeded.log"
+SEEDED_RSS=$(rss_kb "$CS_PID")
+# sanity: the first page of a user's history and of the admin filter
+curl -sf -H "Authorization: Bearer $SVC_TOKEN" "http://127.0.0.1:$PORT/v1/users/user-00042/calls" |
+	jq -e '(.calls | length) == ([50, '"$SEED_CALLS"' / 5000 | floor] | min) or (.calls | length) > 0' >/dev/null ||
+	echo "WARNING: user-00042 has no history" >&2
+curl -sf -H "Authorization: Bearer $ADM_TOKEN" "http://127.0.0.1:$PORT/v1/calls?status=ended&kind=video" |
+	jq -e '.calls | length == 50 and all(.status == "ended" and .kind == "video")' >/dev/null ||
+	echo "WARNING: the admin filter page is wrong" >&2
+run_wrk "history GET /v1/users/{u}/calls ($SEED_LABEL)" "http://127.0.0.1:$PORT" "$BENCH/get.lua" "$SVC_TOKEN" "/v1/users/%s/calls" 10000
+run_wrk "admin GET /v1/calls?status=ended&kind=video ($SEED_LABEL)" "http://127.0.0.1:$PORT" "$BENCH/get.lua" "$ADM_TOKEN" "/v1/calls?status=ended&kind=video"
+stop_pid "$CS_PID"
+
+# ---------------------------------------------------------------------------------------------
+# 5: peers
+if [ -z "${SKIP_PEERS:-}" ] && [ -d "$PEERS" ]; then
+	if [ -f "$PEERS/civetweb-ceiling/ceiling.c" ] && cc -O2 -o "$WORK/ceiling" "$PEERS/civetweb-ceiling/ceiling.c" -lcivetweb 2>"$WORK/ceiling-build.log"; then
+		PORT=$(free_port)
+		"$WORK/ceiling" "$PORT" "$SERVER_THREADS" one >/dev/null 2>&1 &
+		CPID=$!
+		PIDS+=("$CPID")
+		if wait_http "http://127.0.0.1:$PORT/"; then
+			run_wrk "peer: CivetWeb ceiling, token-sized POST" "http://127.0.0.1:$PORT" "$BENCH/token.lua" "$MEMBERS_FILE" "$SVC_TOKEN"
+		fi
+		stop_pid "$CPID"
+	else
+		echo "== ceiling peer skipped (no compiler or libcivetweb)" >&2
+	fi
+	if command -v node >/dev/null && command -v npm >/dev/null && [ -f "$PEERS/node-sdk/server.js" ]; then
+		cp -r "$PEERS" "$WORK/peers"
+		if (cd "$WORK/peers" && npm ci --no-audit --no-fund >"$WORK/npm.log" 2>&1); then
+			for workers in 0 2; do
+				PORT=$(free_port)
+				(cd "$WORK/peers" && env PORT="$PORT" WORKERS=$workers DB="$WORK/node-sdk-$workers.db" \
+					LIVEKIT_API_KEY=$API_KEY LIVEKIT_API_SECRET=$API_SECRET node node-sdk/server.js) >/dev/null 2>&1 &
+				NPID=$!
+				PIDS+=("$NPID")
+				for _ in $(seq 1 100); do
+					curl -s -o /dev/null -X POST "http://127.0.0.1:$PORT/v1/calls/x/token" -d '{"identity":"a"}' && break
+					sleep 0.1
+				done
+				run_wrk "peer: Node SDK tokens (workers=$workers)" "http://127.0.0.1:$PORT" "$PEERS/token.lua"
+				stop_pid "$NPID"
+			done
+		else
+			echo "== node peer skipped (npm ci failed, see $WORK/npm.log)" >&2
+		fi
+	fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+echo
+echo "$("$BIN" --version 2>/dev/null | head -n1)  ($(nproc) CPUs, wrk -t$WRK_THREADS -c$CONNS -d$DURATION, server threads $SERVER_THREADS)"
+echo "RSS: idle ${IDLE_RSS} kB, after the token+create runs ${LOADED_RSS} kB, idle on the ${SEED_CALLS}-call DB ${SEEDED_RSS} kB"
+printf '%-52s %10s %9s %9s  %s\n' "benchmark" "req/s" "p50 ms" "p99 ms" "notes"
+while IFS=$'\t' read -r name rps p50 p99 note; do
+	printf '%-52s %10s %9s %9s  %s\n' "$name" "$rps" "$p50" "$p99" "$note"
+done <"$RESULTS"
