@@ -1,7 +1,7 @@
 -- Seed @N@ ended-or-live calls straight into a migrated callstate SQLite database, for the list
 -- benchmarks of bench/run.sh (which substitutes @N@ and @BASE@, the first created_at in Unix ms).
--- Follows db/migrations/sqlite/0001_init.sql: one row in calls and two in call_members (caller,
--- callee) per call. ids are UUIDv7 text whose timestamp is created_at, so they sort like the
+-- Follows db/migrations/sqlite/0001_init.sql: one row in calls (rid = i + 1: the table starts
+-- empty) and two in call_members (caller, callee) per call. ids are UUIDv7 text whose timestamp is created_at, so they sort like the
 -- server's own and stay below every id it mints later. Spread: 10k users (user-00000..09999),
 -- 40 chat ids plus 20% without, 1/3 video, 98% ended (completed/missed/declined/cancelled/failed),
 -- 1% active, 1% ringing. Live calls get no timer (next_deadline NULL), so the server's timer
@@ -44,33 +44,58 @@ FROM (
 );
 DROP TABLE seed0;
 
-INSERT INTO calls (id, room, kind, status, outcome, caller, chat_id, metadata, created_at,
-                   answered_at, ended_at, end_cause, room_end_reason, ring_timeout_s,
-                   ring_deadline, join_deadline, next_deadline, version)
-SELECT id, 'call_' || id, kind, status, outcome, caller, chat_id, '{}', created_at, answered_at,
-       ended_at,
-       CASE outcome WHEN 'completed' THEN 'leave' WHEN 'failed' THEN 'join_timeout'
-                    WHEN 'missed' THEN 'ring_timeout' WHEN 'declined' THEN 'declined'
-                    WHEN 'cancelled' THEN 'end_request' END,
-       NULL, 45, created_at + 45000, NULL, NULL,
-       CASE WHEN outcome IS NULL THEN 1 ELSE 3 END
-FROM seed ORDER BY i;
-
-INSERT INTO call_members (call_id, user_id, position, role, invite, name, in_room, left_call,
-                          responded_at, token_minted_at, first_joined_at, last_left_at, created_at)
-SELECT id, caller, 0, 'caller', 'accepted', NULL, 0, 0, created_at, created_at, NULL, NULL, created_at
-FROM seed
-UNION ALL
-SELECT id, callee, 1, 'callee',
-       CASE WHEN status = 'ringing' THEN 'pending'
-            WHEN answered_at IS NOT NULL THEN 'accepted'
-            WHEN outcome = 'missed' THEN 'missed'
-            WHEN outcome = 'declined' THEN 'declined'
-            ELSE 'cancelled' END,
-       NULL, 0, 0,
-       CASE WHEN answered_at IS NOT NULL THEN answered_at WHEN outcome = 'declined' THEN ended_at END,
-       answered_at, NULL, NULL, created_at
+CREATE TEMP TABLE seed2 AS
+SELECT *,
+  CASE WHEN status = 'ringing' THEN 'pending'
+       WHEN answered_at IS NOT NULL THEN 'accepted'
+       WHEN outcome = 'missed' THEN 'missed'
+       WHEN outcome = 'declined' THEN 'declined'
+       ELSE 'cancelled' END AS callee_invite,
+  CASE WHEN answered_at IS NOT NULL THEN answered_at
+       WHEN outcome = 'declined' THEN ended_at END AS callee_responded_at,
+  CASE outcome WHEN 'completed' THEN 'leave' WHEN 'failed' THEN 'join_timeout'
+               WHEN 'missed' THEN 'ring_timeout' WHEN 'declined' THEN 'declined'
+               WHEN 'cancelled' THEN 'end_request' END AS end_cause
 FROM seed;
+
+-- view: the call object of API.md, as the server stores it with every write of a call.
+INSERT INTO calls (rid, id, room, kind, status, outcome, caller, chat_id, metadata, created_at,
+                   answered_at, ended_at, end_cause, room_end_reason, ring_timeout_s,
+                   ring_deadline, join_deadline, next_deadline, version, view)
+SELECT i + 1, id, 'call_' || id, kind, status, outcome, caller, chat_id, '{}', created_at,
+       answered_at, ended_at, end_cause, NULL, 45, created_at + 45000, NULL, NULL,
+       CASE WHEN outcome IS NULL THEN 1 ELSE 3 END,
+       json_object('id', id, 'room', 'call_' || id, 'kind', kind, 'status', status,
+         'outcome', outcome, 'caller', caller, 'chat_id', chat_id, 'metadata', json('{}'),
+         'created_at', strftime('%Y-%m-%dT%H:%M:%fZ', created_at / 1000.0, 'unixepoch'),
+         'answered_at', strftime('%Y-%m-%dT%H:%M:%fZ', answered_at / 1000.0, 'unixepoch'),
+         'ended_at', strftime('%Y-%m-%dT%H:%M:%fZ', ended_at / 1000.0, 'unixepoch'),
+         'duration_ms', ended_at - answered_at, 'end_cause', end_cause,
+         'room_end_reason', NULL,
+         'members', json_array(
+           json_object('user', caller, 'role', 'caller', 'invite', 'accepted',
+             'in_room', json('false'),
+             'responded_at', strftime('%Y-%m-%dT%H:%M:%fZ', created_at / 1000.0, 'unixepoch'),
+             'first_joined_at', NULL, 'last_left_at', NULL),
+           json_object('user', callee, 'role', 'callee', 'invite', callee_invite,
+             'in_room', json('false'),
+             'responded_at',
+             strftime('%Y-%m-%dT%H:%M:%fZ', callee_responded_at / 1000.0, 'unixepoch'),
+             'first_joined_at', NULL, 'last_left_at', NULL)),
+         'participants', json_array())
+FROM seed2 ORDER BY i;
+
+INSERT INTO call_members (call_id, call_rid, user_id, position, role, invite, name, in_room,
+                          left_call, responded_at, token_minted_at, first_joined_at,
+                          last_left_at, created_at)
+SELECT id, i + 1, caller, 0, 'caller', 'accepted', NULL, 0, 0, created_at, created_at, NULL, NULL,
+       created_at
+FROM seed2
+UNION ALL
+SELECT id, i + 1, callee, 1, 'callee', callee_invite, NULL, 0, 0, callee_responded_at,
+       answered_at, NULL, NULL, created_at
+FROM seed2;
+DROP TABLE seed2;
 DROP TABLE seed;
 COMMIT;
 ANALYZE;

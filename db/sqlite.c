@@ -22,8 +22,8 @@
 #define CALL_COLS                                                                                  \
 	"c.id, c.room, c.kind, c.status, c.outcome, c.caller, c.chat_id, c.metadata, "             \
 	"c.created_at, c.answered_at, c.ended_at, c.end_cause, c.room_end_reason, "                \
-	"c.room_finished_at, c.ring_timeout_s, c.ring_deadline, c.join_deadline, c.next_deadline, " \
-	"c.version"
+	"c.room_finished_at, c.ring_timeout_s, c.ring_deadline, c.join_deadline, "                 \
+	"c.next_deadline, c.version"
 
 /* Column of CALL_COLS, and (plus one) parameter of the call insert and update. */
 enum call_col {
@@ -56,8 +56,9 @@ enum call_col {
 #define F_OUTCOME "(?5 IS NULL OR c.outcome = ?5)"
 #define F_KIND "(?6 IS NULL OR c.kind = ?6)"
 #define F_CHAT "(?7 IS NULL OR c.chat_id = ?7)"
+#define VIEW_COLS "c.id, c.created_at, c.next_deadline, c.view"
 #define LIST_CALLS(where)                                                                          \
-	"SELECT " CALL_COLS " FROM calls c WHERE " where                                           \
+	"SELECT " VIEW_COLS " FROM calls c WHERE " where                                           \
 	" AND (c.created_at, c.id) < (?1, ?2) AND c.created_at >= ?3"                              \
 	" ORDER BY c.created_at DESC, c.id DESC LIMIT ?8"
 
@@ -77,9 +78,6 @@ enum stmt_id {
 	S_JOB_SAVEPOINT,
 	S_JOB_ROLLBACK_TO,
 	S_JOB_RELEASE,
-	S_OP_SAVEPOINT,
-	S_OP_ROLLBACK_TO,
-	S_OP_RELEASE,
 	S_JOURNAL_WAL,
 	S_PING,
 	S_VERSION_EXISTS,
@@ -87,6 +85,7 @@ enum stmt_id {
 	S_VERSION_MAX,
 	S_VERSION_INSERT,
 	S_CALL_BY_ID,
+	S_VIEW_BY_ID,
 	S_CALL_BY_ROOM,
 	S_CALL_INSERT,
 	S_CALL_UPDATE,
@@ -122,9 +121,6 @@ static const struct {
 	[S_JOB_SAVEPOINT] = {"job_savepoint", "SAVEPOINT job"},
 	[S_JOB_ROLLBACK_TO] = {"job_rollback_to", "ROLLBACK TO job"},
 	[S_JOB_RELEASE] = {"job_release", "RELEASE job"},
-	[S_OP_SAVEPOINT] = {"op_savepoint", "SAVEPOINT op"},
-	[S_OP_ROLLBACK_TO] = {"op_rollback_to", "ROLLBACK TO op"},
-	[S_OP_RELEASE] = {"op_release", "RELEASE op"},
 	[S_JOURNAL_WAL] = {"journal_mode", "PRAGMA journal_mode = WAL"},
 	[S_PING] = {"ping", "SELECT 1"},
 	[S_VERSION_EXISTS] = {"schema_version_exists",
@@ -133,34 +129,39 @@ static const struct {
 	[S_VERSION_CREATE] = {"schema_version_create",
 			      "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY "
 			      "KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"},
-	[S_VERSION_MAX] = {"schema_version", "SELECT coalesce(max(version), 0) FROM schema_version"},
+	[S_VERSION_MAX] = {"schema_version",
+			   "SELECT coalesce(max(version), 0) FROM schema_version"},
 	[S_VERSION_INSERT] = {"schema_version_insert",
 			      "INSERT INTO schema_version (version, name, applied_at)"
 			      " VALUES (?1, ?2, ?3)"},
 	[S_CALL_BY_ID] = {"call_get", "SELECT " CALL_COLS " FROM calls c WHERE c.id = ?1"},
+	[S_VIEW_BY_ID] = {"call_view", "SELECT " VIEW_COLS " FROM calls c WHERE c.id = ?1"},
 	[S_CALL_BY_ROOM] = {"call_get_by_room",
 			    "SELECT " CALL_COLS " FROM calls c WHERE c.room = ?1"},
 	[S_CALL_INSERT] = {"call_insert",
 			   "INSERT INTO calls (id, room, kind, status, outcome, caller, chat_id,"
 			   " metadata, created_at, answered_at, ended_at, end_cause,"
 			   " room_end_reason, room_finished_at, ring_timeout_s, ring_deadline,"
-			   " join_deadline, next_deadline, version) VALUES (?1, ?2, ?3, ?4, ?5,"
-			   " ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"},
+			   " join_deadline, next_deadline, version, view) VALUES (?1, ?2, ?3, ?4,"
+			   " ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,"
+			   " ?20)"},
 	[S_CALL_UPDATE] = {"call_update",
 			   "UPDATE calls SET room = ?2, kind = ?3, status = ?4, outcome = ?5,"
 			   " caller = ?6, chat_id = ?7, metadata = ?8, created_at = ?9,"
 			   " answered_at = ?10, ended_at = ?11, end_cause = ?12,"
 			   " room_end_reason = ?13, room_finished_at = ?14, ring_timeout_s = ?15,"
 			   " ring_deadline = ?16, join_deadline = ?17, next_deadline = ?18,"
-			   " version = ?19 WHERE id = ?1"},
+			   " version = ?19, view = ?20 WHERE id = ?1"},
 	[S_MEMBERS] = {"members_get", "SELECT " MEMBER_COLS
 				      " FROM call_members WHERE call_id = ?1 ORDER BY position"},
 	[S_MEMBER_UPSERT] = {"member_upsert",
 			     "INSERT INTO call_members (call_id, position, created_at, " MEMBER_COLS
-			     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+			     ", call_rid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
+			     " ?13, (SELECT rid FROM calls WHERE id = ?1))"
 			     " ON CONFLICT (call_id, user_id) DO UPDATE SET"
 			     " position = excluded.position, created_at = excluded.created_at,"
-			     " role = excluded.role, invite = excluded.invite, name = excluded.name,"
+			     " role = excluded.role, invite = excluded.invite,"
+			     " name = excluded.name,"
 			     " in_room = excluded.in_room, left_call = excluded.left_call,"
 			     " responded_at = excluded.responded_at,"
 			     " token_minted_at = excluded.token_minted_at,"
@@ -176,7 +177,8 @@ static const struct {
 				  " user_id = excluded.user_id, joined_at = excluded.joined_at,"
 				  " left_at = excluded.left_at,"
 				  " disconnect_reason = excluded.disconnect_reason,"
-				  " aborted = excluded.aborted, left_inferred = excluded.left_inferred,"
+				  " aborted = excluded.aborted,"
+				  " left_inferred = excluded.left_inferred,"
 				  " screen_share_at = excluded.screen_share_at,"
 				  " screen_share_ended_at = excluded.screen_share_ended_at"},
 	[S_EVENT_INSERT] = {"event_append", "INSERT INTO events (" EVENT_COLS
@@ -205,7 +207,8 @@ static const struct {
 			    " LEFT JOIN presence p ON p.user_id = u.user_id"
 			    " LEFT JOIN (SELECT call_id, joined_at FROM participants"
 			    " WHERE user_id = ?1 AND left_at IS NULL AND joined_at IS NOT NULL"
-			    " AND aborted = 0 ORDER BY joined_at DESC, call_id DESC LIMIT 1) o ON 1"},
+			    " AND aborted = 0 ORDER BY joined_at DESC, call_id DESC LIMIT 1) o"
+			    " ON 1"},
 	[S_PRESENCE_SET] = {"presence_set",
 			    "INSERT INTO presence (user_id, status, since) VALUES (?1, ?2, ?3)"
 			    " ON CONFLICT (user_id) DO UPDATE SET status = excluded.status,"
@@ -225,9 +228,9 @@ static const struct {
 						       " AND " F_OUTCOME " AND " F_KIND)},
 	/* CROSS JOIN pins the join order: the user's index range drives, calls is looked up. */
 	[S_LIST_USER] = {"calls_list_user",
-			 "SELECT " CALL_COLS " FROM call_members m CROSS JOIN calls c"
+			 "SELECT " VIEW_COLS " FROM call_members m CROSS JOIN calls c"
 			 " WHERE m.user_id = ?9 AND (m.created_at, m.call_id) < (?1, ?2)"
-			 " AND m.created_at >= ?3 AND c.id = m.call_id AND " F_STATUS
+			 " AND m.created_at >= ?3 AND c.rid = m.call_rid AND " F_STATUS
 			 " AND " F_OUTCOME " AND " F_KIND " AND " F_CHAT
 			 " ORDER BY m.created_at DESC, m.call_id DESC LIMIT ?8"},
 };
@@ -305,7 +308,8 @@ static enum err db_fail(sqlite3 *db, int rc, const char *op)
 {
 	enum err e = map_rc(rc);
 	/* rc may be ours (a refused binding), not the connection's last error. */
-	const char *msg = sqlite3_extended_errcode(db) == rc ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+	const char *msg =
+		sqlite3_extended_errcode(db) == rc ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
 	char text[256];
 	log_write(e == ERR_CONFLICT ? LOG_DEBUG : LOG_ERROR,
 		  "msg=\"sqlite statement failed\" op=%s sqlite_rc=%d err=%s", op, rc,
@@ -486,17 +490,18 @@ static enum err conn_open(struct conn *cn, const char *path, int flags, const ch
 static enum err writer_open(struct conn *w, const char *path)
 {
 	enum err e = conn_open(w, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-			       "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;"
-			       " PRAGMA trusted_schema = OFF; PRAGMA cache_size = -16384;");
+			       "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
+			       " PRAGMA temp_store = MEMORY; PRAGMA trusted_schema = OFF;"
+			       " PRAGMA cache_size = -16384;");
 	sqlite3_stmt *st = NULL;
 	if (e == ERR_OK)
 		e = stmt_get(w, S_JOURNAL_WAL, &st);
 	if (e == ERR_OK) {
 		int rc = sqlite3_step(st);
-		const char *mode = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+		const unsigned char *mode = rc == SQLITE_ROW ? sqlite3_column_text(st, 0) : NULL;
 		if (rc != SQLITE_ROW)
 			e = db_fail(w->db, rc, stmts[S_JOURNAL_WAL].name);
-		else if (!mode || strcmp(mode, "wal") != 0)
+		else if (!mode || strcmp((const char *)mode, "wal") != 0)
 			e = db_fail(w->db, SQLITE_CANTOPEN, "journal_mode_wal_refused");
 		stmt_done(st);
 	}
@@ -512,7 +517,7 @@ static enum err reader_open(const char *path, struct conn **ret_cn)
 		return ERR_NOMEM;
 	enum err e = conn_open(cn, path, SQLITE_OPEN_READWRITE,
 			       "PRAGMA query_only = ON; PRAGMA trusted_schema = OFF;"
-			       " PRAGMA cache_size = -4096;");
+			       " PRAGMA cache_size = -4096; PRAGMA mmap_size = 4294967296;");
 	if (e != ERR_OK) {
 		free(cn);
 		return e;
@@ -744,15 +749,20 @@ static enum err load_call(struct conn *cn, enum stmt_id id, const char *key,
 	return e;
 }
 
-static enum err write_row(struct conn *w, enum stmt_id id, const struct call *c, size_t i)
+/* The view is the call row's last parameter, after the columns of CALL_COLS. */
+#define VIEW_PARAM (CC_VERSION + 2)
+
+static enum err write_row(struct conn *w, enum stmt_id id, const struct call *c,
+			  const char *view, size_t i)
 {
 	struct binder b = {0};
 	enum err e = stmt_get(w, id, &b.st);
 	if (e != ERR_OK)
 		return e;
-	if (id == S_CALL_INSERT || id == S_CALL_UPDATE)
+	if (id == S_CALL_INSERT || id == S_CALL_UPDATE) {
 		bind_call(&b, c);
-	else if (id == S_MEMBER_UPSERT)
+		bind_text(&b, VIEW_PARAM, view);
+	} else if (id == S_MEMBER_UPSERT)
 		bind_member(&b, c, i);
 	else
 		bind_participant(&b, c->id, &c->participants[i]);
@@ -762,24 +772,23 @@ static enum err write_row(struct conn *w, enum stmt_id id, const struct call *c,
 	return e;
 }
 
-/* The call row (id: S_CALL_INSERT or S_CALL_UPDATE), then its members and sessions, as one
- * unit: a failure part-way leaves nothing behind even if the transaction function goes on. */
-static enum err write_call(struct conn *w, enum stmt_id id, const struct call *c)
+/* The call row (id: S_CALL_INSERT or S_CALL_UPDATE), then its members and sessions. The
+ * expected failures, ERR_CONFLICT and ERR_NOT_FOUND, come from the call row, before anything
+ * is written, so a function may carry on after them; any other error leaves a part written
+ * and the function must fail (its savepoint then undoes it). No savepoint per call here: each
+ * would copy the pages it touches again, which a function writing many calls pays per call. */
+static enum err write_call(struct conn *w, enum stmt_id id, const struct call *c,
+			   const char *view)
 {
-	if (c->n_members > CALL_MAX_MEMBERS || (c->n_participants && !c->participants))
+	if (c->n_members > CALL_MAX_MEMBERS || (c->n_participants && !c->participants) ||
+	    !view || !*view)
 		return ERR_INVALID;
-	enum err e = exec_stmt(w, S_OP_SAVEPOINT);
-	if (e != ERR_OK)
-		return e;
-	e = write_row(w, id, c, 0);
+	enum err e = write_row(w, id, c, view, 0);
 	for (size_t i = 0; e == ERR_OK && i < c->n_members; i++)
-		e = write_row(w, S_MEMBER_UPSERT, c, i);
+		e = write_row(w, S_MEMBER_UPSERT, c, NULL, i);
 	for (size_t i = 0; e == ERR_OK && i < c->n_participants; i++)
-		e = write_row(w, S_PARTICIPANT_UPSERT, c, i);
-	if (e != ERR_OK)
-		exec_stmt(w, S_OP_ROLLBACK_TO); /* a failure is logged; e already says it failed */
-	enum err released = exec_stmt(w, S_OP_RELEASE);
-	return e != ERR_OK ? e : released;
+		e = write_row(w, S_PARTICIPANT_UPSERT, c, NULL, i);
+	return e;
 }
 
 /* ---- group commit ---- */
@@ -854,6 +863,11 @@ static enum err sq_transact(struct storage *st, storage_tx_fn fn, void *arg)
 {
 	struct sqlite_storage *s = to_sqlite(st);
 	struct job j = {.fn = fn, .arg = arg, .result = ERR_UNAVAILABLE};
+	/* From inside a transaction function the writer would wait for itself forever. */
+	if (pthread_equal(pthread_self(), s->thread)) {
+		log_write(LOG_ERROR, "msg=\"storage_transact called inside a transaction\"");
+		return ERR_INTERNAL;
+	}
 	if (sem_init(&j.done, 0, 0) != 0)
 		return ERR_INTERNAL;
 	pthread_mutex_lock(&s->queue_mu);
@@ -954,14 +968,14 @@ static enum err sq_tx_call_get_by_room(struct storage_tx *tx, const char *room,
 	return load_call(tx_conn(tx), S_CALL_BY_ROOM, room, ret_call);
 }
 
-static enum err sq_tx_call_insert(struct storage_tx *tx, const struct call *c)
+static enum err sq_tx_call_insert(struct storage_tx *tx, const struct call *c, const char *view)
 {
-	return write_call(tx_conn(tx), S_CALL_INSERT, c);
+	return write_call(tx_conn(tx), S_CALL_INSERT, c, view);
 }
 
-static enum err sq_tx_call_update(struct storage_tx *tx, const struct call *c)
+static enum err sq_tx_call_update(struct storage_tx *tx, const struct call *c, const char *view)
 {
-	return write_call(tx_conn(tx), S_CALL_UPDATE, c);
+	return write_call(tx_conn(tx), S_CALL_UPDATE, c, view);
 }
 
 static enum err sq_tx_event_append(struct storage_tx *tx, struct event *ev)
@@ -1060,8 +1074,9 @@ static enum err presence_read(struct conn *cn, const char *user, struct presence
 	int rc = step_bound(&b);
 	if (rc == SQLITE_ROW) {
 		struct row r = {b.st, true};
+		bool never_set = sqlite3_column_type(b.st, 0) == SQLITE_NULL;
 		struct presence_record rec = {
-			.status = sqlite3_column_type(b.st, 0) == SQLITE_NULL ? -1 : (int)col_int(&r, 0),
+			.status = never_set ? -1 : (int)col_int(&r, 0),
 			.status_since = col_int(&r, 1),
 			.open_since = col_int(&r, 3),
 			.last_left_at = col_int(&r, 4),
@@ -1175,7 +1190,8 @@ static enum err call_access_read(struct conn *cn, const char *id, const char *us
 		if (e == ERR_OK)
 			*ret = a;
 	} else {
-		e = rc == SQLITE_DONE ? ERR_NOT_FOUND : db_fail(cn->db, rc, stmts[S_CALL_ACCESS].name);
+		e = rc == SQLITE_DONE ? ERR_NOT_FOUND
+				      : db_fail(cn->db, rc, stmts[S_CALL_ACCESS].name);
 	}
 	stmt_done(b.st);
 	return e;
@@ -1252,20 +1268,63 @@ static enum err list_bind(struct binder *b, const struct call_filter *f)
 	return ERR_OK;
 }
 
+/* A row of VIEW_COLS. */
+static enum err read_view(sqlite3_stmt *st, enum stmt_id id, struct call_view *ret_view)
+{
+	struct row r = {st, true};
+	struct call_view v = {0};
+	col_text(&r, 0, v.id, sizeof v.id);
+	v.created_at = col_int(&r, 1);
+	v.next_deadline = col_int(&r, 2);
+	const unsigned char *json = sqlite3_column_text(st, 3);
+	if (!r.ok || !json)
+		return corrupt(id);
+	v.json = malloc((size_t)sqlite3_column_bytes(st, 3) + 1);
+	if (!v.json)
+		return ERR_NOMEM;
+	memcpy(v.json, json, (size_t)sqlite3_column_bytes(st, 3) + 1);
+	*ret_view = v;
+	return ERR_OK;
+}
+
+static enum err sq_call_view(struct storage *st, const char *id, struct call_view *ret_view)
+{
+	struct sqlite_storage *s = to_sqlite(st);
+	struct binder b = {0};
+	struct conn *cn = NULL;
+	enum err e = reader_begin(s, &cn);
+	if (e == ERR_OK)
+		e = stmt_get(cn, S_VIEW_BY_ID, &b.st);
+	if (e == ERR_OK) {
+		bind_text(&b, 1, id);
+		int rc = step_bound(&b);
+		if (rc == SQLITE_ROW)
+			e = read_view(b.st, S_VIEW_BY_ID, ret_view);
+		else
+			e = rc == SQLITE_DONE ? ERR_NOT_FOUND
+					      : db_fail(cn->db, rc, stmts[S_VIEW_BY_ID].name);
+		stmt_done(b.st);
+	}
+	if (cn)
+		reader_end(s, cn);
+	return e;
+}
+
 static enum err sq_calls_list(struct storage *st, const struct call_filter *f,
-			      struct call_page *ret_page)
+			      struct view_page *ret_page)
 {
 	struct sqlite_storage *s = to_sqlite(st);
 	enum stmt_id id = list_stmt(f);
-	struct call_page page = {0};
+	struct view_page page = {0};
 	struct binder b = {0};
 	struct conn *cn = NULL;
+	int rc = SQLITE_DONE;
 	enum err e;
 
 	if (f->limit < 1 || f->limit > LIST_LIMIT_MAX)
 		return ERR_INVALID;
-	page.calls = calloc((size_t)f->limit, sizeof *page.calls);
-	if (!page.calls)
+	page.views = calloc((size_t)f->limit, sizeof *page.views);
+	if (!page.views)
 		return ERR_NOMEM;
 	e = reader_begin(s, &cn);
 	if (e == ERR_OK)
@@ -1274,13 +1333,12 @@ static enum err sq_calls_list(struct storage *st, const struct call_filter *f,
 		e = list_bind(&b, f);
 	if (e != ERR_OK)
 		goto out;
-	int rc = SQLITE_DONE;
 	while (e == ERR_OK && (rc = step_bound(&b)) == SQLITE_ROW) {
 		if (page.n == (size_t)f->limit) {
 			page.more = true;
 			break;
 		}
-		e = read_call(cn, b.st, id, &page.calls[page.n]);
+		e = read_view(b.st, id, &page.views[page.n]);
 		if (e == ERR_OK)
 			page.n++;
 	}
@@ -1292,7 +1350,7 @@ out:
 	if (cn)
 		reader_end(s, cn);
 	if (e != ERR_OK) {
-		call_page_finish(&page);
+		view_page_finish(&page);
 		return e;
 	}
 	*ret_page = page;
@@ -1476,6 +1534,7 @@ static const struct storage_impl sqlite_impl = {
 	.presence_get = sq_presence_get,
 	.call_access = sq_call_access,
 	.call_get = sq_call_get,
+	.call_view = sq_call_view,
 	.calls_list = sq_calls_list,
 	.events_after = sq_events_after,
 	.calls_due = sq_calls_due,

@@ -77,14 +77,14 @@ enum err storage_tx_call_get_by_room(struct storage_tx *tx, const char *room,
 	return tx->st->impl->tx_call_get_by_room(tx, room, ret_call);
 }
 
-enum err storage_tx_call_insert(struct storage_tx *tx, const struct call *c)
+enum err storage_tx_call_insert(struct storage_tx *tx, const struct call *c, const char *view)
 {
-	return tx->st->impl->tx_call_insert(tx, c);
+	return tx->st->impl->tx_call_insert(tx, c, view);
 }
 
-enum err storage_tx_call_update(struct storage_tx *tx, const struct call *c)
+enum err storage_tx_call_update(struct storage_tx *tx, const struct call *c, const char *view)
 {
-	return tx->st->impl->tx_call_update(tx, c);
+	return tx->st->impl->tx_call_update(tx, c, view);
 }
 
 enum err storage_tx_event_append(struct storage_tx *tx, struct event *ev)
@@ -137,8 +137,13 @@ enum err storage_call_get(struct storage *st, const char *id, struct call **ret_
 	return st->impl->call_get(st, id, ret_call);
 }
 
+enum err storage_call_view(struct storage *st, const char *id, struct call_view *ret_view)
+{
+	return st->impl->call_view(st, id, ret_view);
+}
+
 enum err storage_calls_list(struct storage *st, const struct call_filter *f,
-			    struct call_page *ret_page)
+			    struct view_page *ret_page)
 {
 	return st->impl->calls_list(st, f, ret_page);
 }
@@ -155,14 +160,22 @@ enum err storage_calls_due(struct storage *st, int64_t now, size_t max, char (*r
 	return st->impl->calls_due(st, now, max, ret_ids, ret_n);
 }
 
-void call_page_finish(struct call_page *p)
+void call_view_finish(struct call_view *v)
+{
+	if (!v)
+		return;
+	free(v->json);
+	v->json = NULL;
+}
+
+void view_page_finish(struct view_page *p)
 {
 	if (!p)
 		return;
 	for (size_t i = 0; i < p->n; i++)
-		call_free(p->calls[i]);
-	free(p->calls);
-	*p = (struct call_page){0};
+		call_view_finish(&p->views[i]);
+	free(p->views);
+	*p = (struct view_page){0};
 }
 
 void event_page_finish(struct event_page *p)

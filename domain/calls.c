@@ -25,24 +25,21 @@ static struct fsm_timeouts timeouts_of(const struct calls *cs)
 	return (struct fsm_timeouts){.join_timeout_s = cs->cfg.join_timeout_s};
 }
 
-/* Append one feed event per type, all carrying the call as it is now. */
-enum err calls_append_events(struct storage_tx *tx, struct call *c, const struct fsm_events *fe,
-			      int64_t now)
+enum err calls_record_change(struct storage_tx *tx, struct call *c, const struct fsm_events *fe,
+			     int64_t now, char **view)
 {
-	if (!fe->n)
-		return ERR_OK;
-	char *data = call_to_json_text(c);
-	if (!data)
+	free(*view);
+	*view = call_to_json_text(c);
+	if (!*view)
 		return ERR_NOMEM;
 	enum err e = ERR_OK;
 	for (size_t i = 0; i < fe->n && e == ERR_OK; i++) {
-		struct event ev = {.at = now, .call_version = ++c->version, .data = data};
+		struct event ev = {.at = now, .call_version = ++c->version, .data = *view};
 		ids_uuidv7(now, ev.id);
 		snprintf(ev.type, sizeof ev.type, "%s", fe->types[i]);
 		memcpy(ev.call_id, c->id, sizeof ev.call_id);
 		e = storage_tx_event_append(tx, &ev);
 	}
-	free(data);
 	return e;
 }
 
@@ -98,6 +95,7 @@ static enum err action_tx(struct storage_tx *tx, void *arg)
 	struct call *before = NULL;
 	struct fsm_timeouts t = timeouts_of(j->cs);
 	struct fsm_events tick_ev = {0}, act_ev = {0};
+	char *view = NULL; /* the call's JSON as of the last recorded change */
 	bool changed = false;
 
 	call_freep(&j->call);
@@ -114,8 +112,9 @@ static enum err action_tx(struct storage_tx *tx, void *arg)
 
 	int64_t stored_deadline = c->next_deadline;
 	call_fsm_tick(c, j->now, &t, &tick_ev);
-	e = calls_append_events(tx, c, &tick_ev, j->now);
 	changed = tick_ev.n > 0;
+	if (changed)
+		e = calls_record_change(tx, c, &tick_ev, j->now, &view);
 	if (e != ERR_OK)
 		goto out;
 
@@ -125,16 +124,21 @@ static enum err action_tx(struct storage_tx *tx, void *arg)
 		goto out;
 	}
 	j->refusal = apply_action(j, c, &act_ev);
-	if (j->refusal == ERR_OK) {
-		e = calls_append_events(tx, c, &act_ev, j->now);
-		/* Some accepted actions change no event-worthy state yet must persist (a name, a
-		 * leave in a group call, the token mint time). */
-		changed = changed || act_ev.n > 0 || !same_member_state(before, c);
+	/* Some accepted actions change no event-worthy state yet must persist (a name, a leave in
+	 * a group call). */
+	if (j->refusal == ERR_OK && (act_ev.n > 0 || !same_member_state(before, c))) {
+		changed = true;
+		e = calls_record_change(tx, c, &act_ev, j->now, &view);
 	}
-	changed = changed || c->next_deadline != stored_deadline;
+	if (e == ERR_OK && !changed && c->next_deadline != stored_deadline) {
+		struct fsm_events none = {0};
+		changed = true;
+		e = calls_record_change(tx, c, &none, j->now, &view);
+	}
 	if (e == ERR_OK && changed)
-		e = storage_tx_call_update(tx, c);
+		e = storage_tx_call_update(tx, c, view);
 out:
+	free(view);
 	call_free(before);
 	if (e == ERR_OK) {
 		j->call = c;
@@ -244,6 +248,29 @@ static void settle_view(const struct calls *cs, struct call *c, int64_t now)
 		struct fsm_events ignored = {0};
 		call_fsm_tick(c, now, &t, &ignored);
 	}
+}
+
+enum err calls_get_json(const struct calls *cs, const char *id, char **ret_json)
+{
+	struct call_view v = {0};
+	enum err e = storage_call_view(cs->st, id, &v);
+	if (e != ERR_OK)
+		return e;
+	if (!v.next_deadline || clock_now_ms(&cs->clock) < v.next_deadline) {
+		*ret_json = v.json;
+		return ERR_OK;
+	}
+	/* A timer is due and not settled yet: show the call as it will be. */
+	call_view_finish(&v);
+	struct call *c = NULL;
+	e = calls_get(cs, id, &c);
+	char *json = e == ERR_OK ? call_to_json_text(c) : NULL;
+	call_free(c);
+	if (e == ERR_OK && !json)
+		e = ERR_NOMEM;
+	if (e == ERR_OK)
+		*ret_json = json;
+	return e;
 }
 
 enum err calls_get(const struct calls *cs, const char *id, struct call **ret_call)
@@ -431,15 +458,15 @@ static enum err create_tx(struct storage_tx *tx, void *arg)
 			return e;
 	}
 
+	char *view = NULL;
 	e = build_call(j->cs, req, j->now, &c);
-	if (e == ERR_OK)
-		e = storage_tx_call_insert(tx, c);
 	if (e == ERR_OK) {
 		struct fsm_events fe = {.types = {"call.ringing"}, .n = 1};
-		e = calls_append_events(tx, c, &fe, j->now);
+		e = calls_record_change(tx, c, &fe, j->now, &view);
 	}
 	if (e == ERR_OK)
-		e = storage_tx_call_update(tx, c); /* the version the event gave it */
+		e = storage_tx_call_insert(tx, c, view);
+	free(view);
 	if (e == ERR_OK && req->idempotency_key) {
 		struct idempotency rec = {.created_at = j->now};
 		memcpy(rec.call_id, c->id, sizeof rec.call_id);

@@ -3,7 +3,8 @@
 
 #include "calls.h"
 
-/* Append one feed event per type in fe, all carrying the call as it is now, each with the
- * next call_version. */
-enum err calls_append_events(struct storage_tx *tx, struct call *c, const struct fsm_events *fe,
-			     int64_t now);
+/* Serialize the call as it is now into *view (replacing what it held; the caller frees it)
+ * and append one feed event per type in fe carrying it, each with the next call_version.
+ * The caller then writes the call with that view. */
+enum err calls_record_change(struct storage_tx *tx, struct call *c, const struct fsm_events *fe,
+			     int64_t now, char **view);

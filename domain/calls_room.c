@@ -1,6 +1,7 @@
 /* LiveKit webhooks applied to calls: one storage transaction stores the raw event under its id
  * (a duplicate delivery stops there), applies it to the call that owns the room, appends the
  * feed events of the change and of any presence it moved, and commits before the answer. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "calls_internal.h"
@@ -32,14 +33,16 @@ static enum err apply_to_call(struct room_job *j, struct storage_tx *tx, struct 
 	struct fsm_events ev = {0};
 	struct room_presence rp = {0};
 	struct presence before[CALL_MAX_MEMBERS];
+	char *view = NULL;
 	enum err e = call_fsm_room_event(c, j->we, j->now, &t, &ev, &rp);
 	/* Presence reads the stored sessions, so "before" is read before the update. */
 	if (e == ERR_OK)
 		e = presence_before(tx, &rp, before);
 	if (e == ERR_OK)
-		e = calls_append_events(tx, c, &ev, j->now);
+		e = calls_record_change(tx, c, &ev, j->now, &view);
 	if (e == ERR_OK)
-		e = storage_tx_call_update(tx, c);
+		e = storage_tx_call_update(tx, c, view);
+	free(view);
 	for (size_t i = 0; i < rp.n && e == ERR_OK; i++)
 		e = presence_tx_emit_if_changed(tx, &before[i], j->now);
 	return e;

@@ -111,6 +111,8 @@ enum err calls_leave(const struct calls *cs, const char *id, const char *user,
 enum err calls_end(const struct calls *cs, const char *id, const char *user, struct call **ret_call,
 		   const char **ret_msg);
 enum err calls_get(const struct calls *cs, const char *id, struct call **ret_call);
+/* The call object's JSON text (malloc'd), from the stored view unless a timer is due. */
+enum err calls_get_json(const struct calls *cs, const char *id, char **ret_json);
 /* Fire every due timer; returns how many calls changed through *ret_fired (may be NULL). */
 enum err calls_fire_due(const struct calls *cs, size_t *ret_fired);
 

@@ -40,12 +40,22 @@ struct call_filter {
 	int limit;                     /* 1..500 */
 };
 
-struct call_page {
-	struct call **calls; /* owned, n entries */
-	size_t n;
-	bool more;           /* another page follows the last entry */
+/* A call as the API shows it: the JSON view stored with every write of the call, so lists
+ * and reads copy text instead of loading members and sessions and serializing them again. */
+struct call_view {
+	char id[ID_LEN + 1];
+	int64_t created_at;  /* with id, the keyset cursor of a list */
+	int64_t next_deadline;
+	char *json;          /* owned */
 };
-void call_page_finish(struct call_page *p);
+
+struct view_page {
+	struct call_view *views; /* owned, n entries */
+	size_t n;
+	bool more;               /* another page follows the last entry */
+};
+void view_page_finish(struct view_page *p);
+void call_view_finish(struct call_view *v);
 
 struct event_page {
 	struct event *events; /* owned, n entries, seq ascending */
@@ -118,11 +128,12 @@ enum err storage_transact(struct storage *st, storage_tx_fn fn, void *arg);
 enum err storage_tx_call_get(struct storage_tx *tx, const char *id, struct call **ret_call);
 enum err storage_tx_call_get_by_room(struct storage_tx *tx, const char *room,
 				     struct call **ret_call);
-/* Insert a new call with its members. ERR_CONFLICT if the id or room exists. */
-enum err storage_tx_call_insert(struct storage_tx *tx, const struct call *c);
+/* Insert a new call with its members, and view, its API JSON as of this write.
+ * ERR_CONFLICT if the id or room exists. */
+enum err storage_tx_call_insert(struct storage_tx *tx, const struct call *c, const char *view);
 /* Write back every field of the call row and of each member; insert participants whose sid is
  * new and update the others. ERR_NOT_FOUND if the call is absent. */
-enum err storage_tx_call_update(struct storage_tx *tx, const struct call *c);
+enum err storage_tx_call_update(struct storage_tx *tx, const struct call *c, const char *view);
 /* Append to the feed; sets ev->seq. */
 enum err storage_tx_event_append(struct storage_tx *tx, struct event *ev);
 /* ERR_NOT_FOUND when (caller, key) has no record. */
@@ -146,8 +157,10 @@ enum err storage_presence_get(struct storage *st, const char *user, struct prese
 enum err storage_call_access(struct storage *st, const char *id, const char *user,
 			     struct call_access *ret);
 enum err storage_call_get(struct storage *st, const char *id, struct call **ret_call);
+/* The stored view of a call; ERR_NOT_FOUND if absent. */
+enum err storage_call_view(struct storage *st, const char *id, struct call_view *ret_view);
 enum err storage_calls_list(struct storage *st, const struct call_filter *f,
-			    struct call_page *ret_page);
+			    struct view_page *ret_page);
 /* Events with seq > after, ascending, at most limit. */
 enum err storage_events_after(struct storage *st, int64_t after, int limit,
 			      struct event_page *ret_page);

@@ -16,8 +16,8 @@ struct storage_impl {
 	enum err (*tx_call_get)(struct storage_tx *tx, const char *id, struct call **ret_call);
 	enum err (*tx_call_get_by_room)(struct storage_tx *tx, const char *room,
 					struct call **ret_call);
-	enum err (*tx_call_insert)(struct storage_tx *tx, const struct call *c);
-	enum err (*tx_call_update)(struct storage_tx *tx, const struct call *c);
+	enum err (*tx_call_insert)(struct storage_tx *tx, const struct call *c, const char *view);
+	enum err (*tx_call_update)(struct storage_tx *tx, const struct call *c, const char *view);
 	enum err (*tx_event_append)(struct storage_tx *tx, struct event *ev);
 	enum err (*tx_idempotency_get)(struct storage_tx *tx, const char *caller, const char *key,
 				       struct idempotency *ret);
@@ -34,8 +34,9 @@ struct storage_impl {
 				struct call_access *ret);
 
 	enum err (*call_get)(struct storage *st, const char *id, struct call **ret_call);
+	enum err (*call_view)(struct storage *st, const char *id, struct call_view *ret_view);
 	enum err (*calls_list)(struct storage *st, const struct call_filter *f,
-			       struct call_page *ret_page);
+			       struct view_page *ret_page);
 	enum err (*events_after)(struct storage *st, int64_t after, int limit,
 				 struct event_page *ret_page);
 	enum err (*calls_due)(struct storage *st, int64_t now, size_t max,

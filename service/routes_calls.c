@@ -262,19 +262,19 @@ static enum err call_id_param(const struct req *r, const char **ret_msg)
 
 int handle_call_get(struct req *r)
 {
-	struct call *c = NULL;
+	char *json = NULL;
 	const char *msg = NULL;
 	enum err e = req_auth(r, ROLE_SERVICE);
 	if (e == ERR_OK)
 		e = call_id_param(r, &msg);
 	if (e == ERR_OK)
-		e = calls_get(&r->app->calls, r->param, &c);
+		e = calls_get_json(&r->app->calls, r->param, &json);
 	if (e == ERR_NOT_FOUND)
 		msg = "no such call";
 	if (e != ERR_OK)
 		return reply_refusal(r, e, msg);
-	int rc = reply_call(r, 200, c);
-	call_free(c);
+	int rc = reply_json(r, 200, json, strlen(json));
+	free(json);
 	return rc;
 }
 
@@ -371,9 +371,9 @@ int handle_call_end(struct req *r)
 /* --- lists --- */
 
 /* The opaque cursor: "<created_at ms>.<id>" of the last row of the previous page. */
-static void cursor_format(const struct call *c, char *out, size_t cap)
+static void cursor_format(const struct call_view *v, char *out, size_t cap)
 {
-	snprintf(out, cap, "%lld.%s", (long long)c->created_at, c->id);
+	snprintf(out, cap, "%lld.%s", (long long)v->created_at, v->id);
 }
 
 static bool cursor_parse(const char *s, struct call_filter *f)
@@ -458,33 +458,43 @@ static enum err parse_common_filters(const struct req *r, struct call_filter *f,
 	return ERR_OK;
 }
 
-static int reply_page(struct req *r, const struct call_page *page)
+/* The page is the stored views of its calls, copied into the answer as they are. */
+static int reply_page(struct req *r, const struct view_page *page)
 {
-	json_t *calls = json_array();
-	for (size_t i = 0; calls && i < page->n; i++) {
-		if (json_array_append_new(calls, call_to_json(page->calls[i])) != 0) {
-			json_decref(calls);
-			calls = NULL;
-		}
+	size_t cap = 64 + 2 * ID_LEN;
+	for (size_t i = 0; i < page->n; i++)
+		cap += strlen(page->views[i].json) + 1;
+	char *body = malloc(cap);
+	if (!body)
+		return reply_error(r, ERR_NOMEM, NULL);
+	size_t len = (size_t)snprintf(body, cap, "{\"calls\":[");
+	for (size_t i = 0; i < page->n; i++) {
+		size_t n = strlen(page->views[i].json);
+		if (i)
+			body[len++] = ',';
+		memcpy(body + len, page->views[i].json, n);
+		len += n;
 	}
-	json_t *next = json_null();
 	if (page->more && page->n) {
 		char cursor[64];
-		cursor_format(page->calls[page->n - 1], cursor, sizeof cursor);
-		json_decref(next);
-		next = json_string(cursor);
+		cursor_format(&page->views[page->n - 1], cursor, sizeof cursor);
+		len += (size_t)snprintf(body + len, cap - len, "],\"next_cursor\":\"%s\"}", cursor);
+	} else {
+		len += (size_t)snprintf(body + len, cap - len, "],\"next_cursor\":null}");
 	}
-	return reply_json_value(r, 200, json_pack("{s:o, s:o}", "calls", calls, "next_cursor", next));
+	int rc = reply_json(r, 200, body, len);
+	free(body);
+	return rc;
 }
 
 static int list_calls(struct req *r, const struct call_filter *f)
 {
-	struct call_page page = {0};
+	struct view_page page = {0};
 	enum err e = storage_calls_list(r->app->st, f, &page);
 	if (e != ERR_OK)
 		return reply_refusal(r, e, NULL);
 	int rc = reply_page(r, &page);
-	call_page_finish(&page);
+	view_page_finish(&page);
 	return rc;
 }
 

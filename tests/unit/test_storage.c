@@ -52,7 +52,8 @@ static void setup(void)
 	fresh = !env || !*env;
 	if (fresh) {
 		const char *tmp = getenv("TMPDIR");
-		snprintf(dir, sizeof dir, "%s/callstate-storage-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+		snprintf(dir, sizeof dir, "%s/callstate-storage-XXXXXX",
+			 tmp && *tmp ? tmp : "/tmp");
 		cr_assert(mkdtemp(dir), "mkdtemp");
 		snprintf(url, sizeof url, "sqlite:%s/test.db", dir);
 	} else {
@@ -254,16 +255,27 @@ static void make_event(struct event *ev, unsigned n, const char *type, const cha
 	cr_assert(ev->data);
 }
 
+/* The view stored with a call: the domain writes the API JSON; here any text that names the
+ * call and its state shows that the view travels with the row. */
+static const char *view_of(const struct call *c, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "{\"id\":\"%s\",\"version\":%lld,\"members\":%zu}", c->id,
+		 (long long)c->version, c->n_members);
+	return buf;
+}
+
 /* ---- transaction functions ---- */
 
 static enum err tx_insert(struct storage_tx *tx, void *arg)
 {
-	return storage_tx_call_insert(tx, arg);
+	char view[128];
+	return storage_tx_call_insert(tx, arg, view_of(arg, view, sizeof view));
 }
 
 static enum err tx_update(struct storage_tx *tx, void *arg)
 {
-	return storage_tx_call_update(tx, arg);
+	char view[128];
+	return storage_tx_call_update(tx, arg, view_of(arg, view, sizeof view));
 }
 
 static enum err tx_append(struct storage_tx *tx, void *arg)
@@ -375,7 +387,8 @@ struct insert_then_read {
 static enum err tx_insert_then_read(struct storage_tx *tx, void *arg)
 {
 	struct insert_then_read *a = arg;
-	enum err e = storage_tx_call_insert(tx, a->c);
+	char view[128];
+	enum err e = storage_tx_call_insert(tx, a->c, view_of(a->c, view, sizeof view));
 	if (e == ERR_OK)
 		e = storage_tx_call_get(tx, a->c->id, &a->by_id);
 	if (e == ERR_OK)
@@ -438,6 +451,41 @@ Test(storage, call_update_rewrites_call_members_and_sessions)
 	call_free(c);
 }
 
+static void assert_view(const struct call *c)
+{
+	struct call_view v = {0};
+	char want[128];
+	cr_assert_eq(storage_call_view(st, c->id, &v), ERR_OK);
+	cr_assert_str_eq(v.id, c->id);
+	cr_assert_eq(v.created_at, c->created_at);
+	cr_assert_eq(v.next_deadline, c->next_deadline);
+	cr_assert_str_eq(v.json, view_of(c, want, sizeof want));
+	call_view_finish(&v);
+	cr_assert_null(v.json);
+}
+
+static enum err tx_insert_without_view(struct storage_tx *tx, void *arg)
+{
+	return storage_tx_call_insert(tx, arg, NULL);
+}
+
+Test(storage, call_view_follows_every_write)
+{
+	struct call *c = full_call(1);
+	cr_assert_eq(storage_transact(st, tx_insert_without_view, c), ERR_INVALID);
+	insert(c);
+	assert_view(c);
+	c->version = 8;
+	c->next_deadline = 0;
+	cr_assert_eq(storage_transact(st, tx_update, c), ERR_OK);
+	assert_view(c);
+	struct call_view none = {0};
+	make_id(c->id, 2);
+	cr_assert_eq(storage_call_view(st, c->id, &none), ERR_NOT_FOUND);
+	cr_assert_null(none.json);
+	call_free(c);
+}
+
 Test(storage, duplicate_id_or_room_is_a_conflict)
 {
 	struct call *c = full_call(1);
@@ -497,9 +545,10 @@ struct job {
 static enum err tx_job(struct storage_tx *tx, void *arg)
 {
 	struct job *j = arg;
+	char view[128];
 	enum err e = storage_tx_event_append(tx, &j->ev);
 	if (e == ERR_OK)
-		e = storage_tx_call_insert(tx, j->c);
+		e = storage_tx_call_insert(tx, j->c, view_of(j->c, view, sizeof view));
 	return e == ERR_OK ? j->fail_with : e;
 }
 
@@ -670,11 +719,11 @@ Test(storage, events_get_increasing_seq_and_page)
 
 Test(storage, page_finish_accepts_zeroed_pages)
 {
-	struct call_page cp = {0};
+	struct view_page vp = {0};
 	struct event_page ep = {0};
-	call_page_finish(&cp);
+	view_page_finish(&vp);
 	event_page_finish(&ep);
-	cr_assert_null(cp.calls);
+	cr_assert_null(vp.views);
 	cr_assert_null(ep.events);
 }
 
@@ -949,24 +998,27 @@ static void check_list(const char *what, struct call_filter f, int limit)
 	f.limit = limit;
 	for (int pages = 0;; pages++) {
 		cr_assert_leq(pages, LIST_N + 1, "%s: runaway paging", what);
-		struct call_page page = {0};
+		struct view_page page = {0};
 		cr_assert_eq(storage_calls_list(st, &f, &page), ERR_OK, "%s", what);
 		cr_assert_leq(page.n, (size_t)limit, "%s", what);
 		for (size_t i = 0; i < page.n; i++, n_got++) {
-			cr_assert_lt(n_got, n_want, "%s: extra row %s", what, page.calls[i]->id);
-			cr_assert_str_eq(page.calls[i]->id, want[n_got]->id, "%s limit %d row %zu",
+			char view[128];
+			cr_assert_lt(n_got, n_want, "%s: extra row %s", what, page.views[i].id);
+			cr_assert_str_eq(page.views[i].id, want[n_got]->id, "%s limit %d row %zu",
 					 what, limit, n_got);
-			cr_assert_eq(page.calls[i]->n_members, want[n_got]->n_members, "%s", what);
+			cr_assert_eq(page.views[i].created_at, want[n_got]->created_at);
+			cr_assert_str_eq(page.views[i].json, view_of(want[n_got], view, sizeof view),
+					 "%s", what);
 		}
 		cr_assert_eq(page.more, n_got < n_want, "%s limit %d: more after %zu", what, limit,
 			     n_got);
 		if (page.n) {
-			const struct call *last = page.calls[page.n - 1];
+			const struct call_view *last = &page.views[page.n - 1];
 			f.after_created_at = last->created_at;
 			snprintf(f.after_id, sizeof f.after_id, "%s", last->id);
 		}
 		bool more = page.more;
-		call_page_finish(&page);
+		view_page_finish(&page);
 		if (!more)
 			break;
 	}
@@ -999,14 +1051,14 @@ Test(storage, calls_list_orders_and_pages_without_gaps)
 	check_list("all, one exact page", f, LIST_N);
 	/* Equal created_at: the id breaks the tie, newest (greatest) first. */
 	f.limit = 4;
-	struct call_page page = {0};
+	struct view_page page = {0};
 	cr_assert_eq(storage_calls_list(st, &f, &page), ERR_OK);
 	cr_assert_eq(page.n, 4);
 	for (size_t i = 1; i < page.n; i++) {
-		cr_assert_eq(page.calls[i]->created_at, page.calls[0]->created_at);
-		cr_assert_lt(strcmp(page.calls[i]->id, page.calls[i - 1]->id), 0);
+		cr_assert_eq(page.views[i].created_at, page.views[0].created_at);
+		cr_assert_lt(strcmp(page.views[i].id, page.views[i - 1].id), 0);
 	}
-	call_page_finish(&page);
+	view_page_finish(&page);
 	free_dataset();
 }
 
@@ -1083,7 +1135,7 @@ Test(storage, calls_list_filters_alone_and_combined, .timeout = 60)
 
 Test(storage, calls_list_rejects_bad_filters)
 {
-	struct call_page page = {0};
+	struct view_page page = {0};
 	struct call_filter f = window();
 	f.limit = 0;
 	cr_assert_eq(storage_calls_list(st, &f, &page), ERR_INVALID);
@@ -1097,7 +1149,7 @@ Test(storage, calls_list_rejects_bad_filters)
 	f.limit = 10;
 	f.outcome = OUTCOME_NONE; /* "not ended" is a status */
 	cr_assert_eq(storage_calls_list(st, &f, &page), ERR_INVALID);
-	cr_assert_null(page.calls);
+	cr_assert_null(page.views);
 }
 
 /* ---- timers ---- */
@@ -1237,6 +1289,22 @@ Test(storage, sqlite_writer_is_wal_with_synchronous_full)
 	cr_assert_str_eq((const char *)sqlite3_column_text(stmt, 0), "wal");
 	sqlite3_finalize(stmt);
 	sqlite3_close(db);
+}
+
+static enum err tx_nested(struct storage_tx *tx, void *arg)
+{
+	enum err *inner = arg;
+	*inner = storage_transact(st, tx_append, NULL);
+	return ERR_OK;
+}
+
+Test(storage, sqlite_transact_inside_a_transaction_fails_instead_of_hanging, .timeout = 10)
+{
+	if (!is_sqlite())
+		cr_skip_test("SQLite property: its one writer thread would wait for itself");
+	enum err inner = ERR_OK;
+	cr_assert_eq(storage_transact(st, tx_nested, &inner), ERR_OK);
+	cr_assert_eq(inner, ERR_INTERNAL);
 }
 
 Test(storage, sqlite_unopenable_path_is_unavailable)

@@ -7,8 +7,12 @@
 -- The indexes serve the lists of storage_calls_list(), newest first with the keyset
 -- (created_at, id): one per driving filter, so no page sorts or scans.
 
+-- rid is the table's own key (the rowid, kept stable by declaring it): every other index of
+-- calls leads to a row through it, and call_members carries it so that a user's history
+-- reaches each call in one step instead of going through the id index as well.
 CREATE TABLE calls (
-	id TEXT NOT NULL PRIMARY KEY,
+	rid INTEGER PRIMARY KEY,
+	id TEXT NOT NULL UNIQUE,
 	room TEXT NOT NULL UNIQUE,
 	kind TEXT NOT NULL,
 	status TEXT NOT NULL,
@@ -26,7 +30,10 @@ CREATE TABLE calls (
 	ring_deadline INTEGER,
 	join_deadline INTEGER,
 	next_deadline INTEGER,
-	version INTEGER NOT NULL
+	version INTEGER NOT NULL,
+	-- The call's API JSON as of this row's last write, written in the same statement: lists
+	-- and reads copy it instead of joining members and sessions and serializing them again.
+	view TEXT NOT NULL
 );
 CREATE INDEX calls_created ON calls (created_at, id);
 -- Partial where the column is often NULL (no chat, not ended): an equality filter implies
@@ -41,6 +48,7 @@ CREATE INDEX calls_due ON calls (next_deadline, id) WHERE next_deadline IS NOT N
 -- created_at copies the call's so a user's history is one range of call_members_user.
 CREATE TABLE call_members (
 	call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+	call_rid INTEGER NOT NULL, -- calls.rid of call_id
 	user_id TEXT NOT NULL,
 	position INTEGER NOT NULL, -- index in struct call.members[], 0 = the caller
 	role TEXT NOT NULL,
@@ -55,7 +63,7 @@ CREATE TABLE call_members (
 	created_at INTEGER NOT NULL,
 	PRIMARY KEY (call_id, user_id)
 ) WITHOUT ROWID;
-CREATE INDEX call_members_user ON call_members (user_id, created_at, call_id);
+CREATE INDEX call_members_user ON call_members (user_id, created_at, call_id, call_rid);
 
 CREATE TABLE participants (
 	call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
