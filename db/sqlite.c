@@ -7,12 +7,23 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "clock.h"
 #include "log.h"
 #include "storage_impl.h"
 
 #define BATCH_MAX 512 /* bounds a batch's savepoints and the latency of its first job */
+/* WAL size, in pages, past which the checkpointer is woken. SQLite's own automatic
+ * checkpoint would run in the writer at 1000 pages, copying the WAL into the database and
+ * fsyncing it while every waiting request waits too. */
+#define CHECKPOINT_PAGES 4000
+#define CHECKPOINT_IDLE_S 1 /* also checkpoint what is there after this long */
+/* Under sustained writes the checkpointer never reaches the WAL's end, and the WAL can only
+ * start over once a checkpoint has: past this size the writer finishes the copy itself,
+ * between two batches, so the WAL (and recovery after a crash) stays bounded. */
+#define WAL_LIMIT_PAGES 16000
+#define WAL_FILE_LIMIT "67108864" /* bytes a reset WAL file is truncated to */
 #define BUSY_TIMEOUT_MS 5000
 #define LIST_LIMIT_MAX 500
 #define EVENTS_GROW 64 /* first allocation of an events page; a large limit need not be used */
@@ -86,7 +97,6 @@ enum stmt_id {
 	S_VERSION_INSERT,
 	S_CALL_BY_ID,
 	S_VIEW_BY_ID,
-	S_CALL_BY_ROOM,
 	S_CALL_INSERT,
 	S_CALL_UPDATE,
 	S_MEMBERS,
@@ -136,8 +146,6 @@ static const struct {
 			      " VALUES (?1, ?2, ?3)"},
 	[S_CALL_BY_ID] = {"call_get", "SELECT " CALL_COLS " FROM calls c WHERE c.id = ?1"},
 	[S_VIEW_BY_ID] = {"call_view", "SELECT " VIEW_COLS " FROM calls c WHERE c.id = ?1"},
-	[S_CALL_BY_ROOM] = {"call_get_by_room",
-			    "SELECT " CALL_COLS " FROM calls c WHERE c.room = ?1"},
 	[S_CALL_INSERT] = {"call_insert",
 			   "INSERT INTO calls (id, room, kind, status, outcome, caller, chat_id,"
 			   " metadata, created_at, answered_at, ended_at, end_cause,"
@@ -268,6 +276,14 @@ struct sqlite_storage {
 	bool stopping;
 	pthread_mutex_t pool_mu; /* free_readers */
 	struct conn *free_readers;
+	/* The checkpointer copies the WAL into the database on its own connection, beside the
+	 * writer (a passive checkpoint takes no lock the writer needs). */
+	sqlite3 *checkpoint_db;
+	bool checkpointer_running;
+	pthread_t checkpointer;
+	pthread_mutex_t checkpoint_mu; /* checkpoint_due, checkpoint_stop */
+	pthread_cond_t checkpoint_cond;
+	bool checkpoint_due, checkpoint_stop;
 };
 
 static struct sqlite_storage *to_sqlite(struct storage *st)
@@ -492,7 +508,8 @@ static enum err writer_open(struct conn *w, const char *path)
 	enum err e = conn_open(w, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
 			       "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
 			       " PRAGMA temp_store = MEMORY; PRAGMA trusted_schema = OFF;"
-			       " PRAGMA cache_size = -16384;");
+			       " PRAGMA cache_size = -16384;"
+			       " PRAGMA journal_size_limit = " WAL_FILE_LIMIT ";");
 	sqlite3_stmt *st = NULL;
 	if (e == ERR_OK)
 		e = stmt_get(w, S_JOURNAL_WAL, &st);
@@ -731,7 +748,7 @@ static enum err read_call(struct conn *cn, sqlite3_stmt *st, enum stmt_id id,
 	return ERR_OK;
 }
 
-/* id is S_CALL_BY_ID or S_CALL_BY_ROOM. */
+/* id is the statement that selects the row by its key. */
 static enum err load_call(struct conn *cn, enum stmt_id id, const char *key,
 			  struct call **ret_call)
 {
@@ -827,6 +844,65 @@ static void run_batch(struct sqlite_storage *s, struct job *batch)
 	for (struct job *j = batch; j; j = j->next)
 		if (j->result == ERR_OK)
 			j->result = ERR_UNAVAILABLE;
+}
+
+/* sqlite3_wal_hook: runs in the writer after each commit, with the WAL's size in pages. */
+static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	(void)name;
+	struct sqlite_storage *s = arg;
+	if (pages >= WAL_LIMIT_PAGES) {
+		int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+			db_fail(db, rc, "wal_checkpoint_writer");
+	} else if (pages >= CHECKPOINT_PAGES) {
+		pthread_mutex_lock(&s->checkpoint_mu);
+		s->checkpoint_due = true;
+		pthread_cond_signal(&s->checkpoint_cond);
+		pthread_mutex_unlock(&s->checkpoint_mu);
+	}
+	return SQLITE_OK;
+}
+
+static void *checkpointer_main(void *arg)
+{
+	struct sqlite_storage *s = arg;
+	pthread_mutex_lock(&s->checkpoint_mu);
+	while (!s->checkpoint_stop) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += CHECKPOINT_IDLE_S;
+		while (!s->checkpoint_due && !s->checkpoint_stop &&
+		       pthread_cond_timedwait(&s->checkpoint_cond, &s->checkpoint_mu, &until) == 0)
+			;
+		if (s->checkpoint_stop)
+			break;
+		s->checkpoint_due = false;
+		pthread_mutex_unlock(&s->checkpoint_mu);
+		int rc = sqlite3_wal_checkpoint_v2(s->checkpoint_db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+						   NULL, NULL);
+		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+			db_fail(s->checkpoint_db, rc, "wal_checkpoint");
+		pthread_mutex_lock(&s->checkpoint_mu);
+	}
+	pthread_mutex_unlock(&s->checkpoint_mu);
+	return NULL;
+}
+
+static enum err checkpointer_start(struct sqlite_storage *s)
+{
+	struct conn cn = {0};
+	enum err e = conn_open(&cn, s->path, SQLITE_OPEN_READWRITE,
+			       "PRAGMA synchronous = FULL; PRAGMA trusted_schema = OFF;");
+	if (e != ERR_OK)
+		return e;
+	s->checkpoint_db = cn.db;
+	if (pthread_create(&s->checkpointer, NULL, checkpointer_main, s) != 0)
+		return ERR_NOMEM;
+	s->checkpointer_running = true;
+	sqlite3_wal_autocheckpoint(s->writer.db, 0);
+	sqlite3_wal_hook(s->writer.db, on_wal_commit, s);
+	return ERR_OK;
 }
 
 static void *writer_main(void *arg)
@@ -960,12 +1036,6 @@ static enum err sq_migrate(struct storage *st, int *ret_applied)
 static enum err sq_tx_call_get(struct storage_tx *tx, const char *id, struct call **ret_call)
 {
 	return load_call(tx_conn(tx), S_CALL_BY_ID, id, ret_call);
-}
-
-static enum err sq_tx_call_get_by_room(struct storage_tx *tx, const char *room,
-				       struct call **ret_call)
-{
-	return load_call(tx_conn(tx), S_CALL_BY_ROOM, room, ret_call);
 }
 
 static enum err sq_tx_call_insert(struct storage_tx *tx, const struct call *c, const char *view)
@@ -1475,6 +1545,15 @@ static void sqlite_free(struct sqlite_storage *s)
 		pthread_mutex_unlock(&s->queue_mu);
 		pthread_join(s->thread, NULL);
 	}
+	if (s->checkpointer_running) {
+		pthread_mutex_lock(&s->checkpoint_mu);
+		s->checkpoint_stop = true;
+		pthread_cond_signal(&s->checkpoint_cond);
+		pthread_mutex_unlock(&s->checkpoint_mu);
+		pthread_join(s->checkpointer, NULL);
+	}
+	if (s->checkpoint_db)
+		sqlite3_close(s->checkpoint_db);
 	if (s->writer.db)
 		conn_close(&s->writer);
 	while (s->free_readers) {
@@ -1487,6 +1566,8 @@ static void sqlite_free(struct sqlite_storage *s)
 		pthread_mutex_destroy(&s->queue_mu);
 		pthread_cond_destroy(&s->queue_cond);
 		pthread_mutex_destroy(&s->pool_mu);
+		pthread_mutex_destroy(&s->checkpoint_mu);
+		pthread_cond_destroy(&s->checkpoint_cond);
 	}
 	free(s->path);
 	free(s);
@@ -1511,6 +1592,19 @@ static bool sync_init(struct sqlite_storage *s)
 		pthread_mutex_destroy(&s->queue_mu);
 		return false;
 	}
+	if (pthread_mutex_init(&s->checkpoint_mu, NULL) != 0) {
+		pthread_mutex_destroy(&s->pool_mu);
+		pthread_cond_destroy(&s->queue_cond);
+		pthread_mutex_destroy(&s->queue_mu);
+		return false;
+	}
+	if (pthread_cond_init(&s->checkpoint_cond, NULL) != 0) {
+		pthread_mutex_destroy(&s->checkpoint_mu);
+		pthread_mutex_destroy(&s->pool_mu);
+		pthread_cond_destroy(&s->queue_cond);
+		pthread_mutex_destroy(&s->queue_mu);
+		return false;
+	}
 	return true;
 }
 
@@ -1522,7 +1616,6 @@ static const struct storage_impl sqlite_impl = {
 	.ping = sq_ping,
 	.transact = sq_transact,
 	.tx_call_get = sq_tx_call_get,
-	.tx_call_get_by_room = sq_tx_call_get_by_room,
 	.tx_call_insert = sq_tx_call_insert,
 	.tx_call_update = sq_tx_call_update,
 	.tx_event_append = sq_tx_event_append,
@@ -1564,6 +1657,8 @@ enum err sqlite_storage_open(const char *path, struct storage **ret_st)
 		goto out;
 	}
 	e = writer_open(&s->writer, path);
+	if (e == ERR_OK)
+		e = checkpointer_start(s);
 	if (e != ERR_OK)
 		goto out;
 	if (pthread_create(&s->thread, NULL, writer_main, s) != 0) {

@@ -71,12 +71,6 @@ enum err storage_tx_call_get(struct storage_tx *tx, const char *id, struct call 
 	return tx->st->impl->tx_call_get(tx, id, ret_call);
 }
 
-enum err storage_tx_call_get_by_room(struct storage_tx *tx, const char *room,
-				     struct call **ret_call)
-{
-	return tx->st->impl->tx_call_get_by_room(tx, room, ret_call);
-}
-
 enum err storage_tx_call_insert(struct storage_tx *tx, const struct call *c, const char *view)
 {
 	return tx->st->impl->tx_call_insert(tx, c, view);

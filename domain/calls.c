@@ -13,16 +13,29 @@
 #include "log.h"
 
 #define IDEMPOTENCY_WINDOW_MS (24LL * 3600 * 1000)
+#define ROOM_PREFIX "call_"
 #define DUE_BATCH 256
 
 void call_grant_finish(struct call_grant *g)
 {
 	call_freep(&g->call);
+	free(g->call_json);
+	g->call_json = NULL;
 }
 
 static struct fsm_timeouts timeouts_of(const struct calls *cs)
 {
 	return (struct fsm_timeouts){.join_timeout_s = cs->cfg.join_timeout_s};
+}
+
+static enum err append_event(struct storage_tx *tx, struct call *c, const char *type, int64_t now,
+			     char *data)
+{
+	struct event ev = {.at = now, .call_version = ++c->version, .data = data};
+	ids_uuidv7(now, ev.id);
+	snprintf(ev.type, sizeof ev.type, "%s", type);
+	memcpy(ev.call_id, c->id, sizeof ev.call_id);
+	return storage_tx_event_append(tx, &ev);
 }
 
 enum err calls_record_change(struct storage_tx *tx, struct call *c, const struct fsm_events *fe,
@@ -33,13 +46,8 @@ enum err calls_record_change(struct storage_tx *tx, struct call *c, const struct
 	if (!*view)
 		return ERR_NOMEM;
 	enum err e = ERR_OK;
-	for (size_t i = 0; i < fe->n && e == ERR_OK; i++) {
-		struct event ev = {.at = now, .call_version = ++c->version, .data = *view};
-		ids_uuidv7(now, ev.id);
-		snprintf(ev.type, sizeof ev.type, "%s", fe->types[i]);
-		memcpy(ev.call_id, c->id, sizeof ev.call_id);
-		e = storage_tx_event_append(tx, &ev);
-	}
+	for (size_t i = 0; i < fe->n && e == ERR_OK; i++)
+		e = append_event(tx, c, fe->types[i], now, *view);
 	return e;
 }
 
@@ -57,6 +65,7 @@ struct action_job {
 	enum err refusal;       /* the domain's answer, returned after the commit */
 	const char *msg;
 	struct call *call;      /* the call after the change, owned by the job */
+	char *view;             /* its JSON when it changed, owned by the job */
 	bool changed;
 };
 
@@ -99,6 +108,8 @@ static enum err action_tx(struct storage_tx *tx, void *arg)
 	bool changed = false;
 
 	call_freep(&j->call);
+	free(j->view);
+	j->view = NULL;
 	j->refusal = ERR_OK;
 	j->msg = NULL;
 	enum err e = storage_tx_call_get(tx, j->id, &c);
@@ -138,19 +149,21 @@ static enum err action_tx(struct storage_tx *tx, void *arg)
 	if (e == ERR_OK && changed)
 		e = storage_tx_call_update(tx, c, view);
 out:
-	free(view);
 	call_free(before);
 	if (e == ERR_OK) {
 		j->call = c;
+		j->view = view;
 		j->changed = changed;
 	} else {
 		call_free(c);
+		free(view);
 	}
 	return e;
 }
 
+/* ret_view may be NULL; otherwise it gets the call's JSON if the action changed it, else NULL. */
 static enum err run_action(const struct calls *cs, struct action_job *j, struct call **ret_call,
-			   const char **ret_msg)
+			   char **ret_view, const char **ret_msg)
 {
 	j->cs = cs;
 	j->now = clock_now_ms(&cs->clock);
@@ -159,11 +172,17 @@ static enum err run_action(const struct calls *cs, struct action_job *j, struct 
 		e = j->refusal;
 		*ret_msg = j->msg;
 	}
-	if (e == ERR_OK)
+	if (e == ERR_OK) {
 		*ret_call = j->call;
-	else
-		call_free(j->call);
-	j->call = NULL;
+		j->call = NULL;
+		if (ret_view) {
+			*ret_view = j->view;
+			j->view = NULL;
+		}
+	}
+	call_freep(&j->call);
+	free(j->view);
+	j->view = NULL;
 	return e;
 }
 
@@ -204,14 +223,13 @@ enum err calls_accept(const struct calls *cs, const char *id, const char *user, 
 		      struct call_grant *ret, const char **ret_msg)
 {
 	struct action_job j = {.act = ACT_ACCEPT, .id = id, .user = user, .name = name};
-	struct call *c = NULL;
-	enum err e = run_action(cs, &j, &c, ret_msg);
-	if (e != ERR_OK)
-		return e;
-	struct call_grant g = {.call = c};
-	e = mint_for(cs, c, user, display_name(call_member_const(c, user), name), j.now, &g);
+	struct call_grant g = {0};
+	enum err e = run_action(cs, &j, &g.call, &g.call_json, ret_msg);
+	if (e == ERR_OK)
+		e = mint_for(cs, g.call, user, display_name(call_member_const(g.call, user), name),
+			     j.now, &g);
 	if (e != ERR_OK) {
-		call_free(c);
+		call_grant_finish(&g);
 		return e;
 	}
 	*ret = g;
@@ -222,21 +240,21 @@ enum err calls_decline(const struct calls *cs, const char *id, const char *user,
 		       struct call **ret_call, const char **ret_msg)
 {
 	struct action_job j = {.act = ACT_DECLINE, .id = id, .user = user};
-	return run_action(cs, &j, ret_call, ret_msg);
+	return run_action(cs, &j, ret_call, NULL, ret_msg);
 }
 
 enum err calls_leave(const struct calls *cs, const char *id, const char *user,
 		     struct call **ret_call, const char **ret_msg)
 {
 	struct action_job j = {.act = ACT_LEAVE, .id = id, .user = user};
-	return run_action(cs, &j, ret_call, ret_msg);
+	return run_action(cs, &j, ret_call, NULL, ret_msg);
 }
 
 enum err calls_end(const struct calls *cs, const char *id, const char *user, struct call **ret_call,
 		   const char **ret_msg)
 {
 	struct action_job j = {.act = ACT_END, .id = id, .user = user};
-	return run_action(cs, &j, ret_call, ret_msg);
+	return run_action(cs, &j, ret_call, NULL, ret_msg);
 }
 
 /* Reads see the stored call; a deadline that passed but was not yet settled by the timer
@@ -355,7 +373,7 @@ enum err calls_fire_due(const struct calls *cs, size_t *ret_fired)
 		struct action_job j = {.act = ACT_TICK, .id = ids[i]};
 		struct call *c = NULL;
 		const char *msg = NULL;
-		e = run_action(cs, &j, &c, &msg);
+		e = run_action(cs, &j, &c, NULL, &msg);
 		if (e == ERR_NOT_FOUND) /* removed meanwhile (retention) */
 			e = ERR_OK;
 		fired += j.changed;
@@ -368,14 +386,17 @@ enum err calls_fire_due(const struct calls *cs, size_t *ret_fired)
 
 /* --- creation --- */
 
+/* The new call and its JSON are made before the transaction: they depend only on the
+ * request, and the single writer thread should spend its time writing. */
 struct create_job {
 	const struct calls *cs;
 	const struct call_create_req *req;
 	int64_t now;
+	struct call *fresh;     /* the call to insert, version 1 */
+	char *fresh_view;
 	enum err refusal;
 	const char *msg;
-	struct call *call;
-	bool replayed;
+	struct call *replayed;  /* an earlier creation with the same Idempotency-Key */
 };
 
 static enum err build_call(const struct calls *cs, const struct call_create_req *req, int64_t now,
@@ -389,7 +410,7 @@ static enum err build_call(const struct calls *cs, const struct call_create_req 
 		return ERR_NOMEM;
 	}
 	ids_uuidv7(now, c->id);
-	snprintf(c->room, sizeof c->room, "call_%s", c->id);
+	snprintf(c->room, sizeof c->room, ROOM_PREFIX "%s", c->id);
 	c->kind = req->kind;
 	c->status = CALL_RINGING;
 	snprintf(c->caller, sizeof c->caller, "%s", req->caller);
@@ -412,9 +433,19 @@ static enum err build_call(const struct calls *cs, const struct call_create_req 
 		m->invite = INVITE_PENDING;
 	}
 	c->n_members = req->n_callees + 1;
+	c->version = 1; /* its call.ringing event */
 	call_fsm_arm(c);
 	*ret_call = c;
 	return ERR_OK;
+}
+
+bool calls_room_call_id(const char *room, char ret_id[ID_LEN + 1])
+{
+	size_t prefix = sizeof ROOM_PREFIX - 1;
+	if (strncmp(room, ROOM_PREFIX, prefix) != 0 || strlen(room + prefix) != ID_LEN)
+		return false;
+	memcpy(ret_id, room + prefix, ID_LEN + 1);
+	return true;
 }
 
 /* A repeat of an earlier creation: the same call, settled if its timers expired. */
@@ -425,11 +456,11 @@ static enum err replay_tx(struct storage_tx *tx, struct create_job *j, const cha
 	if (e == ERR_OK && tick.refusal != ERR_OK)
 		e = ERR_INTERNAL; /* an idempotency record whose call is gone */
 	if (e == ERR_OK) {
-		j->call = tick.call;
-		j->replayed = true;
-	} else {
-		call_free(tick.call);
+		j->replayed = tick.call;
+		tick.call = NULL;
 	}
+	call_free(tick.call);
+	free(tick.view);
 	return e;
 }
 
@@ -437,11 +468,10 @@ static enum err create_tx(struct storage_tx *tx, void *arg)
 {
 	struct create_job *j = arg;
 	const struct call_create_req *req = j->req;
-	struct call *c = NULL;
+	struct call *c = j->fresh;
 	enum err e;
 
-	call_freep(&j->call);
-	j->replayed = false;
+	call_freep(&j->replayed);
 	j->refusal = ERR_OK;
 	if (req->idempotency_key) {
 		struct idempotency rec;
@@ -458,25 +488,19 @@ static enum err create_tx(struct storage_tx *tx, void *arg)
 			return e;
 	}
 
-	char *view = NULL;
-	e = build_call(j->cs, req, j->now, &c);
-	if (e == ERR_OK) {
-		struct fsm_events fe = {.types = {"call.ringing"}, .n = 1};
-		e = calls_record_change(tx, c, &fe, j->now, &view);
-	}
+	struct event ev = {.at = j->now, .call_version = c->version, .data = j->fresh_view};
+	ids_uuidv7(j->now, ev.id);
+	snprintf(ev.type, sizeof ev.type, "call.ringing");
+	memcpy(ev.call_id, c->id, sizeof ev.call_id);
+	e = storage_tx_event_append(tx, &ev);
 	if (e == ERR_OK)
-		e = storage_tx_call_insert(tx, c, view);
-	free(view);
+		e = storage_tx_call_insert(tx, c, j->fresh_view);
 	if (e == ERR_OK && req->idempotency_key) {
 		struct idempotency rec = {.created_at = j->now};
 		memcpy(rec.call_id, c->id, sizeof rec.call_id);
 		memcpy(rec.request_hash, req->request_hash, sizeof rec.request_hash);
 		e = storage_tx_idempotency_put(tx, req->caller, req->idempotency_key, &rec);
 	}
-	if (e == ERR_OK)
-		j->call = c;
-	else
-		call_free(c);
 	return e;
 }
 
@@ -497,23 +521,36 @@ enum err calls_create(const struct calls *cs, const struct call_create_req *req,
 		return ERR_INVALID;
 	}
 	struct create_job j = {.cs = cs, .req = req, .now = clock_now_ms(&cs->clock)};
-	enum err e = storage_transact(cs->st, create_tx, &j);
+	enum err e = build_call(cs, req, j.now, &j.fresh);
+	if (e == ERR_OK) {
+		j.fresh_view = call_to_json_text(j.fresh);
+		e = j.fresh_view ? ERR_OK : ERR_NOMEM;
+	}
+	if (e == ERR_OK)
+		e = storage_transact(cs->st, create_tx, &j);
 	if (e == ERR_OK && j.refusal != ERR_OK) {
 		*ret_msg = j.msg;
 		e = j.refusal;
 	}
-	if (e != ERR_OK) {
-		call_free(j.call);
-		return e;
+	struct call_grant g = {0};
+	if (e == ERR_OK && j.replayed) {
+		g = (struct call_grant){.call = j.replayed, .replayed = true};
+		j.replayed = NULL;
+	} else if (e == ERR_OK) {
+		g = (struct call_grant){.call = j.fresh, .call_json = j.fresh_view};
+		j.fresh = NULL;
+		j.fresh_view = NULL;
 	}
-	struct call_grant g = {.call = j.call, .replayed = j.replayed};
-	if (j.call->status != CALL_ENDED) {
-		const struct member *caller = &j.call->members[0];
-		e = mint_for(cs, j.call, caller->user, display_name(caller, req->caller_name), j.now,
+	if (e == ERR_OK && g.call->status != CALL_ENDED) {
+		const struct member *caller = &g.call->members[0];
+		e = mint_for(cs, g.call, caller->user, display_name(caller, req->caller_name), j.now,
 			     &g);
 	}
+	call_free(j.fresh);
+	free(j.fresh_view);
+	call_free(j.replayed);
 	if (e != ERR_OK) {
-		call_free(j.call);
+		call_grant_finish(&g);
 		return e;
 	}
 	*ret = g;

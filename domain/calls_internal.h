@@ -3,6 +3,9 @@
 
 #include "calls.h"
 
+/* The id of the call a room belongs to: every call's room is named after its id. */
+bool calls_room_call_id(const char *room, char ret_id[ID_LEN + 1]);
+
 /* Serialize the call as it is now into *view (replacing what it held; the caller frees it)
  * and append one feed event per type in fe carrying it, each with the next call_version.
  * The caller then writes the call with that view. */

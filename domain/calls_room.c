@@ -53,10 +53,11 @@ static enum err room_tx(struct storage_tx *tx, void *arg)
 	struct room_job *j = arg;
 	const struct webhook_event *we = j->we;
 	struct call *c = NULL;
+	char call_id[ID_LEN + 1];
 	j->duplicate = false;
 	enum err e = ERR_NOT_FOUND;
-	if (*we->room.name)
-		e = storage_tx_call_get_by_room(tx, we->room.name, &c);
+	if (calls_room_call_id(we->room.name, call_id))
+		e = storage_tx_call_get(tx, call_id, &c);
 	if (e != ERR_OK && e != ERR_NOT_FOUND)
 		return e;
 

@@ -90,6 +90,7 @@ struct call_create_req {
 /* What an action that hands out a token returns. The caller owns call (call_free). */
 struct call_grant {
 	struct call *call;
+	char *call_json;               /* the call object's JSON text when the action made it */
 	bool replayed;                 /* an Idempotency-Key repeat: answer 200, not 201 */
 	bool has_token;                /* false for a replay of an ended call */
 	char token[TOKEN_MAX];

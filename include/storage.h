@@ -126,8 +126,7 @@ enum err storage_transact(struct storage *st, storage_tx_fn fn, void *arg);
 /* The call with its members and participants, locked for this transaction where the backend
  * has row locks. ERR_NOT_FOUND if absent. */
 enum err storage_tx_call_get(struct storage_tx *tx, const char *id, struct call **ret_call);
-enum err storage_tx_call_get_by_room(struct storage_tx *tx, const char *room,
-				     struct call **ret_call);
+
 /* Insert a new call with its members, and view, its API JSON as of this write.
  * ERR_CONFLICT if the id or room exists. */
 enum err storage_tx_call_insert(struct storage_tx *tx, const struct call *c, const char *view);

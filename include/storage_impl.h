@@ -14,8 +14,6 @@ struct storage_impl {
 	enum err (*transact)(struct storage *st, storage_tx_fn fn, void *arg);
 
 	enum err (*tx_call_get)(struct storage_tx *tx, const char *id, struct call **ret_call);
-	enum err (*tx_call_get_by_room)(struct storage_tx *tx, const char *room,
-					struct call **ret_call);
 	enum err (*tx_call_insert)(struct storage_tx *tx, const struct call *c, const char *view);
 	enum err (*tx_call_update)(struct storage_tx *tx, const struct call *c, const char *view);
 	enum err (*tx_event_append)(struct storage_tx *tx, struct event *ev);

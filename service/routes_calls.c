@@ -30,14 +30,15 @@ static int reply_call(struct req *r, int status, const struct call *c)
  * grant has no token (an idempotent replay of an ended call). */
 static int reply_grant(struct req *r, int status, const struct call_grant *g, bool with_call)
 {
-	char *call_text = with_call ? call_to_json_text(g->call) : NULL;
+	char *made = with_call && !g->call_json ? call_to_json_text(g->call) : NULL;
+	const char *call_text = with_call ? (g->call_json ? g->call_json : made) : NULL;
 	if (with_call && !call_text)
 		return reply_error(r, ERR_NOMEM, NULL);
 	size_t cap = (call_text ? strlen(call_text) : 0) + TOKEN_MAX +
 		     strlen(r->app->livekit_url_json) + 128;
 	char *buf = malloc(cap);
 	if (!buf) {
-		free(call_text);
+		free(made);
 		return reply_error(r, ERR_NOMEM, NULL);
 	}
 	int n;
@@ -54,7 +55,7 @@ static int reply_grant(struct req *r, int status, const struct call_grant *g, bo
 	}
 	int rc = reply_json(r, status, buf, (size_t)n);
 	free(buf);
-	free(call_text);
+	free(made);
 	return rc;
 }
 

@@ -381,7 +381,7 @@ Test(storage, call_round_trip_unset_fields)
 
 struct insert_then_read {
 	const struct call *c;
-	struct call *by_id, *by_room;
+	struct call *by_id;
 };
 
 static enum err tx_insert_then_read(struct storage_tx *tx, void *arg)
@@ -391,8 +391,6 @@ static enum err tx_insert_then_read(struct storage_tx *tx, void *arg)
 	enum err e = storage_tx_call_insert(tx, a->c, view_of(a->c, view, sizeof view));
 	if (e == ERR_OK)
 		e = storage_tx_call_get(tx, a->c->id, &a->by_id);
-	if (e == ERR_OK)
-		e = storage_tx_call_get_by_room(tx, a->c->room, &a->by_room);
 	return e;
 }
 
@@ -401,9 +399,7 @@ Test(storage, transaction_reads_its_own_writes)
 	struct insert_then_read a = {.c = full_call(1)};
 	cr_assert_eq(storage_transact(st, tx_insert_then_read, &a), ERR_OK);
 	assert_call_eq(a.by_id, a.c);
-	assert_call_eq(a.by_room, a.c);
 	call_free(a.by_id);
-	call_free(a.by_room);
 	call_free((struct call *)a.c);
 }
 
@@ -486,23 +482,17 @@ Test(storage, call_view_follows_every_write)
 	call_free(c);
 }
 
-Test(storage, duplicate_id_or_room_is_a_conflict)
+Test(storage, duplicate_id_is_a_conflict)
 {
 	struct call *c = full_call(1);
 	insert(c);
 	struct call *same_id = new_call(1, 1767225600000, "erin");
 	snprintf(same_id->room, sizeof same_id->room, "call_other");
 	cr_assert_eq(storage_transact(st, tx_insert, same_id), ERR_CONFLICT);
-	struct call *same_room = new_call(2, 1767225600000, "erin");
-	snprintf(same_room->room, sizeof same_room->room, "%s", c->room);
-	cr_assert_eq(storage_transact(st, tx_insert, same_room), ERR_CONFLICT);
-	/* Neither left anything behind, and the original is intact. */
-	struct call *none = NULL;
-	cr_assert_eq(storage_call_get(st, same_room->id, &none), ERR_NOT_FOUND);
+	/* It left nothing behind, and the original is intact. */
 	struct call *got = get(c->id);
 	assert_call_eq(got, c);
 	call_free(got);
-	call_free(same_room);
 	call_free(same_id);
 	call_free(c);
 }
@@ -513,8 +503,7 @@ static enum err tx_get_unknown(struct storage_tx *tx, void *arg)
 	struct call *c = NULL;
 	struct idempotency rec;
 	errs[0] = storage_tx_call_get(tx, "00000000-0000-7000-8000-000000000000", &c);
-	errs[1] = storage_tx_call_get_by_room(tx, "call_nope", &c);
-	errs[2] = storage_tx_idempotency_get(tx, "nobody", "no-key", &rec);
+	errs[1] = storage_tx_idempotency_get(tx, "nobody", "no-key", &rec);
 	return ERR_OK;
 }
 
@@ -524,9 +513,9 @@ Test(storage, unknown_is_not_found)
 	cr_assert_eq(storage_call_get(st, "00000000-0000-7000-8000-000000000000", &c),
 		     ERR_NOT_FOUND);
 	cr_assert_null(c);
-	enum err errs[3];
+	enum err errs[2];
 	cr_assert_eq(storage_transact(st, tx_get_unknown, errs), ERR_OK);
-	for (size_t i = 0; i < 3; i++)
+	for (size_t i = 0; i < 2; i++)
 		cr_assert_eq(errs[i], ERR_NOT_FOUND, "lookup %zu", i);
 	struct call *ghost = new_call(1, 1767225600000, "alice");
 	cr_assert_eq(storage_transact(st, tx_update, ghost), ERR_NOT_FOUND);

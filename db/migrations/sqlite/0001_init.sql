@@ -13,7 +13,7 @@
 CREATE TABLE calls (
 	rid INTEGER PRIMARY KEY,
 	id TEXT NOT NULL UNIQUE,
-	room TEXT NOT NULL UNIQUE,
+	room TEXT NOT NULL, -- "call_" + id: unique with it, and found through it
 	kind TEXT NOT NULL,
 	status TEXT NOT NULL,
 	outcome TEXT,
