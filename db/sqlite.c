@@ -77,7 +77,7 @@ enum call_col {
 	"user_id, role, invite, name, in_room, left_call, responded_at, token_minted_at, "         \
 	"first_joined_at, last_left_at"
 #define PARTICIPANT_COLS                                                                           \
-	"sid, user_id, joined_at, left_at, disconnect_reason, aborted, left_inferred, "            \
+	"sid, user_id, joined_at, left_at, disconnect_reason, aborted, left_inferred, observer, "  \
 	"screen_share_at, screen_share_ended_at"
 #define EVENT_COLS "id, type, at, call_id, call_version, data"
 
@@ -180,13 +180,14 @@ static const struct {
 			    " ORDER BY joined_at IS NULL, joined_at, sid"},
 	[S_PARTICIPANT_UPSERT] = {"participant_upsert",
 				  "INSERT INTO participants (call_id, " PARTICIPANT_COLS
-				  ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+				  ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
 				  " ON CONFLICT (call_id, sid) DO UPDATE SET"
 				  " user_id = excluded.user_id, joined_at = excluded.joined_at,"
 				  " left_at = excluded.left_at,"
 				  " disconnect_reason = excluded.disconnect_reason,"
 				  " aborted = excluded.aborted,"
 				  " left_inferred = excluded.left_inferred,"
+				  " observer = excluded.observer,"
 				  " screen_share_at = excluded.screen_share_at,"
 				  " screen_share_ended_at = excluded.screen_share_ended_at"},
 	[S_EVENT_INSERT] = {"event_append", "INSERT INTO events (" EVENT_COLS
@@ -207,16 +208,27 @@ static const struct {
 			      " received_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
 	/* One row whatever exists: the chat-set status, the newest open session (joined, not
 	 * left, not aborted: as domain/call_room.c counts them) and the latest end of any. */
+	/* One row whatever exists: the chat-set status; the call of the user's newest open session
+	 * (joined, not left, not aborted, not an observer, in a call they are a member of: as
+	 * domain/call_room.c counts them) and since when they have been in it, through reconnects
+	 * (sessions of that call still open when the newest began); the latest end of any. */
 	[S_PRESENCE_GET] = {"presence_get",
-			    "SELECT p.status, p.since, o.call_id, o.joined_at,"
-			    " (SELECT left_at FROM participants WHERE user_id = ?1"
-			    " AND left_at IS NOT NULL ORDER BY left_at DESC LIMIT 1)"
+			    "SELECT p.status, p.since, o.call_id,"
+			    " (SELECT min(s.joined_at) FROM participants s"
+			    " WHERE s.call_id = o.call_id AND s.user_id = ?1 AND s.aborted = 0"
+			    " AND s.observer = 0 AND s.joined_at IS NOT NULL"
+			    " AND (s.left_at IS NULL OR s.left_at >= o.joined_at)),"
+			    " (SELECT s.left_at FROM participants s JOIN call_members m"
+			    " ON m.call_id = s.call_id AND m.user_id = s.user_id"
+			    " WHERE s.user_id = ?1 AND s.left_at IS NOT NULL AND s.aborted = 0"
+			    " AND s.observer = 0 ORDER BY s.left_at DESC LIMIT 1)"
 			    " FROM (SELECT ?1 AS user_id) u"
 			    " LEFT JOIN presence p ON p.user_id = u.user_id"
-			    " LEFT JOIN (SELECT call_id, joined_at FROM participants"
-			    " WHERE user_id = ?1 AND left_at IS NULL AND joined_at IS NOT NULL"
-			    " AND aborted = 0 ORDER BY joined_at DESC, call_id DESC LIMIT 1) o"
-			    " ON 1"},
+			    " LEFT JOIN (SELECT s.call_id, s.joined_at FROM participants s"
+			    " JOIN call_members m ON m.call_id = s.call_id AND m.user_id = s.user_id"
+			    " WHERE s.user_id = ?1 AND s.left_at IS NULL AND s.joined_at IS NOT NULL"
+			    " AND s.aborted = 0 AND s.observer = 0"
+			    " ORDER BY s.joined_at DESC, s.call_id DESC LIMIT 1) o ON 1"},
 	[S_PRESENCE_SET] = {"presence_set",
 			    "INSERT INTO presence (user_id, status, since) VALUES (?1, ?2, ?3)"
 			    " ON CONFLICT (user_id) DO UPDATE SET status = excluded.status,"
@@ -543,8 +555,10 @@ static enum err reader_open(const char *path, struct conn **ret_cn)
 	return ERR_OK;
 }
 
-/* A pooled reader inside a read transaction: the statements of one read see one snapshot. */
-static enum err reader_begin(struct sqlite_storage *s, struct conn **ret_cn)
+/* A pooled reader. With snapshot, inside a read transaction, so that the statements of one
+ * read see one state; a single statement is atomic on its own and skips BEGIN and ROLLBACK,
+ * which on the token path cost as much as the query. */
+static enum err reader_begin(struct sqlite_storage *s, struct conn **ret_cn, bool snapshot)
 {
 	pthread_mutex_lock(&s->pool_mu);
 	struct conn *cn = s->free_readers;
@@ -553,7 +567,7 @@ static enum err reader_begin(struct sqlite_storage *s, struct conn **ret_cn)
 	pthread_mutex_unlock(&s->pool_mu);
 
 	enum err e = cn ? ERR_OK : reader_open(s->path, &cn);
-	if (e == ERR_OK)
+	if (e == ERR_OK && snapshot)
 		e = exec_stmt(cn, S_BEGIN);
 	if (e == ERR_OK) {
 		*ret_cn = cn;
@@ -678,8 +692,9 @@ static void bind_participant(struct binder *b, const char *call_id, const struct
 	bind_text(b, 6, p->disconnect_reason);
 	bind_int(b, 7, p->aborted);
 	bind_int(b, 8, p->left_inferred);
-	bind_time(b, 9, p->screen_share_at);
-	bind_time(b, 10, p->screen_share_ended_at);
+	bind_int(b, 9, p->observer);
+	bind_time(b, 10, p->screen_share_at);
+	bind_time(b, 11, p->screen_share_ended_at);
 }
 
 static void read_participant(struct row *r, struct participant *p)
@@ -691,8 +706,9 @@ static void read_participant(struct row *r, struct participant *p)
 	col_text(r, 4, p->disconnect_reason, sizeof p->disconnect_reason);
 	p->aborted = col_int(r, 5) != 0;
 	p->left_inferred = col_int(r, 6) != 0;
-	p->screen_share_at = col_int(r, 7);
-	p->screen_share_ended_at = col_int(r, 8);
+	p->observer = col_int(r, 7) != 0;
+	p->screen_share_at = col_int(r, 8);
+	p->screen_share_ended_at = col_int(r, 9);
 }
 
 /* The members, by position, or the participant sessions of c (by c->id), appended to c. */
@@ -1190,7 +1206,7 @@ static enum err sq_ping(struct storage *st)
 	struct sqlite_storage *s = to_sqlite(st);
 	struct conn *cn;
 	int64_t one;
-	enum err e = reader_begin(s, &cn);
+	enum err e = reader_begin(s, &cn, false);
 	if (e != ERR_OK)
 		return e;
 	e = query_int(cn, S_PING, &one);
@@ -1202,7 +1218,7 @@ static enum err sq_schema_version(struct storage *st, int *ret_version)
 {
 	struct sqlite_storage *s = to_sqlite(st);
 	struct conn *cn;
-	enum err e = reader_begin(s, &cn);
+	enum err e = reader_begin(s, &cn, false);
 	if (e != ERR_OK)
 		return e;
 	e = version_read(cn, ret_version);
@@ -1214,7 +1230,7 @@ static enum err sq_call_get(struct storage *st, const char *id, struct call **re
 {
 	struct sqlite_storage *s = to_sqlite(st);
 	struct conn *cn;
-	enum err e = reader_begin(s, &cn);
+	enum err e = reader_begin(s, &cn, true);
 	if (e != ERR_OK)
 		return e;
 	e = load_call(cn, S_CALL_BY_ID, id, ret_call);
@@ -1226,7 +1242,7 @@ static enum err sq_presence_get(struct storage *st, const char *user, struct pre
 {
 	struct sqlite_storage *s = to_sqlite(st);
 	struct conn *cn;
-	enum err e = reader_begin(s, &cn);
+	enum err e = reader_begin(s, &cn, false);
 	if (e != ERR_OK)
 		return e;
 	e = presence_read(cn, user, ret);
@@ -1272,7 +1288,7 @@ static enum err sq_call_access(struct storage *st, const char *id, const char *u
 {
 	struct sqlite_storage *s = to_sqlite(st);
 	struct conn *cn;
-	enum err e = reader_begin(s, &cn);
+	enum err e = reader_begin(s, &cn, false);
 	if (e != ERR_OK)
 		return e;
 	e = call_access_read(cn, id, user, ret);
@@ -1362,7 +1378,7 @@ static enum err sq_call_view(struct storage *st, const char *id, struct call_vie
 	struct sqlite_storage *s = to_sqlite(st);
 	struct binder b = {0};
 	struct conn *cn = NULL;
-	enum err e = reader_begin(s, &cn);
+	enum err e = reader_begin(s, &cn, false);
 	if (e == ERR_OK)
 		e = stmt_get(cn, S_VIEW_BY_ID, &b.st);
 	if (e == ERR_OK) {
@@ -1396,7 +1412,7 @@ static enum err sq_calls_list(struct storage *st, const struct call_filter *f,
 	page.views = calloc((size_t)f->limit, sizeof *page.views);
 	if (!page.views)
 		return ERR_NOMEM;
-	e = reader_begin(s, &cn);
+	e = reader_begin(s, &cn, false);
 	if (e == ERR_OK)
 		e = stmt_get(cn, id, &b.st);
 	if (e == ERR_OK)
@@ -1457,7 +1473,7 @@ static enum err sq_events_after(struct storage *st, int64_t after, int limit,
 
 	if (limit < 1)
 		return ERR_INVALID;
-	e = reader_begin(s, &cn);
+	e = reader_begin(s, &cn, false);
 	if (e == ERR_OK)
 		e = stmt_get(cn, S_EVENTS_AFTER, &b.st);
 	if (e != ERR_OK)
@@ -1509,7 +1525,7 @@ static enum err sq_calls_due(struct storage *st, int64_t now, size_t max,
 	enum err e;
 	int rc = SQLITE_DONE;
 
-	e = reader_begin(s, &cn);
+	e = reader_begin(s, &cn, false);
 	if (e == ERR_OK)
 		e = stmt_get(cn, S_DUE, &b.st);
 	if (e != ERR_OK)

@@ -4,6 +4,7 @@
  * room_finished), members' in_room and join/leave times are recomputed from the whole set of
  * sessions, and the call rules (a join answers, the last session closing ends a two-person
  * call, an empty room ends a group call) look at that state rather than at the one event. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "calls.h"
@@ -20,14 +21,14 @@ static void emit(struct fsm_events *ev, const char *type)
 		ev->types[ev->n++] = type;
 }
 
-static bool session_open(const struct participant *s)
-{
-	return s->joined_at && !s->left_at && !s->aborted;
-}
-
 static bool session_joined(const struct participant *s)
 {
-	return s->joined_at && !s->aborted;
+	return s->joined_at && !s->aborted && !s->observer;
+}
+
+static bool session_open(const struct participant *s)
+{
+	return session_joined(s) && !s->left_at;
 }
 
 static struct participant *session_find(struct call *c, const char *sid)
@@ -91,6 +92,9 @@ static bool apply_facts(struct call *c, const struct webhook_event *we, int64_t 
 	struct participant *s = session_upsert(c, p);
 	if (!s)
 		return false;
+	/* Track events carry only sid and identity; the other events the whole participant. */
+	if (we->kind != WEBHOOK_TRACK_PUBLISHED && we->kind != WEBHOOK_TRACK_UNPUBLISHED)
+		s->observer = !webhook_participant_is_standard(p);
 	switch (we->kind) {
 	case WEBHOOK_PARTICIPANT_JOINED:
 		s->joined_at = joined_ms(p, at);
@@ -124,6 +128,17 @@ static bool apply_facts(struct call *c, const struct webhook_event *we, int64_t 
 	}
 	session_settle(c, s);
 	return true;
+}
+
+/* Sessions in the order they began (not yet begun last), whatever order they were learnt in. */
+static int session_order(const void *a, const void *b)
+{
+	const struct participant *x = a, *y = b;
+	if (!x->joined_at != !y->joined_at)
+		return x->joined_at ? -1 : 1;
+	if (x->joined_at != y->joined_at)
+		return x->joined_at < y->joined_at ? -1 : 1;
+	return strcmp(x->sid, y->sid);
 }
 
 /* A member's room state is a function of their sessions only. */
@@ -170,6 +185,8 @@ static void accept_by_joining(struct call *c, const struct fsm_timeouts *t, stru
 			c->answered_at = at;
 			c->join_deadline = at + (int64_t)t->join_timeout_s * 1000;
 			emit(ev, "call.active");
+		} else if (at < c->answered_at) {
+			c->answered_at = at;
 		}
 	}
 }
@@ -229,6 +246,7 @@ enum err call_fsm_room_event(struct call *c, const struct webhook_event *we, int
 		was_in[i] = c->members[i].in_room;
 	if (!apply_facts(c, we, at))
 		return ERR_NOMEM;
+	qsort(c->participants, c->n_participants, sizeof c->participants[0], session_order);
 	for (size_t i = 0; i < c->n_members; i++)
 		member_recompute(c, &c->members[i]);
 	if (c->status != CALL_ENDED)

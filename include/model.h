@@ -9,6 +9,8 @@
 #include <stdint.h>
 
 #define USER_ID_MAX 128        /* bytes of UTF-8, API.md */
+#define IDENTITY_MAX 256       /* LiveKit's own limit on identities: agents and recorders in a
+				* call's room may use all of it, members never more than USER_ID_MAX */
 #define NAME_MAX_BYTES 256     /* display name given on create/accept/token */
 #define CALL_MAX_CALLEES 32
 #define CALL_MAX_MEMBERS (CALL_MAX_CALLEES + 1)
@@ -57,12 +59,14 @@ struct member {
 /* One LiveKit participant session (a reconnect is a new sid). */
 struct participant {
 	char sid[SID_MAX + 1];
-	char user[USER_ID_MAX + 1];
+	char user[IDENTITY_MAX + 1];
 	int64_t joined_at;
 	int64_t left_at;
 	char disconnect_reason[REASON_MAX + 1]; /* "" = null */
 	bool aborted;                           /* participant_connection_aborted: a failed join */
 	bool left_inferred;     /* left_at was set by room_finished; a real leave overrides it */
+	bool observer;          /* an agent, recorder, egress or hidden participant: recorded,
+				 * but not a person in the call (LIVEKIT.md §6.11) */
 	int64_t screen_share_at;       /* first screen share track published, 0 = never */
 	int64_t screen_share_ended_at; /* last screen share track unpublished, 0 = never */
 };

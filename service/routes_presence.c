@@ -8,7 +8,6 @@
 #include "routes.h"
 
 #define PRESENCE_LIST_MAX 200
-#define USERS_PARAM_MAX (PRESENCE_LIST_MAX * (USER_ID_MAX + 1))
 
 static int reply_presence(struct req *r, const struct presence *p)
 {
@@ -50,21 +49,19 @@ int handle_presence_put(struct req *r)
 }
 
 /* The users asked: "users" split on commas, then every "user" parameter (for ids with a
- * comma). ret_users point into buf. */
+ * comma). ret_users point into buf, which holds cap bytes: decoded values are never longer
+ * than the query string they come from. */
 static enum err asked_users(const struct req *r, char *buf, size_t cap, char **ret_users,
 			    size_t *ret_n, const char **ret_msg)
 {
+	static const char too_many[] = "users: at most 200 user ids";
 	size_t n = 0, used = 0;
 	int len = req_query(r, "users", 0, buf, cap);
-	if (len == -2) {
-		*ret_msg = "users: at most 200 user ids";
-		return ERR_INVALID;
-	}
-	if (len > 0) {
+	if (len >= 0) {
 		used = (size_t)len + 1;
 		for (char *s = buf; s; n++) {
 			if (n == PRESENCE_LIST_MAX) {
-				*ret_msg = "users: at most 200 user ids";
+				*ret_msg = too_many;
 				return ERR_INVALID;
 			}
 			ret_users[n] = s;
@@ -73,12 +70,9 @@ static enum err asked_users(const struct req *r, char *buf, size_t cap, char **r
 				*s++ = '\0';
 		}
 	}
-	for (int k = 0; used < cap; k++) {
-		len = req_query(r, "user", k, buf + used, cap - used);
-		if (len == -1)
-			break;
-		if (len < 0 || n == PRESENCE_LIST_MAX) {
-			*ret_msg = "user: at most 200 user ids in all";
+	for (int k = 0; (len = req_query(r, "user", k, buf + used, cap - used)) >= 0; k++) {
+		if (n == PRESENCE_LIST_MAX) {
+			*ret_msg = too_many;
 			return ERR_INVALID;
 		}
 		ret_users[n++] = buf + used;
@@ -107,10 +101,11 @@ int handle_presence_list(struct req *r)
 	enum err e = req_auth(r, ROLE_SERVICE);
 	if (e != ERR_OK)
 		return reply_error(r, e, NULL);
-	char *buf = malloc(USERS_PARAM_MAX);
+	size_t cap = (r->ri->query_string ? strlen(r->ri->query_string) : 0) + 2;
+	char *buf = malloc(cap);
 	if (!buf)
 		return reply_error(r, ERR_NOMEM, NULL);
-	e = asked_users(r, buf, USERS_PARAM_MAX, users, &n, &msg);
+	e = asked_users(r, buf, cap, users, &n, &msg);
 	json_t *list = e == ERR_OK ? json_array() : NULL;
 	for (size_t i = 0; e == ERR_OK && i < n; i++) {
 		struct presence p;

@@ -4,13 +4,14 @@
 #include "server.h"
 
 #include <civetweb.h>
+#include <inttypes.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "http.h"
-#include "ids.h"
 #include "log.h"
 #include "routes.h"
 
@@ -80,11 +81,26 @@ static bool valid_request_id(const char *s)
 	return true;
 }
 
-static int64_t monotonic_us(void)
+static int64_t monotonic_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* A new request id: a random per-thread prefix and a per-thread counter, unique without a lock
+ * (the shared UUIDv7 generator serializes every request on its mutex). */
+static void new_request_id(char out[REQUEST_ID_MAX + 1])
+{
+	static _Thread_local uint64_t prefix, counter;
+	if (!prefix && RAND_bytes((unsigned char *)&prefix, sizeof prefix) != 1)
+		prefix = (uint64_t)monotonic_ns() ^ (uint64_t)(uintptr_t)&counter;
+	snprintf(out, REQUEST_ID_MAX + 1, "%016" PRIx64 "-%08" PRIx64, prefix, ++counter);
+}
+
+static int64_t monotonic_us(void)
+{
+	return monotonic_ns() / 1000;
 }
 
 static int dispatch(struct req *r)
@@ -114,7 +130,7 @@ static int on_request(struct mg_connection *conn, void *cbdata)
 	if (given && valid_request_id(given))
 		snprintf(r.request_id, sizeof r.request_id, "%s", given);
 	else
-		ids_uuidv7(clock_now_ms(&clock_system), r.request_id);
+		new_request_id(r.request_id);
 
 	dispatch(&r);
 
@@ -151,6 +167,8 @@ enum err server_start(const struct app *app, struct server **ret_srv)
 		"request_timeout_ms", timeout,
 		"tcp_nodelay", "1",
 		"listen_backlog", "1024",
+		/* A presence query names up to 200 ids of 128 bytes, percent-encoded. */
+		"max_request_size", "131072",
 		"connection_queue", "1024",
 		"decode_url", "yes",
 		NULL,

@@ -329,3 +329,17 @@ Test(room, screen_shares_are_recorded_on_the_session)
 	cr_assert_eq(session(c, "PA_b1")->screen_share_ended_at, T0 + 20000);
 	call_free(c);
 }
+
+Test(room, a_member_identity_joining_as_an_agent_is_not_in_the_room)
+{
+	struct call *c = ringing(1);
+	struct fsm_events ev = {0};
+	struct webhook_event we = joined("c1", "PA_agent", 2);
+	snprintf(we.participant.kind, sizeof we.participant.kind, "AGENT");
+	apply(c, &we, &ev);
+	cr_assert_eq(ev.n, 0);
+	cr_assert_not(c->members[1].in_room);
+	cr_assert_eq(c->members[1].invite, INVITE_PENDING, "an agent does not answer for them");
+	cr_assert(session(c, "PA_agent")->observer);
+	call_free(c);
+}

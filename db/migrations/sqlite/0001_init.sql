@@ -74,6 +74,7 @@ CREATE TABLE participants (
 	disconnect_reason TEXT,
 	aborted INTEGER NOT NULL,
 	left_inferred INTEGER NOT NULL,
+	observer INTEGER NOT NULL,
 	screen_share_at INTEGER,
 	screen_share_ended_at INTEGER,
 	PRIMARY KEY (call_id, sid)
