@@ -24,7 +24,8 @@
 struct storage;
 struct storage_tx;
 
-/* Filters of the call lists. Empty strings and zero values mean "no filter". The order is
+/* Filters of the call lists. Empty strings, zero times and -1 for the enums mean "no filter"
+ * (OUTCOME_NONE is not a filter: a call not ended is found by its status). The order is
  * (created_at, id) newest first; after_created_at/after_id is the keyset cursor (the last row
  * of the previous page), unset when after_id is "". */
 struct call_filter {
@@ -122,7 +123,11 @@ typedef enum err (*storage_tx_fn)(struct storage_tx *tx, void *arg);
  * succeeded: the caller must discard what fn produced. */
 enum err storage_transact(struct storage *st, storage_tx_fn fn, void *arg);
 
-/* --- inside a transaction --- */
+/* --- inside a transaction ---
+ * ERR_CONFLICT and ERR_NOT_FOUND from a write leave nothing written, so the function may carry
+ * on; after any other error the function must fail, and its savepoint undoes what it wrote.
+ * Reads through storage_* (not storage_tx_*) inside a function do not see its writes, and a
+ * nested storage_transact fails with ERR_INTERNAL. */
 /* The call with its members and participants, locked for this transaction where the backend
  * has row locks. ERR_NOT_FOUND if absent. */
 enum err storage_tx_call_get(struct storage_tx *tx, const char *id, struct call **ret_call);
