@@ -810,17 +810,35 @@ static enum err write_row(struct conn *w, enum stmt_id id, const struct call *c,
  * is written, so a function may carry on after them; any other error leaves a part written
  * and the function must fail (its savepoint then undoes it). No savepoint per call here: each
  * would copy the pages it touches again, which a function writing many calls pays per call. */
+/* Whether member i, or the session of participants[i], is as loaded (then not written). */
+static bool member_unchanged(const struct call *c, const struct call *loaded, size_t i)
+{
+	return loaded && i < loaded->n_members &&
+	       memcmp(&c->members[i], &loaded->members[i], sizeof c->members[i]) == 0;
+}
+
+static bool session_unchanged(const struct call *c, const struct call *loaded, size_t i)
+{
+	const struct participant *p = &c->participants[i];
+	for (size_t k = 0; loaded && k < loaded->n_participants; k++)
+		if (strcmp(loaded->participants[k].sid, p->sid) == 0)
+			return memcmp(p, &loaded->participants[k], sizeof *p) == 0;
+	return false;
+}
+
 static enum err write_call(struct conn *w, enum stmt_id id, const struct call *c,
-			   const char *view)
+			   const struct call *loaded, const char *view)
 {
 	if (c->n_members > CALL_MAX_MEMBERS || (c->n_participants && !c->participants) ||
 	    !view || !*view)
 		return ERR_INVALID;
 	enum err e = write_row(w, id, c, view, 0);
 	for (size_t i = 0; e == ERR_OK && i < c->n_members; i++)
-		e = write_row(w, S_MEMBER_UPSERT, c, NULL, i);
+		if (!member_unchanged(c, loaded, i))
+			e = write_row(w, S_MEMBER_UPSERT, c, NULL, i);
 	for (size_t i = 0; e == ERR_OK && i < c->n_participants; i++)
-		e = write_row(w, S_PARTICIPANT_UPSERT, c, NULL, i);
+		if (!session_unchanged(c, loaded, i))
+			e = write_row(w, S_PARTICIPANT_UPSERT, c, NULL, i);
 	return e;
 }
 
@@ -1056,12 +1074,13 @@ static enum err sq_tx_call_get(struct storage_tx *tx, const char *id, struct cal
 
 static enum err sq_tx_call_insert(struct storage_tx *tx, const struct call *c, const char *view)
 {
-	return write_call(tx_conn(tx), S_CALL_INSERT, c, view);
+	return write_call(tx_conn(tx), S_CALL_INSERT, c, NULL, view);
 }
 
-static enum err sq_tx_call_update(struct storage_tx *tx, const struct call *c, const char *view)
+static enum err sq_tx_call_update(struct storage_tx *tx, const struct call *c,
+				  const struct call *loaded, const char *view)
 {
-	return write_call(tx_conn(tx), S_CALL_UPDATE, c, view);
+	return write_call(tx_conn(tx), S_CALL_UPDATE, c, loaded, view);
 }
 
 static enum err sq_tx_event_append(struct storage_tx *tx, struct event *ev)

@@ -76,9 +76,10 @@ enum err storage_tx_call_insert(struct storage_tx *tx, const struct call *c, con
 	return tx->st->impl->tx_call_insert(tx, c, view);
 }
 
-enum err storage_tx_call_update(struct storage_tx *tx, const struct call *c, const char *view)
+enum err storage_tx_call_update(struct storage_tx *tx, const struct call *c,
+				const struct call *loaded, const char *view)
 {
-	return tx->st->impl->tx_call_update(tx, c, view);
+	return tx->st->impl->tx_call_update(tx, c, loaded, view);
 }
 
 enum err storage_tx_event_append(struct storage_tx *tx, struct event *ev)

@@ -1,78 +1,171 @@
-/* The call object of API.md as JSON: one function shared by every HTTP answer and by the data
- * of feed events, so the two can never disagree. */
-#include <jansson.h>
+/* The call object of API.md as JSON text: one writer shared by every HTTP answer, the stored
+ * view and the data of feed events, so none can disagree. It writes straight into one growing
+ * buffer: every change of a call is serialized once inside its transaction, on the single
+ * writer thread, where building a jansson tree first cost several times more. */
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "calls.h"
+#include "jsonutil.h"
 #include "timefmt.h"
 
-static json_t *time_or_null(int64_t ms)
+struct jbuf {
+	char *p;
+	size_t len, cap;
+	bool failed;
+};
+
+static bool reserve(struct jbuf *b, size_t n)
 {
-	if (!ms)
-		return json_null();
-	char buf[TIMEFMT_LEN + 1];
-	timefmt_format(ms, buf);
-	return json_stringn(buf, TIMEFMT_LEN);
+	if (b->failed)
+		return false;
+	if (b->len + n <= b->cap)
+		return true;
+	size_t cap = b->cap ? b->cap : 1024;
+	while (cap < b->len + n)
+		cap *= 2;
+	char *p = realloc(b->p, cap);
+	if (!p) {
+		b->failed = true;
+		return false;
+	}
+	b->p = p;
+	b->cap = cap;
+	return true;
 }
 
-static json_t *string_or_null(const char *s)
+static void raw(struct jbuf *b, const char *s, size_t n)
 {
-	return s && *s ? json_string(s) : json_null();
+	if (reserve(b, n)) {
+		memcpy(b->p + b->len, s, n);
+		b->len += n;
+	}
 }
 
-static json_t *member_to_json(const struct member *m)
+#define LIT(b, s) raw(b, s, sizeof(s) - 1)
+
+static void str(struct jbuf *b, const char *s)
 {
-	return json_pack("{s:s, s:s, s:s, s:b, s:o, s:o, s:o}", "user", m->user, "role",
-			 member_role_name(m->role), "invite", invite_state_name(m->invite),
-			 "in_room", m->in_room, "responded_at", time_or_null(m->responded_at),
-			 "first_joined_at", time_or_null(m->first_joined_at), "last_left_at",
-			 time_or_null(m->last_left_at));
+	if (reserve(b, 6 * strlen(s) + 2))
+		json_append_string(b->p, b->cap, &b->len, s);
 }
 
-static json_t *participant_to_json(const struct participant *p)
+static void str_or_null(struct jbuf *b, const char *s)
 {
-	return json_pack("{s:s, s:s, s:o, s:o, s:o}", "user", p->user, "sid", p->sid, "joined_at",
-			 time_or_null(p->joined_at), "left_at", time_or_null(p->left_at),
-			 "disconnect_reason", string_or_null(p->disconnect_reason));
+	if (s && *s)
+		str(b, s);
+	else
+		LIT(b, "null");
 }
 
-json_t *call_to_json(const struct call *c)
+static void time_or_null(struct jbuf *b, int64_t ms)
 {
-	json_t *metadata = json_loads(c->metadata, 0, NULL);
-	json_t *members = json_array();
-	json_t *participants = json_array();
-	json_t *duration = c->answered_at && c->ended_at
-				   ? json_integer(c->ended_at - c->answered_at)
-				   : json_null();
-	if (!metadata)
-		metadata = json_object();
-	for (size_t i = 0; members && i < c->n_members; i++)
-		if (json_array_append_new(members, member_to_json(&c->members[i])) != 0)
-			json_decref(members), members = NULL;
-	for (size_t i = 0; participants && i < c->n_participants; i++)
-		if (json_array_append_new(participants, participant_to_json(&c->participants[i])) != 0)
-			json_decref(participants), participants = NULL;
+	if (!ms) {
+		LIT(b, "null");
+		return;
+	}
+	char t[TIMEFMT_LEN + 3];
+	t[0] = '"';
+	timefmt_format(ms, t + 1);
+	t[TIMEFMT_LEN + 1] = '"';
+	raw(b, t, TIMEFMT_LEN + 2);
+}
 
-	/* json_pack steals the "o" references even when it fails, so nothing leaks here. */
-	return json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
-			 " s:o, s:o}",
-			 "id", c->id, "room", c->room, "kind", call_kind_name(c->kind), "status",
-			 call_status_name(c->status), "outcome",
-			 string_or_null(call_outcome_name(c->outcome)), "caller", c->caller,
-			 "chat_id", string_or_null(c->chat_id), "metadata", metadata, "created_at",
-			 time_or_null(c->created_at), "answered_at", time_or_null(c->answered_at),
-			 "ended_at", time_or_null(c->ended_at), "duration_ms", duration, "end_cause",
-			 string_or_null(end_cause_name(c->end_cause)), "room_end_reason",
-			 string_or_null(c->room_end_reason), "members", members, "participants",
-			 participants);
+static void integer(struct jbuf *b, int64_t v)
+{
+	char n[24];
+	raw(b, n, (size_t)snprintf(n, sizeof n, "%" PRId64, v));
+}
+
+static void member(struct jbuf *b, const struct member *m)
+{
+	LIT(b, "{\"user\":");
+	str(b, m->user);
+	LIT(b, ",\"role\":");
+	str(b, member_role_name(m->role));
+	LIT(b, ",\"invite\":");
+	str(b, invite_state_name(m->invite));
+	if (m->in_room)
+		LIT(b, ",\"in_room\":true,\"responded_at\":");
+	else
+		LIT(b, ",\"in_room\":false,\"responded_at\":");
+	time_or_null(b, m->responded_at);
+	LIT(b, ",\"first_joined_at\":");
+	time_or_null(b, m->first_joined_at);
+	LIT(b, ",\"last_left_at\":");
+	time_or_null(b, m->last_left_at);
+	LIT(b, "}");
+}
+
+static void participant(struct jbuf *b, const struct participant *p)
+{
+	LIT(b, "{\"user\":");
+	str(b, p->user);
+	LIT(b, ",\"sid\":");
+	str(b, p->sid);
+	LIT(b, ",\"joined_at\":");
+	time_or_null(b, p->joined_at);
+	LIT(b, ",\"left_at\":");
+	time_or_null(b, p->left_at);
+	LIT(b, ",\"disconnect_reason\":");
+	str_or_null(b, p->disconnect_reason);
+	LIT(b, "}");
 }
 
 char *call_to_json_text(const struct call *c)
 {
-	json_t *j = call_to_json(c);
-	if (!j)
+	struct jbuf b = {0};
+	LIT(&b, "{\"id\":");
+	str(&b, c->id);
+	LIT(&b, ",\"room\":");
+	str(&b, c->room);
+	LIT(&b, ",\"kind\":");
+	str(&b, call_kind_name(c->kind));
+	LIT(&b, ",\"status\":");
+	str(&b, call_status_name(c->status));
+	LIT(&b, ",\"outcome\":");
+	str_or_null(&b, call_outcome_name(c->outcome));
+	LIT(&b, ",\"caller\":");
+	str(&b, c->caller);
+	LIT(&b, ",\"chat_id\":");
+	str_or_null(&b, c->chat_id);
+	/* Stored as the compact JSON of the object that was validated on creation. */
+	LIT(&b, ",\"metadata\":");
+	raw(&b, c->metadata, strlen(c->metadata));
+	LIT(&b, ",\"created_at\":");
+	time_or_null(&b, c->created_at);
+	LIT(&b, ",\"answered_at\":");
+	time_or_null(&b, c->answered_at);
+	LIT(&b, ",\"ended_at\":");
+	time_or_null(&b, c->ended_at);
+	LIT(&b, ",\"duration_ms\":");
+	if (c->answered_at && c->ended_at)
+		integer(&b, c->ended_at - c->answered_at);
+	else
+		LIT(&b, "null");
+	LIT(&b, ",\"end_cause\":");
+	str_or_null(&b, end_cause_name(c->end_cause));
+	LIT(&b, ",\"room_end_reason\":");
+	str_or_null(&b, c->room_end_reason);
+	LIT(&b, ",\"members\":[");
+	for (size_t i = 0; i < c->n_members; i++) {
+		if (i)
+			LIT(&b, ",");
+		member(&b, &c->members[i]);
+	}
+	LIT(&b, "],\"participants\":[");
+	for (size_t i = 0; i < c->n_participants; i++) {
+		if (i)
+			LIT(&b, ",");
+		participant(&b, &c->participants[i]);
+	}
+	LIT(&b, "]}");
+	raw(&b, "", 1);
+	if (b.failed) {
+		free(b.p);
 		return NULL;
-	char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(j);
-	return text;
+	}
+	return b.p;
 }

@@ -101,7 +101,8 @@ static enum err action_tx(struct storage_tx *tx, void *arg)
 {
 	struct action_job *j = arg;
 	struct call *c = NULL;
-	struct call *before = NULL;
+	struct call *loaded = NULL; /* as stored: the write skips what did not change */
+	struct call *before = NULL; /* after the timers, before the action */
 	struct fsm_timeouts t = timeouts_of(j->cs);
 	struct fsm_events tick_ev = {0}, act_ev = {0};
 	char *view = NULL; /* the call's JSON as of the last recorded change */
@@ -121,6 +122,11 @@ static enum err action_tx(struct storage_tx *tx, void *arg)
 	if (e != ERR_OK)
 		return e;
 
+	loaded = call_clone(c);
+	if (!loaded) {
+		e = ERR_NOMEM;
+		goto out;
+	}
 	int64_t stored_deadline = c->next_deadline;
 	call_fsm_tick(c, j->now, &t, &tick_ev);
 	changed = tick_ev.n > 0;
@@ -147,8 +153,9 @@ static enum err action_tx(struct storage_tx *tx, void *arg)
 		e = calls_record_change(tx, c, &none, j->now, &view);
 	}
 	if (e == ERR_OK && changed)
-		e = storage_tx_call_update(tx, c, view);
+		e = storage_tx_call_update(tx, c, loaded, view);
 out:
+	call_free(loaded);
 	call_free(before);
 	if (e == ERR_OK) {
 		j->call = c;

@@ -34,6 +34,9 @@ static enum err apply_to_call(struct room_job *j, struct storage_tx *tx, struct 
 	struct room_presence rp = {0};
 	struct presence before[CALL_MAX_MEMBERS];
 	char *view = NULL;
+	struct call *loaded = call_clone(c);
+	if (!loaded)
+		return ERR_NOMEM;
 	enum err e = call_fsm_room_event(c, j->we, j->now, &t, &ev, &rp);
 	/* Presence reads the stored sessions, so "before" is read before the update. */
 	if (e == ERR_OK)
@@ -41,7 +44,8 @@ static enum err apply_to_call(struct room_job *j, struct storage_tx *tx, struct 
 	if (e == ERR_OK)
 		e = calls_record_change(tx, c, &ev, j->now, &view);
 	if (e == ERR_OK)
-		e = storage_tx_call_update(tx, c, view);
+		e = storage_tx_call_update(tx, c, loaded, view);
+	call_free(loaded);
 	free(view);
 	for (size_t i = 0; i < rp.n && e == ERR_OK; i++)
 		e = presence_tx_emit_if_changed(tx, &before[i], j->now);

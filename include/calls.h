@@ -123,9 +123,6 @@ enum err calls_fire_due(const struct calls *cs, size_t *ret_fired);
 enum err calls_apply_webhook(const struct calls *cs, const struct webhook_event *we,
 			     const char *body, size_t body_len, bool *ret_duplicate);
 
-/* --- JSON views (jansson), shared by the HTTP answers and the feed --- */
-struct json_t;
-/* The call object of API.md; a new reference, NULL on allocation failure. */
-struct json_t *call_to_json(const struct call *c);
+/* --- the call object of API.md, shared by the HTTP answers, the views and the feed --- */
 /* Compact JSON text of the call object; malloc'd, NULL on allocation failure. */
 char *call_to_json_text(const struct call *c);

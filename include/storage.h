@@ -137,7 +137,10 @@ enum err storage_tx_call_get(struct storage_tx *tx, const char *id, struct call 
 enum err storage_tx_call_insert(struct storage_tx *tx, const struct call *c, const char *view);
 /* Write back every field of the call row and of each member; insert participants whose sid is
  * new and update the others. ERR_NOT_FOUND if the call is absent. */
-enum err storage_tx_call_update(struct storage_tx *tx, const struct call *c, const char *view);
+/* loaded, when not NULL, is the call as this transaction read it: members and sessions equal
+ * to theirs in it are not written again. */
+enum err storage_tx_call_update(struct storage_tx *tx, const struct call *c,
+				const struct call *loaded, const char *view);
 /* Append to the feed; sets ev->seq. */
 enum err storage_tx_event_append(struct storage_tx *tx, struct event *ev);
 /* ERR_NOT_FOUND when (caller, key) has no record. */

@@ -15,7 +15,8 @@ struct storage_impl {
 
 	enum err (*tx_call_get)(struct storage_tx *tx, const char *id, struct call **ret_call);
 	enum err (*tx_call_insert)(struct storage_tx *tx, const struct call *c, const char *view);
-	enum err (*tx_call_update)(struct storage_tx *tx, const struct call *c, const char *view);
+	enum err (*tx_call_update)(struct storage_tx *tx, const struct call *c,
+				   const struct call *loaded, const char *view);
 	enum err (*tx_event_append)(struct storage_tx *tx, struct event *ev);
 	enum err (*tx_idempotency_get)(struct storage_tx *tx, const char *caller, const char *key,
 				       struct idempotency *ret);
