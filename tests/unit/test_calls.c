@@ -76,6 +76,7 @@ static struct call *create(const struct call_create_req *req)
 	cr_assert(g.has_token);
 	struct call *c = g.call;
 	g.call = NULL;
+	call_grant_finish(&g);
 	return c;
 }
 
