@@ -244,7 +244,8 @@ export class Server {
   async stop({ timeoutMs = 15000, expectCode = 0, keepDir = false } = {}) {
     if (!this.exit) {
       this.child.kill('SIGTERM');
-      const t = await Promise.race([this.exited, sleep(timeoutMs).then(() => null)]);
+      // An unref'd timer: a pending 15 s race must not keep the test process alive after the last test.
+      const t = await Promise.race([this.exited, sleep(timeoutMs, null, { ref: false })]);
       if (!t) {
         this.child.kill('SIGKILL');
         await this.exited;

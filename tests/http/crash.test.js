@@ -1,0 +1,142 @@
+// Durability of webhooks (API.md: "200 once the event is durably stored and applied ... never
+// 2xx for an event that is not stored"): a burst of distinct signed webhooks over many
+// connections, `kill -9` in the middle of it, a restart on the same database, and then every
+// webhook that got its 200 before the kill must be there and applied; re-sending one is a
+// duplicate that changes nothing, and the rest, sent now, complete the picture.
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startServer, shutdown, makeTmpDir, removeTmpDir, makeSecrets, newCall, assertCallShape, assertFeed, ms,
+} from './harness.js';
+import { LkRoom, postWebhook, signWebhook } from './livekit-kit.js';
+
+const CALLS = 100;
+const PAIRS = 2000; // participant_joined + participant_left each: 4000 webhooks
+const CONNECTIONS = 48; // below the server's 64 worker threads
+const KILL_AFTER = 1200; // acknowledged webhooks before the kill
+const iso = (t) => new Date(t).toISOString();
+
+/** Send events[i] for every i in idx over `conc` concurrent connections; stop() ends early. */
+async function burst(srv, events, idx, conc, onAck = () => {}, stop = () => false) {
+  const acked = new Set();
+  const errors = [];
+  const statuses = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < idx.length && !stop()) {
+      const i = idx[next++];
+      try {
+        const r = await postWebhook(srv, events[i].body, events[i].auth);
+        if (r.status === 200) {
+          acked.add(i);
+          onAck(acked.size);
+        } else {
+          statuses.push(`${events[i].label}: ${r.status} ${r.text}`);
+        }
+      } catch (e) {
+        errors.push({ i, stopped: stop(), message: e.cause?.code || e.message });
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: conc }, worker));
+  return { acked, errors, statuses, sent: next };
+}
+
+describe('kill -9 in the middle of a webhook burst', () => {
+  const dir = makeTmpDir();
+  const secrets = makeSecrets();
+  let srv;
+  let srv2;
+  after(async () => {
+    if (srv && !srv.exit) await srv.kill();
+    await shutdown(srv2);
+    removeTmpDir(dir);
+  });
+
+  it('every webhook acknowledged before the kill is stored and applied after the restart', async () => {
+    srv = await startServer({ dir, secrets });
+    const calls = [];
+    for (let k = 0; k < CALLS; k += 20) {
+      calls.push(...(await Promise.all(Array.from({ length: 20 }, async () => {
+        const req = newCall(2, { ring_timeout_s: 300 });
+        return { req, call: (await srv.createCall(req)).call };
+      }))));
+    }
+    // The events: pair p is one session of one member of call p % CALLS, joined then left.
+    const t0 = Date.now() - 120000;
+    const rooms = calls.map(({ call }) => new LkRoom(call.room, { creationMs: t0 }));
+    const events = [];
+    for (let p = 0; p < PAIRS; p++) {
+      const c = p % CALLS;
+      const users = [calls[c].req.caller, ...calls[c].req.callees];
+      const s = rooms[c].session(users[Math.floor(p / CALLS) % users.length], t0 + p * 37);
+      const leftAt = s.joinedAtMs + 1500;
+      events.push({ ...rooms[c].joined(s), kind: 'joined', c, s });
+      events.push({ ...rooms[c].left(s, leftAt), kind: 'left', c, s, leftAt });
+    }
+    await Promise.all(events.map(async (ev) => { ev.auth = await signWebhook(ev.body, secrets.apiKey, secrets.apiSecret); }));
+    assert.equal(new Set(events.map((e) => e.id)).size, events.length, 'distinct event ids');
+
+    // The burst, and the kill once KILL_AFTER are acknowledged.
+    let killedAt = null;
+    const all = events.map((_, i) => i);
+    const first = await burst(srv, events, all, CONNECTIONS, (n) => {
+      if (n >= KILL_AFTER && killedAt === null) {
+        killedAt = Date.now();
+        srv.child.kill('SIGKILL');
+      }
+    }, () => killedAt !== null);
+    await srv.exited;
+    assert.equal(srv.exit.signal, 'SIGKILL', 'the server was killed');
+    assert.deepEqual(first.statuses, [], 'nothing but 200 before the kill');
+    assert.deepEqual(first.errors.filter((e) => !e.stopped), [], 'no failed request before the kill');
+    assert.ok(first.acked.size >= KILL_AFTER, `${first.acked.size} acknowledged`);
+    const unacked = all.filter((i) => !first.acked.has(i));
+    assert.ok(unacked.length > 0, 'the kill came in the middle of the burst');
+
+    // Restart on the same database.
+    srv2 = await startServer({ dir, secrets });
+    const byId = async () => new Map(await Promise.all(calls.map(async ({ call }) => [call.id, assertCallShape(await srv2.getCall(call.id))])));
+    let now = await byId();
+    const missing = [];
+    for (const i of first.acked) {
+      const ev = events[i];
+      const c = now.get(calls[ev.c].call.id);
+      const part = c.participants.find((x) => x.sid === ev.s.sid);
+      if (!part || part.joined_at !== iso(ev.s.joinedAtMs) || (ev.kind === 'left' && part.left_at !== iso(Math.max(Math.floor(ev.leftAt / 1000) * 1000, ev.s.joinedAtMs)))) {
+        missing.push(`${ev.label} → ${JSON.stringify(part)}`);
+      }
+    }
+    assert.deepEqual(missing.slice(0, 10), [], `${missing.length} of ${first.acked.size} acknowledged webhooks are missing after the restart`);
+    // Members' room state still agrees with their sessions.
+    for (const c of now.values()) {
+      assert.equal(new Set(c.participants.map((x) => x.sid)).size, c.participants.length, 'no session twice');
+      for (const m of c.members) {
+        const mine = c.participants.filter((x) => x.user === m.user && x.joined_at);
+        assert.equal(m.in_room, mine.some((x) => x.left_at === null), `${c.id} ${m.user} in_room`);
+        const firsts = mine.map((x) => ms(x.joined_at));
+        assert.equal(m.first_joined_at, firsts.length ? iso(Math.min(...firsts)) : null, `${c.id} ${m.user} first_joined_at`);
+      }
+    }
+
+    // Re-sending what was acknowledged: duplicates, nothing changes, nothing appended.
+    const feedBefore = await srv2.allEvents(0);
+    const again = await burst(srv2, events, [...first.acked], CONNECTIONS);
+    assert.deepEqual([again.statuses, again.errors.slice(0, 5)], [[], []], `${again.errors.length} failed`);
+    assert.equal(again.acked.size, first.acked.size);
+    assert.deepEqual(await byId(), now, 'duplicates change no call');
+    assert.deepEqual((await srv2.allEvents(feedBefore.at(-1)?.seq ?? 0)), [], 'duplicates append no event');
+
+    // The rest, sent now (LiveKit retries what got no answer): everything is there.
+    const rest = await burst(srv2, events, unacked, CONNECTIONS);
+    assert.equal(srv2.exit, null, `the restarted server is still up; stderr tail:\n${srv2.stderr.slice(-1500)}`);
+    assert.deepEqual([rest.statuses, rest.errors.slice(0, 5)], [[], []], `${rest.errors.length} failed`);
+    now = await byId();
+    for (const [i, ev] of events.entries()) {
+      const part = now.get(calls[ev.c].call.id).participants.find((x) => x.sid === ev.s.sid);
+      assert.ok(part && part.left_at !== null, `event ${i} (${ev.label}) applied`);
+    }
+    assert.equal([...now.values()].reduce((n, c) => n + c.participants.length, 0), PAIRS, 'one participant entry per session');
+    assertFeed(await srv2.allEvents(0));
+  });
+});
