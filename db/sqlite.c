@@ -595,6 +595,15 @@ static void reader_end(struct sqlite_storage *s, struct conn *cn)
 	pthread_mutex_unlock(&s->pool_mu);
 }
 
+/* The end of a read: the statement reset, the reader back in the pool; either may be NULL. */
+static void read_done(struct sqlite_storage *s, struct conn *cn, sqlite3_stmt *st)
+{
+	if (st)
+		stmt_done(st);
+	if (cn)
+		reader_end(s, cn);
+}
+
 /* ---- rows ---- */
 
 static void bind_call(struct binder *b, const struct call *c)
@@ -1450,10 +1459,7 @@ static enum err sq_calls_list(struct storage *st, const struct call_filter *f,
 	if (e == ERR_OK && !page.more && rc != SQLITE_DONE)
 		e = db_fail(cn->db, rc, stmts[id].name);
 out:
-	if (b.st)
-		stmt_done(b.st);
-	if (cn)
-		reader_end(s, cn);
+	read_done(s, cn, b.st);
 	if (e != ERR_OK) {
 		view_page_finish(&page);
 		return e;
@@ -1522,10 +1528,7 @@ static enum err sq_events_after(struct storage *st, int64_t after, int limit,
 	if (e == ERR_OK && rc != SQLITE_DONE)
 		e = db_fail(cn->db, rc, stmts[S_EVENTS_AFTER].name);
 out:
-	if (b.st)
-		stmt_done(b.st);
-	if (cn)
-		reader_end(s, cn);
+	read_done(s, cn, b.st);
 	if (e != ERR_OK) {
 		event_page_finish(&page);
 		return e;
@@ -1560,10 +1563,7 @@ static enum err sq_calls_due(struct storage *st, int64_t now, size_t max,
 	if (e == ERR_OK && n < max && rc != SQLITE_DONE)
 		e = db_fail(cn->db, rc, stmts[S_DUE].name);
 out:
-	if (b.st)
-		stmt_done(b.st);
-	if (cn)
-		reader_end(s, cn);
+	read_done(s, cn, b.st);
 	if (e == ERR_OK)
 		*ret_n = n;
 	return e;
