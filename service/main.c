@@ -50,9 +50,10 @@ static enum err open_database(const struct config *cfg, struct storage **ret_st)
 		storage_close(st);
 		return e;
 	}
-	if (applied)
-		log_write(LOG_INFO, "msg=migrated applied=%d backend=%s", applied,
-			  storage_backend_name(st));
+	int version = 0;
+	if (storage_schema_version(st, &version) == ERR_OK)
+		log_write(LOG_INFO, "msg=migrated applied=%d schema_version=%d backend=%s", applied,
+			  version, storage_backend_name(st));
 	*ret_st = st;
 	return ERR_OK;
 }
