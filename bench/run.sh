@@ -3,13 +3,18 @@
 # over loopback, keep-alive, CONNS connections (never more than the server's worker threads):
 #   1. token minting     POST /v1/calls/{id}/token   (real calls and members, created via the API)
 #   2. call creation     POST /v1/calls              (durable writes)
-#   3. user history      GET  /v1/users/{u}/calls    over SEED_CALLS stored calls
-#   4. admin filter      GET  /v1/calls?status=ended&kind=video   over the same
-#   5. peers, when they can run: the bare CivetWeb ceiling and the Node SDK token peer
+#   3. LiveKit webhooks  POST /webhooks/livekit      signed participant_joined/left pairs for the
+#                        rooms of MEMBERS calls, at each of WEBHOOK_CONNS connections, each on a
+#                        fresh server and database (durable: every 200 is stored and applied,
+#                        fsync'd; one request = one event)
+#   4. user history      GET  /v1/users/{u}/calls    over SEED_CALLS stored calls
+#   5. admin filter      GET  /v1/calls?status=ended&kind=video   over the same
+#   6. peers, when they can run: the bare CivetWeb ceiling and the Node SDK peer (tokens, webhooks)
 # and prints callstate's idle RSS and a table of req/s, p50 and p99.
 #
 # Environment knobs: DURATION (10s), CONNS (32), WRK_THREADS (2), SEED_CALLS (1000000),
-# SERVER_THREADS (64), MEMBERS (2000 calls created for the token bench), SKIP_PEERS=1,
+# SERVER_THREADS (64), MEMBERS (2000 calls created for the token bench), WEBHOOK_CONNS ("32 64"),
+# WEBHOOK_PAIRS (60000 joined/left pairs generated per webhook run), SKIP_WEBHOOKS=1, SKIP_PEERS=1,
 # SKIP_BUILD=1 (use build-release as it is), CALLSTATE_BIN (use this binary, no build).
 set -euo pipefail
 
@@ -23,6 +28,8 @@ WRK_THREADS=${WRK_THREADS:-2}
 SEED_CALLS=${SEED_CALLS:-1000000}
 SERVER_THREADS=${SERVER_THREADS:-64}
 MEMBERS=${MEMBERS:-2000}
+WEBHOOK_CONNS=${WEBHOOK_CONNS:-"32 64"}
+WEBHOOK_PAIRS=${WEBHOOK_PAIRS:-60000}
 if [ "$SEED_CALLS" -ge 1000000 ] && [ $((SEED_CALLS % 1000000)) -eq 0 ]; then SEED_LABEL="$((SEED_CALLS / 1000000))M calls"
 else SEED_LABEL="$SEED_CALLS calls"; fi
 if [ "$SERVER_THREADS" -lt "$CONNS" ]; then
@@ -102,16 +109,27 @@ stop_pid() {
 	kill -TERM "$1" 2>/dev/null || true
 	wait "$1" 2>/dev/null || true
 }
+# alive PID LOG: fail loudly, with the server's last log lines, when it died during a run
+alive() {
+	kill -0 "$1" 2>/dev/null && return 0
+	local st=0
+	wait "$1" 2>/dev/null || st=$?
+	echo "callstate (pid $1) is gone (wait status $st); last lines of $2:" >&2
+	grep -v 'msg=request \|msg=webhook ' "$2" | tail -n 20 >&2
+	exit 1
+}
 
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
-# run_wrk NAME URL SCRIPT [SCRIPT ARGS...]: one bounded wrk run; records req/s, p50, p99, errors
+# run_wrk NAME URL SCRIPT [SCRIPT ARGS...]: one bounded wrk run; records req/s, p50, p99, errors.
+# RUN_CONNS overrides CONNS for one run.
 run_wrk() {
 	local name=$1 url=$2 script=$3
 	shift 3
+	local conns=${RUN_CONNS:-$CONNS}
 	local out="$WORK/wrk-$(echo "$name" | tr -c 'a-zA-Z0-9' '_').txt"
-	echo "== $name: wrk -t$WRK_THREADS -c$CONNS -d$DURATION $url" >&2
-	wrk -t"$WRK_THREADS" -c"$CONNS" -d"$DURATION" --timeout 5s --latency -s "$script" "$url" -- "$@" >"$out" 2>&1 || true
+	echo "== $name: wrk -t$WRK_THREADS -c$conns -d$DURATION $url" >&2
+	wrk -t"$WRK_THREADS" -c"$conns" -d"$DURATION" --timeout 5s --latency -s "$script" "$url" -- "$@" >"$out" 2>&1 || true
 	awk -v name="$name" '
 		function to_ms(v) {
 			if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
@@ -125,14 +143,34 @@ run_wrk() {
 		/Non-2xx or 3xx responses:/ { non2xx = $NF }
 		/Socket errors:/ { errs = $0; sub(/.*Socket errors: */, "", errs) }
 		/requests in/ { total = $1 }
+		/^webhook-lua:/ { wraps = $3; sub(/wraps=/, "", wraps) }
 		END {
 			if (rps == "") { printf "%s\t-\t-\t-\twrk failed\n", name; exit }
 			note = ""
 			if (non2xx != "") note = note "non-2xx " non2xx "/" total " "
+			if (wraps != "" && wraps > 0) note = note "WRAPPED " wraps "x (duplicates sent) "
 			if (errs != "") note = note "socket " errs
 			printf "%s\t%.0f\t%.2f\t%.2f\t%s\n", name, rps, p50, p99, note
 		}' "$out" >>"$RESULTS"
 	tail -n 1 "$RESULTS" >&2
+	LAST_WRK_OUT=$out
+}
+# note TEXT: appended to the notes of the last result line
+note() { sed -i '$ s/$/ '"$1"'/' "$RESULTS"; }
+
+# The SDKs the webhook generator signs with (livekit-server-sdk, @livekit/protocol): the HTTP
+# tests' own dependencies.
+have_sdk() {
+	command -v node >/dev/null || return 1
+	[ -d "$ROOT/tests/http/node_modules/livekit-server-sdk" ] && return 0
+	command -v npm >/dev/null || return 1
+	echo "== npm ci in tests/http (webhook generator)" >&2
+	(cd "$ROOT/tests/http" && npm ci --no-audit --no-fund >"$WORK/npm-tests.log" 2>&1)
+}
+# gen_webhooks MEMBERS_TSV PAIRS OUT PREFIX: signed joined/left pairs for the calls of MEMBERS_TSV
+gen_webhooks() {
+	LIVEKIT_API_KEY=$API_KEY LIVEKIT_API_SECRET=$API_SECRET \
+		node "$BENCH/gen-webhooks.mjs" "$1" "$2" "$3" "$4" "$WRK_THREADS"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -142,41 +180,85 @@ start_callstate "$WORK/fresh.db" "$PORT" "$WORK/fresh.log"
 IDLE_RSS=$(rss_kb "$CS_PID")
 echo "== callstate idle RSS: ${IDLE_RSS} kB" >&2
 
-echo "== creating $MEMBERS calls through the API" >&2
+# create_calls PORT OUT TAG: MEMBERS one-to-one video calls through the API; OUT gets one
+# "<call id>\t<user>" line per member (the token and webhook generators read it).
+create_calls() {
+	local port=$1 out=$2 tag=$3 f
+	echo "== creating $MEMBERS calls through the API" >&2
+	rm -f "$WORK"/bodies.*
+	for i in $(seq 1 "$MEMBERS"); do
+		printf '{"caller":"%s-caller-%d","callees":["%s-callee-%d"],"kind":"video","ring_timeout_s":300}\n' "$tag" "$i" "$tag" "$i"
+	done >"$WORK/create-bodies.jsonl"
+	# One keep-alive curl per 250 calls, 8 in parallel.
+	split -l 250 "$WORK/create-bodies.jsonl" "$WORK/bodies."
+	local pids=()
+	for f in "$WORK"/bodies.*; do
+		(
+			args=()
+			while IFS= read -r body; do
+				args+=(--next -s -X POST -H "Authorization: Bearer $SVC_TOKEN" -H 'Content-Type: application/json'
+					-d "$body" -w '\n' "http://127.0.0.1:$port/v1/calls")
+			done <"$f"
+			curl "${args[@]:1}" >"$f.out"
+		) &
+		pids+=($!)
+		if [ "${#pids[@]}" -ge 8 ]; then
+			wait "${pids[@]}"
+			pids=()
+		fi
+	done
+	[ "${#pids[@]}" -eq 0 ] || wait "${pids[@]}"
+	cat "$WORK"/bodies.*.out | jq -r 'select(.call) | .call.id as $id | .call.members[] | "\($id)\t\(.user)"' >"$out"
+	rm -f "$WORK"/bodies.*
+	echo "== $(wc -l <"$out") members of $(cut -f1 "$out" | sort -u | wc -l) calls" >&2
+}
 MEMBERS_FILE="$WORK/members.tsv"
-: >"$MEMBERS_FILE"
-for i in $(seq 1 "$MEMBERS"); do
-	printf '{"caller":"tk-caller-%d","callees":["tk-callee-%d"],"kind":"video","ring_timeout_s":300}\n' "$i" "$i"
-done >"$WORK/create-bodies.jsonl"
-# One keep-alive curl per 250 calls, 8 in parallel.
-split -l 250 "$WORK/create-bodies.jsonl" "$WORK/bodies."
-CURL_PIDS=()
-for f in "$WORK"/bodies.*; do
-	(
-		args=()
-		while IFS= read -r body; do
-			args+=(--next -s -X POST -H "Authorization: Bearer $SVC_TOKEN" -H 'Content-Type: application/json'
-				-d "$body" -w '\n' "http://127.0.0.1:$PORT/v1/calls")
-		done <"$f"
-		curl "${args[@]:1}" >"$f.out"
-	) &
-	CURL_PIDS+=($!)
-	if [ "${#CURL_PIDS[@]}" -ge 8 ]; then
-		wait "${CURL_PIDS[@]}"
-		CURL_PIDS=()
-	fi
-done
-[ "${#CURL_PIDS[@]}" -eq 0 ] || wait "${CURL_PIDS[@]}"
-cat "$WORK"/bodies.*.out | jq -r 'select(.call) | .call.id as $id | .call.members[] | "\($id)\t\(.user)"' >"$MEMBERS_FILE"
-echo "== $(wc -l <"$MEMBERS_FILE") members of $(cut -f1 "$MEMBERS_FILE" | sort -u | wc -l) calls" >&2
+create_calls "$PORT" "$MEMBERS_FILE" tk
 
 run_wrk "token POST /v1/calls/{id}/token" "http://127.0.0.1:$PORT" "$BENCH/token.lua" "$MEMBERS_FILE" "$SVC_TOKEN"
 run_wrk "create POST /v1/calls" "http://127.0.0.1:$PORT" "$BENCH/create.lua" "$SVC_TOKEN"
+alive "$CS_PID" "$WORK/fresh.log"
+
 LOADED_RSS=$(rss_kb "$CS_PID")
 stop_pid "$CS_PID"
 
 # ---------------------------------------------------------------------------------------------
-# 3 + 4: lists over SEED_CALLS stored calls
+# 3: LiveKit webhooks. Each connection count gets the same start: a fresh server and database,
+# MEMBERS new calls, and WEBHOOK_PAIRS new sessions of their members (fresh event ids), so that
+# the runs compare (sessions pile up in their calls: a later run on the same calls would be
+# slower for that alone).
+WEBHOOK_SUMMARY=()
+if [ -n "${SKIP_WEBHOOKS:-}" ]; then
+	echo "== webhooks skipped (SKIP_WEBHOOKS)" >&2
+elif ! have_sdk; then
+	echo "== webhooks skipped: node or the tests/http SDKs are missing" >&2
+else
+	for wc in $WEBHOOK_CONNS; do
+		if [ "$wc" -gt "$SERVER_THREADS" ]; then
+			echo "== webhooks at $wc connections skipped: SERVER_THREADS is $SERVER_THREADS" >&2
+			continue
+		fi
+		PORT=$(free_port)
+		start_callstate "$WORK/webhooks-$wc.db" "$PORT" "$WORK/webhooks-$wc.log"
+		create_calls "$PORT" "$WORK/wh-members-$wc.tsv" "wh$wc"
+		prefix="b$wc$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+		gen_webhooks "$WORK/wh-members-$wc.tsv" "$WEBHOOK_PAIRS" "$WORK/webhooks-$wc.txt" "$prefix"
+		RUN_CONNS=$wc run_wrk "webhooks POST /webhooks/livekit (c=$wc)" "http://127.0.0.1:$PORT" \
+			"$BENCH/webhook.lua" "$WORK/webhooks-$wc.txt" "$WRK_THREADS"
+		alive "$CS_PID" "$WORK/webhooks-$wc.log"
+		# Every 200 means stored: count what this run's ids left in the database.
+		stored=$(sqlite3 "$WORK/webhooks-$wc.db" "SELECT count(*) FROM webhooks WHERE substr(id, 1, $((${#prefix} + 4))) = 'EV_${prefix}_'")
+		acked=$(awk '/requests in/ { t = $1 } /Non-2xx or 3xx responses:/ { n = $NF } END { print t - n }' "$LAST_WRK_OUT")
+		note "stored $stored (acked $acked)"
+		echo "== webhooks: this run's ids stored $stored, 2xx answers $acked" >&2
+		WEBHOOK_SUMMARY+=("$(awk -F'\t' -v c="$wc" 'END { printf "webhooks at %s connections: %s events/s, p50 %s ms, p99 %s ms", c, $2, $3, $4 }' "$RESULTS")")
+		rm -f "$WORK/webhooks-$wc.txt"
+		stop_pid "$CS_PID"
+	done
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 4 + 5: lists over SEED_CALLS stored calls
 SEEDED="$WORK/seeded.db"
 env -i PATH="$PATH" LIVEKIT_API_KEY=$API_KEY LIVEKIT_API_SECRET=$API_SECRET \
 	CALLSTATE_SERVICE_TOKENS="$SVC_TOKEN" CALLSTATE_DB="sqlite:$SEEDED" "$BIN" migrate 2>"$WORK/migrate.log"
@@ -201,7 +283,7 @@ run_wrk "admin GET /v1/calls?status=ended&kind=video ($SEED_LABEL)" "http://127.
 stop_pid "$CS_PID"
 
 # ---------------------------------------------------------------------------------------------
-# 5: peers
+# 6: peers
 if [ -z "${SKIP_PEERS:-}" ] && [ -d "$PEERS" ]; then
 	if [ -f "$PEERS/civetweb-ceiling/ceiling.c" ] && cc -O2 -o "$WORK/ceiling" "$PEERS/civetweb-ceiling/ceiling.c" -lcivetweb 2>"$WORK/ceiling-build.log"; then
 		PORT=$(free_port)
@@ -229,6 +311,14 @@ if [ -z "${SKIP_PEERS:-}" ] && [ -d "$PEERS" ]; then
 					sleep 0.1
 				done
 				run_wrk "peer: Node SDK tokens (workers=$workers)" "http://127.0.0.1:$PORT" "$PEERS/token.lua"
+				# The same kind of webhooks as callstate's run (the peer inserts raw rows with
+				# synchronous=NORMAL: no fsync per event, and applies nothing).
+				if [ -z "${SKIP_WEBHOOKS:-}" ] && have_sdk; then
+					gen_webhooks "$MEMBERS_FILE" "$WEBHOOK_PAIRS" "$WORK/webhooks-peer.txt" "p$workers$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+					run_wrk "peer: Node SDK webhooks (workers=$workers)" "http://127.0.0.1:$PORT" \
+						"$BENCH/webhook.lua" "$WORK/webhooks-peer.txt" "$WRK_THREADS"
+					rm -f "$WORK/webhooks-peer.txt"
+				fi
 				stop_pid "$NPID"
 			done
 		else
@@ -242,6 +332,7 @@ echo
 echo "$("$BIN" --version 2>/dev/null | head -n1)  ($(nproc) CPUs, wrk -t$WRK_THREADS -c$CONNS -d$DURATION, server threads $SERVER_THREADS)"
 echo "RSS: idle ${IDLE_RSS} kB, after the token+create runs ${LOADED_RSS} kB, idle on the ${SEED_CALLS}-call DB ${SEEDED_RSS} kB"
 printf '%-52s %10s %9s %9s  %s\n' "benchmark" "req/s" "p50 ms" "p99 ms" "notes"
-while IFS=$'\t' read -r name rps p50 p99 note; do
-	printf '%-52s %10s %9s %9s  %s\n' "$name" "$rps" "$p50" "$p99" "$note"
+while IFS=$'\t' read -r name rps p50 p99 notes; do
+	printf '%-52s %10s %9s %9s  %s\n' "$name" "$rps" "$p50" "$p99" "$notes"
 done <"$RESULTS"
+for line in "${WEBHOOK_SUMMARY[@]}"; do echo "$line"; done
