@@ -544,9 +544,11 @@ static enum err reader_open(const char *path, struct conn **ret_cn)
 	struct conn *cn = calloc(1, sizeof *cn);
 	if (!cn)
 		return ERR_NOMEM;
+	/* Pages are read through the file mapping, so each of up to CALLSTATE_THREADS readers
+	 * keeps only a small private cache. */
 	enum err e = conn_open(cn, path, SQLITE_OPEN_READWRITE,
 			       "PRAGMA query_only = ON; PRAGMA trusted_schema = OFF;"
-			       " PRAGMA cache_size = -4096; PRAGMA mmap_size = 4294967296;");
+			       " PRAGMA cache_size = -1024; PRAGMA mmap_size = 4294967296;");
 	if (e != ERR_OK) {
 		free(cn);
 		return e;
