@@ -5,37 +5,13 @@
 #include <string.h>
 
 #include "calls.h"
+#include "fixtures.h"
 
-#define T0 1767225600000LL /* 2026-01-01T00:00:00Z */
-#define RING_S 45
+#define T0 FIXTURE_T0
+#define RING_S FIXTURE_RING_S
 #define JOIN_S 60
 
 static const struct fsm_timeouts timeouts = {.join_timeout_s = JOIN_S};
-
-/* A ringing call from "caller" to n callees named c1, c2, … created at T0. */
-static struct call *ringing(size_t n)
-{
-	struct call *c = call_new();
-	cr_assert_not_null(c);
-	snprintf(c->id, sizeof c->id, "01900000-0000-7000-8000-000000000001");
-	snprintf(c->caller, sizeof c->caller, "caller");
-	c->status = CALL_RINGING;
-	c->created_at = T0;
-	c->ring_timeout_s = RING_S;
-	c->ring_deadline = T0 + RING_S * 1000;
-	snprintf(c->members[0].user, sizeof c->members[0].user, "caller");
-	c->members[0].role = MEMBER_CALLER;
-	c->members[0].invite = INVITE_ACCEPTED;
-	c->members[0].responded_at = T0;
-	for (size_t i = 1; i <= n; i++) {
-		snprintf(c->members[i].user, sizeof c->members[i].user, "c%zu", i);
-		c->members[i].role = MEMBER_CALLEE;
-		c->members[i].invite = INVITE_PENDING;
-	}
-	c->n_members = n + 1;
-	call_fsm_arm(c);
-	return c;
-}
 
 static void assert_events(const struct fsm_events *ev, size_t n, const char *const *types)
 {
@@ -68,14 +44,14 @@ static void accept_ok(struct call *c, const char *user, int64_t now, struct fsm_
 
 Test(fsm, new_call_arms_the_ring_timer)
 {
-	struct call *c = ringing(1);
+	struct call *c = fixture_ringing_call(1);
 	cr_assert_eq(c->next_deadline, T0 + RING_S * 1000);
 	call_free(c);
 }
 
 Test(fsm, accept_makes_ringing_call_active_and_arms_join_timer)
 {
-	struct call *c = ringing(1);
+	struct call *c = fixture_ringing_call(1);
 	struct fsm_events ev = {0};
 	accept_ok(c, "c1", T0 + 3000, &ev);
 	EVENTS(ev, "call.accepted", "call.active");
@@ -91,7 +67,7 @@ Test(fsm, accept_makes_ringing_call_active_and_arms_join_timer)
 
 Test(fsm, second_accept_in_group_adds_no_active_event)
 {
-	struct call *c = ringing(2);
+	struct call *c = fixture_ringing_call(2);
 	struct fsm_events ev = {0}, ev2 = {0};
 	accept_ok(c, "c1", T0 + 1000, &ev);
 	accept_ok(c, "c2", T0 + 2000, &ev2);
@@ -102,7 +78,7 @@ Test(fsm, second_accept_in_group_adds_no_active_event)
 
 Test(fsm, repeated_accept_changes_nothing)
 {
-	struct call *c = ringing(1);
+	struct call *c = fixture_ringing_call(1);
 	struct fsm_events ev = {0}, ev2 = {0};
 	accept_ok(c, "c1", T0 + 1000, &ev);
 	accept_ok(c, "c1", T0 + 5000, &ev2);
@@ -113,7 +89,7 @@ Test(fsm, repeated_accept_changes_nothing)
 
 Test(fsm, non_member_is_forbidden_everywhere)
 {
-	struct call *c = ringing(1);
+	struct call *c = fixture_ringing_call(1);
 	struct fsm_events ev = {0};
 	const char *msg = NULL;
 	cr_assert_eq(call_fsm_accept(c, "x", T0, &timeouts, &ev, &msg), ERR_FORBIDDEN);
@@ -127,7 +103,7 @@ Test(fsm, non_member_is_forbidden_everywhere)
 
 Test(fsm, only_callee_declining_ends_call_declined)
 {
-	struct call *c = ringing(1);
+	struct call *c = fixture_ringing_call(1);
 	struct fsm_events ev = {0};
 	const char *msg = NULL;
 	cr_assert_eq(call_fsm_decline(c, "c1", T0 + 2000, &ev, &msg), ERR_OK);
@@ -140,7 +116,7 @@ Test(fsm, only_callee_declining_ends_call_declined)
 
 Test(fsm, group_call_rings_on_until_every_callee_declined)
 {
-	struct call *c = ringing(3);
+	struct call *c = fixture_ringing_call(3);
 	const char *msg = NULL;
 	struct fsm_events ev1 = {0}, ev2 = {0}, ev3 = {0};
 	cr_assert_eq(call_fsm_decline(c, "c1", T0 + 1000, &ev1, &msg), ERR_OK);
@@ -155,7 +131,7 @@ Test(fsm, group_call_rings_on_until_every_callee_declined)
 
 Test(fsm, decline_rules)
 {
-	struct call *c = ringing(2);
+	struct call *c = fixture_ringing_call(2);
 	struct fsm_events ev = {0};
 	const char *msg = NULL;
 	cr_assert_eq(call_fsm_decline(c, "caller", T0, &ev, &msg), ERR_CONFLICT);
@@ -176,7 +152,7 @@ Test(fsm, decline_rules)
 
 Test(fsm, ring_timeout_makes_unanswered_call_missed)
 {
-	struct call *c = ringing(2);
+	struct call *c = fixture_ringing_call(2);
 	struct fsm_events ev = {0};
 	call_fsm_tick(c, T0 + RING_S * 1000 - 1, &timeouts, &ev);
 	cr_assert_eq(ev.n, 0);
@@ -191,7 +167,7 @@ Test(fsm, ring_timeout_makes_unanswered_call_missed)
 
 Test(fsm, ring_timeout_in_active_group_call_misses_pending_only)
 {
-	struct call *c = ringing(3);
+	struct call *c = fixture_ringing_call(3);
 	struct fsm_events ev = {0};
 	const char *msg = NULL;
 	accept_ok(c, "c1", T0 + 1000, &ev);
@@ -211,7 +187,7 @@ Test(fsm, ring_timeout_in_active_group_call_misses_pending_only)
 
 Test(fsm, join_timeout_fails_an_active_call_nobody_joined)
 {
-	struct call *c = ringing(1);
+	struct call *c = fixture_ringing_call(1);
 	struct fsm_events ev = {0};
 	accept_ok(c, "c1", T0 + 1000, &ev);
 	ev.n = 0;
@@ -226,7 +202,7 @@ Test(fsm, join_timeout_fails_an_active_call_nobody_joined)
 
 Test(fsm, a_callee_in_the_room_disarms_the_join_timeout)
 {
-	struct call *c = ringing(1);
+	struct call *c = fixture_ringing_call(1);
 	struct fsm_events ev = {0};
 	accept_ok(c, "c1", T0 + 1000, &ev);
 	c->members[1].first_joined_at = T0 + 4000;
@@ -241,7 +217,7 @@ Test(fsm, a_callee_in_the_room_disarms_the_join_timeout)
 
 Test(fsm, caller_leaving_while_ringing_cancels)
 {
-	struct call *c = ringing(2);
+	struct call *c = fixture_ringing_call(2);
 	struct fsm_events ev = {0};
 	const char *msg = NULL;
 	cr_assert_eq(call_fsm_leave(c, "caller", T0 + 5000, &ev, &msg), ERR_OK);
@@ -254,7 +230,7 @@ Test(fsm, caller_leaving_while_ringing_cancels)
 
 Test(fsm, caller_ending_while_ringing_cancels)
 {
-	struct call *c = ringing(1);
+	struct call *c = fixture_ringing_call(1);
 	struct fsm_events ev = {0};
 	const char *msg = NULL;
 	cr_assert_eq(call_fsm_end(c, "caller", T0 + 5000, &ev, &msg), ERR_OK);
@@ -268,7 +244,7 @@ Test(fsm, either_side_leaving_a_two_person_call_completes_it)
 {
 	const char *leavers[] = {"caller", "c1"};
 	for (size_t i = 0; i < 2; i++) {
-		struct call *c = ringing(1);
+		struct call *c = fixture_ringing_call(1);
 		struct fsm_events ev = {0};
 		const char *msg = NULL;
 		accept_ok(c, "c1", T0 + 1000, &ev);
@@ -282,7 +258,7 @@ Test(fsm, either_side_leaving_a_two_person_call_completes_it)
 
 Test(fsm, group_call_goes_on_until_everyone_left)
 {
-	struct call *c = ringing(2);
+	struct call *c = fixture_ringing_call(2);
 	struct fsm_events ev = {0};
 	const char *msg = NULL;
 	accept_ok(c, "c1", T0 + 1000, &ev);
@@ -300,7 +276,7 @@ Test(fsm, group_call_goes_on_until_everyone_left)
 
 Test(fsm, pending_callee_leaving_or_ending_declines)
 {
-	struct call *c = ringing(2);
+	struct call *c = fixture_ringing_call(2);
 	struct fsm_events ev = {0};
 	const char *msg = NULL;
 	cr_assert_eq(call_fsm_leave(c, "c1", T0 + 1000, &ev, &msg), ERR_OK);
@@ -312,7 +288,7 @@ Test(fsm, pending_callee_leaving_or_ending_declines)
 
 Test(fsm, explicit_end_of_active_call_completes_it)
 {
-	struct call *c = ringing(3);
+	struct call *c = fixture_ringing_call(3);
 	struct fsm_events ev = {0};
 	const char *msg = NULL;
 	accept_ok(c, "c1", T0 + 1000, &ev);
@@ -327,7 +303,7 @@ Test(fsm, explicit_end_of_active_call_completes_it)
 
 Test(fsm, admin_end_needs_no_membership)
 {
-	struct call *c = ringing(1);
+	struct call *c = fixture_ringing_call(1);
 	struct fsm_events ev = {0};
 	const char *msg = NULL;
 	cr_assert_eq(call_fsm_end(c, NULL, T0 + 1000, &ev, &msg), ERR_OK);
@@ -337,7 +313,7 @@ Test(fsm, admin_end_needs_no_membership)
 
 Test(fsm, an_ended_call_never_changes_again)
 {
-	struct call *c = ringing(2);
+	struct call *c = fixture_ringing_call(2);
 	struct fsm_events ev = {0};
 	const char *msg = NULL;
 	cr_assert_eq(call_fsm_end(c, "caller", T0 + 1000, &ev, &msg), ERR_OK);
@@ -359,7 +335,7 @@ Test(fsm, an_ended_call_never_changes_again)
 
 Test(fsm, times_stay_ordered)
 {
-	struct call *c = ringing(1);
+	struct call *c = fixture_ringing_call(1);
 	struct fsm_events ev = {0};
 	const char *msg = NULL;
 	accept_ok(c, "c1", T0 + 1000, &ev);

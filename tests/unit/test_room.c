@@ -5,36 +5,13 @@
 #include <string.h>
 
 #include "calls.h"
+#include "fixtures.h"
 #include "webhook.h"
 
-#define T0 1767225600000LL
+#define T0 FIXTURE_T0
 #define S0 (T0 / 1000)
 
 static const struct fsm_timeouts timeouts = {.join_timeout_s = 60};
-
-static struct call *ringing(size_t n)
-{
-	struct call *c = call_new();
-	cr_assert_not_null(c);
-	snprintf(c->id, sizeof c->id, "01900000-0000-7000-8000-000000000001");
-	snprintf(c->room, sizeof c->room, "call_%s", c->id);
-	snprintf(c->caller, sizeof c->caller, "caller");
-	c->status = CALL_RINGING;
-	c->created_at = T0;
-	c->ring_timeout_s = 45;
-	c->ring_deadline = T0 + 45000;
-	snprintf(c->members[0].user, sizeof c->members[0].user, "caller");
-	c->members[0].role = MEMBER_CALLER;
-	c->members[0].invite = INVITE_ACCEPTED;
-	c->members[0].responded_at = T0;
-	for (size_t i = 1; i <= n; i++) {
-		snprintf(c->members[i].user, sizeof c->members[i].user, "c%zu", i);
-		c->members[i].role = MEMBER_CALLEE;
-	}
-	c->n_members = n + 1;
-	call_fsm_arm(c);
-	return c;
-}
 
 /* A webhook about participant `user` in session `sid`, sent at second `s` after S0. */
 static struct webhook_event wh(enum webhook_kind kind, const char *user, const char *sid, int s)
@@ -85,7 +62,7 @@ static void apply(struct call *c, const struct webhook_event *we, struct fsm_eve
 static struct call *play(size_t callees, const struct webhook_event *evs, size_t n,
 			 const size_t *order)
 {
-	struct call *c = ringing(callees);
+	struct call *c = fixture_ringing_call(callees);
 	for (size_t i = 0; i < n; i++) {
 		struct fsm_events ev = {0};
 		apply(c, &evs[order ? order[i] : i], &ev);
@@ -125,7 +102,7 @@ static void assert_same(const struct call *a, const struct call *b)
 
 Test(room, callee_joining_a_ringing_call_answers_it)
 {
-	struct call *c = ringing(1);
+	struct call *c = fixture_ringing_call(1);
 	struct fsm_events ev = {0};
 	struct webhook_event we = joined("c1", "PA_b1", 3);
 	apply(c, &we, &ev);
@@ -144,7 +121,7 @@ Test(room, callee_joining_a_ringing_call_answers_it)
 
 Test(room, caller_joining_keeps_the_call_ringing)
 {
-	struct call *c = ringing(1);
+	struct call *c = fixture_ringing_call(1);
 	struct fsm_events ev = {0};
 	struct webhook_event we = joined("caller", "PA_a1", 1);
 	apply(c, &we, &ev);
@@ -255,7 +232,7 @@ Test(room, a_group_call_ends_when_the_room_empties)
 
 Test(room, an_aborted_connection_is_not_a_join)
 {
-	struct call *c = ringing(1);
+	struct call *c = fixture_ringing_call(1);
 	struct fsm_events ev = {0};
 	const char *msg = NULL;
 	cr_assert_eq(call_fsm_accept(c, "c1", T0 + 1000, &timeouts, &ev, &msg), ERR_OK);
@@ -273,7 +250,7 @@ Test(room, an_aborted_connection_is_not_a_join)
 
 Test(room, participants_who_are_not_members_are_recorded_only)
 {
-	struct call *c = ringing(1);
+	struct call *c = fixture_ringing_call(1);
 	struct fsm_events ev = {0};
 	struct webhook_event we = joined("EG_recorder", "PA_eg", 2);
 	snprintf(we.participant.kind, sizeof we.participant.kind, "EGRESS");
@@ -288,7 +265,7 @@ Test(room, participants_who_are_not_members_are_recorded_only)
 
 Test(room, an_ended_call_only_takes_in_session_times)
 {
-	struct call *c = ringing(1);
+	struct call *c = fixture_ringing_call(1);
 	struct fsm_events ev = {0};
 	const char *msg = NULL;
 	cr_assert_eq(call_fsm_end(c, "caller", T0 + 2000, &ev, &msg), ERR_OK);
@@ -304,7 +281,7 @@ Test(room, an_ended_call_only_takes_in_session_times)
 
 Test(room, joining_after_the_ring_deadline_does_not_answer)
 {
-	struct call *c = ringing(1);
+	struct call *c = fixture_ringing_call(1);
 	struct fsm_events ev = {0};
 	struct webhook_event we = joined("c1", "PA_b1", 50);
 	apply(c, &we, &ev);
@@ -315,7 +292,7 @@ Test(room, joining_after_the_ring_deadline_does_not_answer)
 
 Test(room, screen_shares_are_recorded_on_the_session)
 {
-	struct call *c = ringing(1);
+	struct call *c = fixture_ringing_call(1);
 	struct fsm_events ev = {0};
 	struct webhook_event j = joined("c1", "PA_b1", 2);
 	struct webhook_event pub = wh(WEBHOOK_TRACK_PUBLISHED, "c1", "PA_b1", 10);
@@ -332,7 +309,7 @@ Test(room, screen_shares_are_recorded_on_the_session)
 
 Test(room, a_member_identity_joining_as_an_agent_is_not_in_the_room)
 {
-	struct call *c = ringing(1);
+	struct call *c = fixture_ringing_call(1);
 	struct fsm_events ev = {0};
 	struct webhook_event we = joined("c1", "PA_agent", 2);
 	snprintf(we.participant.kind, sizeof we.participant.kind, "AGENT");
