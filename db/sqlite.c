@@ -206,8 +206,6 @@ static const struct {
 	[S_WEBHOOK_INSERT] = {"webhook_insert",
 			      "INSERT INTO webhooks (id, event, room, call_id, created_at,"
 			      " received_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
-	/* One row whatever exists: the chat-set status, the newest open session (joined, not
-	 * left, not aborted: as domain/call_room.c counts them) and the latest end of any. */
 	/* One row whatever exists: the chat-set status; the call of the user's newest open session
 	 * (joined, not left, not aborted, not an observer, in a call they are a member of: as
 	 * domain/call_room.c counts them) and since when they have been in it, through reconnects
@@ -218,16 +216,18 @@ static const struct {
 			    " WHERE s.call_id = o.call_id AND s.user_id = ?1 AND s.aborted = 0"
 			    " AND s.observer = 0 AND s.joined_at IS NOT NULL"
 			    " AND (s.left_at IS NULL OR s.left_at >= o.joined_at)),"
+			    " o.joined_at,"
 			    " (SELECT s.left_at FROM participants s JOIN call_members m"
 			    " ON m.call_id = s.call_id AND m.user_id = s.user_id"
 			    " WHERE s.user_id = ?1 AND s.left_at IS NOT NULL AND s.aborted = 0"
-			    " AND s.observer = 0 ORDER BY s.left_at DESC LIMIT 1)"
+			    " AND s.observer = 0 AND s.call_id IS NOT ?2"
+			    " ORDER BY s.left_at DESC LIMIT 1)"
 			    " FROM (SELECT ?1 AS user_id) u"
 			    " LEFT JOIN presence p ON p.user_id = u.user_id"
 			    " LEFT JOIN (SELECT s.call_id, s.joined_at FROM participants s"
 			    " JOIN call_members m ON m.call_id = s.call_id AND m.user_id = s.user_id"
 			    " WHERE s.user_id = ?1 AND s.left_at IS NULL AND s.joined_at IS NOT NULL"
-			    " AND s.aborted = 0 AND s.observer = 0"
+			    " AND s.aborted = 0 AND s.observer = 0 AND s.call_id IS NOT ?2"
 			    " ORDER BY s.joined_at DESC, s.call_id DESC LIMIT 1) o ON 1"},
 	[S_PRESENCE_SET] = {"presence_set",
 			    "INSERT INTO presence (user_id, status, since) VALUES (?1, ?2, ?3)"
@@ -1180,13 +1180,15 @@ static enum err sq_tx_webhook_insert(struct storage_tx *tx, const struct webhook
 	return run_bound(w, S_WEBHOOK_INSERT, &b);
 }
 
-static enum err presence_read(struct conn *cn, const char *user, struct presence_record *ret)
+static enum err presence_read(struct conn *cn, const char *user, const char *except_call_id,
+			      struct presence_record *ret)
 {
 	struct binder b = {0};
 	enum err e = stmt_get(cn, S_PRESENCE_GET, &b.st);
 	if (e != ERR_OK)
 		return e;
 	bind_text(&b, 1, user);
+	bind_text(&b, 2, except_call_id);
 	int rc = step_bound(&b);
 	if (rc == SQLITE_ROW) {
 		struct row r = {b.st, true};
@@ -1195,7 +1197,8 @@ static enum err presence_read(struct conn *cn, const char *user, struct presence
 			.status = never_set ? -1 : (int)col_int(&r, 0),
 			.status_since = col_int(&r, 1),
 			.open_since = col_int(&r, 3),
-			.last_left_at = col_int(&r, 4),
+			.open_newest = col_int(&r, 4),
+			.last_left_at = col_int(&r, 5),
 		};
 		col_text(&r, 2, rec.open_call_id, sizeof rec.open_call_id);
 		e = r.ok ? ERR_OK : corrupt(S_PRESENCE_GET);
@@ -1210,9 +1213,9 @@ static enum err presence_read(struct conn *cn, const char *user, struct presence
 }
 
 static enum err sq_tx_presence_get(struct storage_tx *tx, const char *user,
-				   struct presence_record *ret)
+				   const char *except_call_id, struct presence_record *ret)
 {
-	return presence_read(tx_conn(tx), user, ret);
+	return presence_read(tx_conn(tx), user, except_call_id, ret);
 }
 
 static enum err sq_tx_presence_set(struct storage_tx *tx, const char *user, int status,
@@ -1275,7 +1278,7 @@ static enum err sq_presence_get(struct storage *st, const char *user, struct pre
 	enum err e = reader_begin(s, &cn, false);
 	if (e != ERR_OK)
 		return e;
-	e = presence_read(cn, user, ret);
+	e = presence_read(cn, user, NULL, ret);
 	reader_end(s, cn);
 	return e;
 }

@@ -105,9 +105,9 @@ enum err storage_tx_webhook_insert(struct storage_tx *tx, const struct webhook_r
 }
 
 enum err storage_tx_presence_get(struct storage_tx *tx, const char *user,
-				 struct presence_record *ret)
+				 const char *except_call_id, struct presence_record *ret)
 {
-	return tx->st->impl->tx_presence_get(tx, user, ret);
+	return tx->st->impl->tx_presence_get(tx, user, except_call_id, ret);
 }
 
 enum err storage_tx_presence_set(struct storage_tx *tx, const char *user, int status,

@@ -17,38 +17,34 @@ struct room_job {
 	bool duplicate;
 };
 
-/* The presence of each user before the change, to tell afterwards whether it moved. */
-static enum err presence_before(struct storage_tx *tx, const struct room_presence *rp,
-				struct presence *before)
-{
-	enum err e = ERR_OK;
-	for (size_t i = 0; i < rp->n && e == ERR_OK; i++)
-		e = presence_tx_get(tx, rp->users[i], &before[i]);
-	return e;
-}
-
 static enum err apply_to_call(struct room_job *j, struct storage_tx *tx, struct call *c)
 {
 	struct fsm_timeouts t = {.join_timeout_s = j->cs->cfg.join_timeout_s};
 	struct fsm_events ev = {0};
 	struct room_presence rp = {0};
-	struct presence before[CALL_MAX_MEMBERS];
 	char *view = NULL;
 	struct call *loaded = call_clone(c);
 	if (!loaded)
 		return ERR_NOMEM;
 	enum err e = call_fsm_room_event(c, j->we, j->now, &t, &ev, &rp);
-	/* Presence reads the stored sessions, so "before" is read before the update. */
-	if (e == ERR_OK)
-		e = presence_before(tx, &rp, before);
 	if (e == ERR_OK)
 		e = calls_record_change(tx, c, &ev, j->now, &view);
 	if (e == ERR_OK)
 		e = storage_tx_call_update(tx, c, loaded, view);
-	call_free(loaded);
 	free(view);
-	for (size_t i = 0; i < rp.n && e == ERR_OK; i++)
-		e = presence_tx_emit_if_changed(tx, &before[i], j->now);
+	/* Presence of the members whose room state moved: their other calls read once, this
+	 * call merged in as loaded and as changed. */
+	for (size_t i = 0; i < rp.n && e == ERR_OK; i++) {
+		struct presence_record others;
+		struct presence before, after;
+		e = storage_tx_presence_get(tx, rp.users[i], c->id, &others);
+		if (e != ERR_OK)
+			break;
+		presence_with_call(rp.users[i], &others, loaded, &before);
+		presence_with_call(rp.users[i], &others, c, &after);
+		e = presence_tx_append_change(tx, &before, &after, j->now);
+	}
+	call_free(loaded);
 	return e;
 }
 

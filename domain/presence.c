@@ -66,30 +66,57 @@ char *presence_to_json_text(const struct presence *p)
 	return text;
 }
 
-enum err presence_tx_get(struct storage_tx *tx, const char *user, struct presence *ret)
+/* Fold the sessions user has in c, a call held in memory, into a record of their other calls,
+ * counting them as the storage query counts stored ones (joined, not aborted, not an
+ * observer; the newest open session's call wins, the greater id on a tie). */
+static void merge_call(struct presence_record *rec, const struct call *c, const char *user)
 {
-	struct presence_record rec;
-	enum err e = storage_tx_presence_get(tx, user, &rec);
-	if (e == ERR_OK)
-		presence_compose(user, &rec, ret);
-	return e;
+	int64_t newest = 0;
+	for (size_t i = 0; i < c->n_participants; i++) {
+		const struct participant *s = &c->participants[i];
+		if (strcmp(s->user, user) != 0 || !s->joined_at || s->aborted || s->observer)
+			continue;
+		if (!s->left_at && s->joined_at > newest)
+			newest = s->joined_at;
+		if (s->left_at > rec->last_left_at)
+			rec->last_left_at = s->left_at;
+	}
+	if (!newest || newest < rec->open_newest ||
+	    (newest == rec->open_newest && strcmp(c->id, rec->open_call_id) < 0))
+		return;
+	int64_t since = newest;
+	for (size_t i = 0; i < c->n_participants; i++) {
+		const struct participant *s = &c->participants[i];
+		if (strcmp(s->user, user) == 0 && s->joined_at && !s->aborted && !s->observer &&
+		    (!s->left_at || s->left_at >= newest) && s->joined_at < since)
+			since = s->joined_at;
+	}
+	memcpy(rec->open_call_id, c->id, sizeof rec->open_call_id);
+	rec->open_newest = newest;
+	rec->open_since = since;
 }
 
-enum err presence_tx_emit_if_changed(struct storage_tx *tx, const struct presence *before,
-				     int64_t now)
+void presence_with_call(const char *user, const struct presence_record *others,
+			const struct call *c, struct presence *ret)
 {
-	struct presence after;
-	enum err e = presence_tx_get(tx, before->user, &after);
-	if (e != ERR_OK || (after.status == before->status &&
-			    strcmp(after.call_id, before->call_id) == 0))
-		return e;
+	struct presence_record rec = *others;
+	if (call_member_const(c, user))
+		merge_call(&rec, c, user);
+	presence_compose(user, &rec, ret);
+}
+
+enum err presence_tx_append_change(struct storage_tx *tx, const struct presence *before,
+				   const struct presence *after, int64_t now)
+{
+	if (after->status == before->status && strcmp(after->call_id, before->call_id) == 0)
+		return ERR_OK;
 	struct event ev = {.at = now};
-	ev.data = presence_to_json_text(&after);
+	ev.data = presence_to_json_text(after);
 	if (!ev.data)
 		return ERR_NOMEM;
 	ids_uuidv7(now, ev.id);
 	snprintf(ev.type, sizeof ev.type, "presence.changed");
-	e = storage_tx_event_append(tx, &ev);
+	enum err e = storage_tx_event_append(tx, &ev);
 	free(ev.data);
 	return e;
 }
@@ -106,17 +133,19 @@ static enum err presence_set_tx(struct storage_tx *tx, void *arg)
 	struct presence_job *j = arg;
 	struct presence_record rec;
 	struct presence before;
-	enum err e = storage_tx_presence_get(tx, j->user, &rec);
+	enum err e = storage_tx_presence_get(tx, j->user, NULL, &rec);
 	if (e != ERR_OK)
 		return e;
 	presence_compose(j->user, &rec, &before);
 	/* Saying the same status again keeps the time it was first said. */
-	if (rec.status != (int)j->status)
+	if (rec.status != (int)j->status) {
 		e = storage_tx_presence_set(tx, j->user, (int)j->status, j->now);
+		rec.status = (int)j->status;
+		rec.status_since = j->now;
+	}
+	presence_compose(j->user, &rec, &j->result);
 	if (e == ERR_OK)
-		e = presence_tx_emit_if_changed(tx, &before, j->now);
-	if (e == ERR_OK)
-		e = presence_tx_get(tx, j->user, &j->result);
+		e = presence_tx_append_change(tx, &before, &j->result, j->now);
 	return e;
 }
 

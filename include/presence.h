@@ -33,8 +33,10 @@ enum err presence_set(const struct calls *cs, const char *user, enum presence_st
 		      struct presence *ret);
 enum err presence_get(const struct calls *cs, const char *user, struct presence *ret);
 
-/* Inside a transaction: the presence of user as it is now, and the presence.changed event if
- * it differs from before. */
-enum err presence_tx_get(struct storage_tx *tx, const char *user, struct presence *ret);
-enum err presence_tx_emit_if_changed(struct storage_tx *tx, const struct presence *before,
-				     int64_t now);
+/* The presence of a member of c, from the record of their other calls (read with c left
+ * out) and c as held in memory: one read gives both sides of a change to c. */
+void presence_with_call(const char *user, const struct presence_record *others,
+			const struct call *c, struct presence *ret);
+/* Inside a transaction: append presence.changed when what others see changed. */
+enum err presence_tx_append_change(struct storage_tx *tx, const struct presence *before,
+				   const struct presence *after, int64_t now);

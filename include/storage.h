@@ -89,7 +89,9 @@ struct presence_record {
 	int64_t status_since;
 	char open_call_id[ID_LEN + 1];   /* a call whose room holds an open session of the user's,
 					  * "" for none; the newest if several */
-	int64_t open_since;              /* joined_at of that session */
+	int64_t open_since;              /* since when the user has been in that call's room,
+					  * through reconnects (see presence_get in db/sqlite.c) */
+	int64_t open_newest;             /* joined_at of that newest open session */
 	int64_t last_left_at;            /* the latest end of any of the user's sessions, 0 = none */
 };
 
@@ -152,8 +154,10 @@ enum err storage_tx_idempotency_put(struct storage_tx *tx, const char *caller, c
 
 /* ERR_CONFLICT when a webhook with this id was stored before (a duplicate delivery). */
 enum err storage_tx_webhook_insert(struct storage_tx *tx, const struct webhook_record *rec);
+/* Sessions of the call except_call_id (NULL for none) are left out: the caller holds that call
+ * in memory, changed, and merges its sessions in itself. */
 enum err storage_tx_presence_get(struct storage_tx *tx, const char *user,
-				 struct presence_record *ret);
+				 const char *except_call_id, struct presence_record *ret);
 /* Insert or replace the chat-set status of user. */
 enum err storage_tx_presence_set(struct storage_tx *tx, const char *user, int status,
 				 int64_t since);

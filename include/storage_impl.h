@@ -25,7 +25,7 @@ struct storage_impl {
 
 	enum err (*tx_webhook_insert)(struct storage_tx *tx, const struct webhook_record *rec);
 	enum err (*tx_presence_get)(struct storage_tx *tx, const char *user,
-				    struct presence_record *ret);
+				    const char *except_call_id, struct presence_record *ret);
 	enum err (*tx_presence_set)(struct storage_tx *tx, const char *user, int status,
 				    int64_t since);
 	enum err (*presence_get)(struct storage *st, const char *user, struct presence_record *ret);

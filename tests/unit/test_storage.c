@@ -865,6 +865,7 @@ Test(storage, webhook_redelivery_is_a_conflict_the_transaction_survives)
 
 struct presence_op {
 	const char *user;
+	const char *except_call_id;
 	int status; /* set when >= 0 */
 	int64_t since;
 	struct presence_record rec;
@@ -876,7 +877,7 @@ static enum err tx_presence(struct storage_tx *tx, void *arg)
 	enum err e = ERR_OK;
 	if (op->status >= 0)
 		e = storage_tx_presence_set(tx, op->user, op->status, op->since);
-	return e == ERR_OK ? storage_tx_presence_get(tx, op->user, &op->rec) : e;
+	return e == ERR_OK ? storage_tx_presence_get(tx, op->user, op->except_call_id, &op->rec) : e;
 }
 
 static void assert_presence(const char *user, int status, int64_t since, const char *open_call,
@@ -927,6 +928,16 @@ Test(storage, presence_status_and_sessions)
 	b->participants[0].left_at = 7000; /* PA_3 */
 	cr_assert_eq(storage_transact(st, tx_update, b), ERR_OK);
 	assert_presence(user, 2, 200, a->id, 3000, 7000);
+	/* Leaving a call out (the caller holds it in memory): its sessions do not count. */
+	struct presence_op except = {.user = user, .status = -1, .except_call_id = a->id};
+	cr_assert_eq(storage_transact(st, tx_presence, &except), ERR_OK);
+	cr_assert_str_eq(except.rec.open_call_id, "");
+	cr_assert_eq(except.rec.last_left_at, 7000);
+	except.except_call_id = b->id;
+	cr_assert_eq(storage_transact(st, tx_presence, &except), ERR_OK);
+	cr_assert_str_eq(except.rec.open_call_id, a->id);
+	cr_assert_eq(except.rec.open_newest, 3000);
+	cr_assert_eq(except.rec.last_left_at, 2000);
 	a->participants[1].left_at = 6500; /* PA_2 */
 	cr_assert_eq(storage_transact(st, tx_update, a), ERR_OK);
 	assert_presence(user, 2, 200, "", 0, 7000);
