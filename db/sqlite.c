@@ -17,7 +17,7 @@
 /* WAL size, in pages, past which the checkpointer is woken. SQLite's own automatic
  * checkpoint would run in the writer at 1000 pages, copying the WAL into the database and
  * fsyncing it while every waiting request waits too. */
-#define CHECKPOINT_PAGES 4000
+#define CHECKPOINT_PAGES 1000
 #define CHECKPOINT_IDLE_S 1 /* also checkpoint what is there after this long */
 /* Under sustained writes the checkpointer never reaches the WAL's end, and the WAL can only
  * start over once a checkpoint has: past this size the writer finishes the copy itself,
