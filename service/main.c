@@ -39,6 +39,11 @@ static enum err open_database(const struct config *cfg, struct storage **ret_st)
 	struct storage *st = NULL;
 	int applied = 0;
 	enum err e = storage_open(cfg->db_url, &st);
+	if (e == ERR_INVALID) {
+		fprintf(stderr, "callstate: CALLSTATE_DB: no storage backend for this URL in this "
+				"build (sqlite: is served)\n");
+		return e;
+	}
 	if (e != ERR_OK) {
 		fprintf(stderr, "callstate: CALLSTATE_DB: cannot open the database (%s)\n",
 			err_code(e));
