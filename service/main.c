@@ -40,8 +40,8 @@ static enum err open_database(const struct config *cfg, struct storage **ret_st)
 	int applied = 0;
 	enum err e = storage_open(cfg->db_url, &st);
 	if (e == ERR_INVALID) {
-		fprintf(stderr, "callstate: CALLSTATE_DB: no storage backend for this URL in this "
-				"build (sqlite: is served)\n");
+		fprintf(stderr, "callstate: CALLSTATE_DB: this build has no storage backend for "
+				"that URL; use sqlite:PATH\n");
 		return e;
 	}
 	if (e != ERR_OK) {
