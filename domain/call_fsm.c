@@ -4,9 +4,9 @@
  * (a request, a webhook or the timer thread), so an expired call can never be acted upon. */
 #include <string.h>
 
-#include "calls.h"
+#include "call_fsm_internal.h"
 
-static void emit(struct fsm_events *ev, const char *type)
+void call_fsm_emit(struct fsm_events *ev, const char *type)
 {
 	if (ev->n < FSM_MAX_EVENTS)
 		ev->types[ev->n++] = type;
@@ -17,9 +17,7 @@ static bool is_callee(const struct member *m)
 	return m->role == MEMBER_CALLEE;
 }
 
-/* End the call. Invites still pending become missed when the ring timeout ended them, else
- * cancelled (API.md); only missed invites get an event of their own. */
-static void end_call(struct call *c, enum call_outcome outcome, enum end_cause cause, int64_t at,
+void call_fsm_end_call(struct call *c, enum call_outcome outcome, enum end_cause cause, int64_t at,
 		     struct fsm_events *ev)
 {
 	for (size_t i = 0; i < c->n_members; i++) {
@@ -28,7 +26,7 @@ static void end_call(struct call *c, enum call_outcome outcome, enum end_cause c
 			continue;
 		if (cause == CAUSE_RING_TIMEOUT) {
 			m->invite = INVITE_MISSED;
-			emit(ev, "call.missed");
+			call_fsm_emit(ev, "call.missed");
 		} else {
 			m->invite = INVITE_CANCELLED;
 		}
@@ -39,8 +37,22 @@ static void end_call(struct call *c, enum call_outcome outcome, enum end_cause c
 	c->ended_at = at > c->created_at ? at : c->created_at;
 	if (c->answered_at && c->ended_at < c->answered_at)
 		c->ended_at = c->answered_at;
-	emit(ev, "call.ended");
+	call_fsm_emit(ev, "call.ended");
 	call_fsm_arm(c);
+}
+
+void call_fsm_answer(struct call *c, struct member *m, int64_t at, const struct fsm_timeouts *t,
+		     struct fsm_events *ev)
+{
+	m->invite = INVITE_ACCEPTED;
+	m->responded_at = at;
+	call_fsm_emit(ev, "call.accepted");
+	if (c->status == CALL_RINGING) {
+		c->status = CALL_ACTIVE;
+		c->answered_at = at;
+		c->join_deadline = at + (int64_t)t->join_timeout_s * 1000;
+		call_fsm_emit(ev, "call.active");
+	}
 }
 
 static bool has_pending(const struct call *c)
@@ -84,19 +96,19 @@ void call_fsm_tick(struct call *c, int64_t now, const struct fsm_timeouts *t,
 		return;
 	if (has_pending(c) && c->ring_deadline && now >= c->ring_deadline) {
 		if (c->status == CALL_RINGING) {
-			end_call(c, OUTCOME_MISSED, CAUSE_RING_TIMEOUT, c->ring_deadline, ev);
+			call_fsm_end_call(c, OUTCOME_MISSED, CAUSE_RING_TIMEOUT, c->ring_deadline, ev);
 			return;
 		}
 		/* A group call goes on without the callees who never answered. */
 		for (size_t i = 0; i < c->n_members; i++) {
 			if (c->members[i].invite == INVITE_PENDING) {
 				c->members[i].invite = INVITE_MISSED;
-				emit(ev, "call.missed");
+				call_fsm_emit(ev, "call.missed");
 			}
 		}
 	}
 	if (join_timer_armed(c) && now >= c->join_deadline) {
-		end_call(c, OUTCOME_FAILED, CAUSE_JOIN_TIMEOUT, c->join_deadline, ev);
+		call_fsm_end_call(c, OUTCOME_FAILED, CAUSE_JOIN_TIMEOUT, c->join_deadline, ev);
 		return;
 	}
 	call_fsm_arm(c);
@@ -138,16 +150,8 @@ enum err call_fsm_accept(struct call *c, const char *user, int64_t now,
 	case INVITE_PENDING:
 		break;
 	}
-	m->invite = INVITE_ACCEPTED;
-	m->responded_at = now;
 	m->token_minted_at = now;
-	emit(ev, "call.accepted");
-	if (c->status == CALL_RINGING) {
-		c->status = CALL_ACTIVE;
-		c->answered_at = now;
-		c->join_deadline = now + (int64_t)t->join_timeout_s * 1000;
-		emit(ev, "call.active");
-	}
+	call_fsm_answer(c, m, now, t, ev);
 	call_fsm_arm(c);
 	return ERR_OK;
 }
@@ -165,9 +169,9 @@ static void decline_invite(struct call *c, struct member *m, int64_t now, struct
 {
 	m->invite = INVITE_DECLINED;
 	m->responded_at = now;
-	emit(ev, "call.declined");
+	call_fsm_emit(ev, "call.declined");
 	if (c->status == CALL_RINGING && every_callee_declined(c))
-		end_call(c, OUTCOME_DECLINED, CAUSE_DECLINED, now, ev);
+		call_fsm_end_call(c, OUTCOME_DECLINED, CAUSE_DECLINED, now, ev);
 	else
 		call_fsm_arm(c);
 }
@@ -222,9 +226,9 @@ enum err call_fsm_leave(struct call *c, const char *user, int64_t now, struct fs
 		return ERR_OK;
 	m->left = true;
 	if (c->status == CALL_RINGING) /* only the caller has accepted while ringing */
-		end_call(c, OUTCOME_CANCELLED, CAUSE_LEAVE, now, ev);
+		call_fsm_end_call(c, OUTCOME_CANCELLED, CAUSE_LEAVE, now, ev);
 	else if (c->n_members == 2 || every_accepted_member_left(c))
-		end_call(c, OUTCOME_COMPLETED, CAUSE_LEAVE, now, ev);
+		call_fsm_end_call(c, OUTCOME_COMPLETED, CAUSE_LEAVE, now, ev);
 	return ERR_OK;
 }
 
@@ -248,7 +252,7 @@ enum err call_fsm_end(struct call *c, const char *user, int64_t now, struct fsm_
 		decline_invite(c, m, now, ev);
 		return ERR_OK;
 	}
-	end_call(c, c->status == CALL_RINGING ? OUTCOME_CANCELLED : OUTCOME_COMPLETED,
+	call_fsm_end_call(c, c->status == CALL_RINGING ? OUTCOME_CANCELLED : OUTCOME_COMPLETED,
 		 CAUSE_END_REQUEST, now, ev);
 	return ERR_OK;
 }

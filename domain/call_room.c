@@ -7,18 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "calls.h"
+#include "call_fsm_internal.h"
 #include "webhook.h"
 
 static int64_t max64(int64_t a, int64_t b)
 {
 	return a > b ? a : b;
-}
-
-static void emit(struct fsm_events *ev, const char *type)
-{
-	if (ev->n < FSM_MAX_EVENTS)
-		ev->types[ev->n++] = type;
 }
 
 static bool session_joined(const struct participant *s)
@@ -177,32 +171,11 @@ static void accept_by_joining(struct call *c, const struct fsm_timeouts *t, stru
 		}
 		if (m->invite != INVITE_PENDING || m->first_joined_at >= c->ring_deadline)
 			continue;
-		m->invite = INVITE_ACCEPTED;
-		m->responded_at = at;
-		emit(ev, "call.accepted");
-		if (c->status == CALL_RINGING) {
-			c->status = CALL_ACTIVE;
+		bool was_active = c->status == CALL_ACTIVE;
+		call_fsm_answer(c, m, at, t, ev);
+		if (was_active && at < c->answered_at)
 			c->answered_at = at;
-			c->join_deadline = at + (int64_t)t->join_timeout_s * 1000;
-			emit(ev, "call.active");
-		} else if (at < c->answered_at) {
-			c->answered_at = at;
-		}
 	}
-}
-
-static void end_by_room(struct call *c, enum call_outcome o, enum end_cause cause, int64_t at,
-			struct fsm_events *ev)
-{
-	for (size_t i = 0; i < c->n_members; i++) {
-		if (c->members[i].invite == INVITE_PENDING)
-			c->members[i].invite = INVITE_CANCELLED;
-	}
-	c->status = CALL_ENDED;
-	c->outcome = o;
-	c->end_cause = cause;
-	c->ended_at = max64(max64(at, c->created_at), c->answered_at);
-	emit(ev, "call.ended");
 }
 
 /* The end rules of API.md that look at the room. */
@@ -213,8 +186,9 @@ static void end_rules(struct call *c, const struct webhook_event *we, struct fsm
 	if (c->room_finished_at) {
 		if (we->kind == WEBHOOK_ROOM_FINISHED)
 			memcpy(c->room_end_reason, we->room_end_reason, sizeof c->room_end_reason);
-		end_by_room(c, c->status == CALL_RINGING ? OUTCOME_CANCELLED : OUTCOME_COMPLETED,
-			    CAUSE_ROOM_FINISHED, c->room_finished_at, ev);
+		call_fsm_end_call(c,
+				  c->status == CALL_RINGING ? OUTCOME_CANCELLED : OUTCOME_COMPLETED,
+				  CAUSE_ROOM_FINISHED, c->room_finished_at, ev);
 		return;
 	}
 	if (c->status != CALL_ACTIVE)
@@ -228,12 +202,12 @@ static void end_rules(struct call *c, const struct webhook_event *we, struct fsm
 		last_left = max64(last_left, m->last_left_at);
 		/* One side of a two-person call whose last session closed has left it. */
 		if (c->n_members == 2 && m->first_joined_at && !m->in_room) {
-			end_by_room(c, OUTCOME_COMPLETED, CAUSE_LEAVE, m->last_left_at, ev);
+			call_fsm_end_call(c, OUTCOME_COMPLETED, CAUSE_LEAVE, m->last_left_at, ev);
 			return;
 		}
 	}
 	if (anyone_joined && !anyone_in)
-		end_by_room(c, OUTCOME_COMPLETED, CAUSE_ROOM_EMPTY, last_left, ev);
+		call_fsm_end_call(c, OUTCOME_COMPLETED, CAUSE_ROOM_EMPTY, last_left, ev);
 }
 
 enum err call_fsm_room_event(struct call *c, const struct webhook_event *we, int64_t now,
@@ -256,7 +230,7 @@ enum err call_fsm_room_event(struct call *c, const struct webhook_event *we, int
 	for (size_t i = 0; i < c->n_members; i++) {
 		if (c->members[i].in_room == was_in[i])
 			continue;
-		emit(ev, c->members[i].in_room ? "call.member_joined" : "call.member_left");
+		call_fsm_emit(ev, c->members[i].in_room ? "call.member_joined" : "call.member_left");
 		ret_presence->users[ret_presence->n++] = c->members[i].user;
 	}
 	end_rules(c, we, ev);
