@@ -201,8 +201,9 @@ static const struct {
 			"INSERT OR REPLACE INTO idempotency_keys"
 			" (caller, key, call_id, request_hash, created_at)"
 			" VALUES (?1, ?2, ?3, ?4, ?5)"},
-	[S_DUE] = {"calls_due", "SELECT id FROM calls WHERE next_deadline <= ?1"
-				" ORDER BY next_deadline, id LIMIT ?2"},
+	[S_DUE] = {"calls_due", "SELECT id, next_deadline FROM calls WHERE next_deadline <= ?1"
+				" AND (next_deadline, id) > (?2, ?3)"
+				" ORDER BY next_deadline, id LIMIT ?4"},
 	[S_WEBHOOK_INSERT] = {"webhook_insert",
 			      "INSERT INTO webhooks (id, event, room, call_id, created_at,"
 			      " received_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
@@ -1542,8 +1543,8 @@ out:
 	return ERR_OK;
 }
 
-static enum err sq_calls_due(struct storage *st, int64_t now, size_t max,
-			     char (*ret_ids)[ID_LEN + 1], size_t *ret_n)
+static enum err sq_calls_due(struct storage *st, int64_t now, const struct due_call *after,
+			     size_t max, struct due_call *ret_calls, size_t *ret_n)
 {
 	struct sqlite_storage *s = to_sqlite(st);
 	struct binder b = {0};
@@ -1558,10 +1559,15 @@ static enum err sq_calls_due(struct storage *st, int64_t now, size_t max,
 	if (e != ERR_OK)
 		goto out;
 	bind_int(&b, 1, now);
-	bind_int(&b, 2, max > INT64_MAX ? INT64_MAX : (int64_t)max);
+	bind_int(&b, 2, after ? after->deadline : INT64_MIN);
+	/* bind_text() would make "" a NULL, and a NULL makes the row comparison false. */
+	if (b.rc == SQLITE_OK)
+		b.rc = sqlite3_bind_text(b.st, 3, after ? after->id : "", -1, SQLITE_STATIC);
+	bind_int(&b, 4, max > INT64_MAX ? INT64_MAX : (int64_t)max);
 	while (e == ERR_OK && n < max && (rc = step_bound(&b)) == SQLITE_ROW) {
 		struct row r = {b.st, true};
-		col_text(&r, 0, ret_ids[n], sizeof ret_ids[n]);
+		col_text(&r, 0, ret_calls[n].id, sizeof ret_calls[n].id);
+		ret_calls[n].deadline = col_int(&r, 1);
 		e = r.ok ? ERR_OK : corrupt(S_DUE);
 		n++;
 	}

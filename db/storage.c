@@ -149,10 +149,10 @@ enum err storage_events_after(struct storage *st, int64_t after, int limit,
 	return st->impl->events_after(st, after, limit, ret_page);
 }
 
-enum err storage_calls_due(struct storage *st, int64_t now, size_t max, char (*ret_ids)[ID_LEN + 1],
-			   size_t *ret_n)
+enum err storage_calls_due(struct storage *st, int64_t now, const struct due_call *after,
+			   size_t max, struct due_call *ret_calls, size_t *ret_n)
 {
-	return st->impl->calls_due(st, now, max, ret_ids, ret_n);
+	return st->impl->calls_due(st, now, after, max, ret_calls, ret_n);
 }
 
 void call_view_finish(struct call_view *v)

@@ -371,23 +371,43 @@ enum err calls_token(const struct calls *cs, const char *id, const char *user, c
 	return e;
 }
 
-enum err calls_fire_due(const struct calls *cs, size_t *ret_fired)
+enum err calls_fire_due(const struct calls *cs, struct timer_pass *ret)
 {
-	char ids[DUE_BATCH][ID_LEN + 1];
-	size_t n = 0, fired = 0;
-	enum err e = storage_calls_due(cs->st, clock_now_ms(&cs->clock), DUE_BATCH, ids, &n);
-	for (size_t i = 0; e == ERR_OK && i < n; i++) {
-		struct action_job j = {.act = ACT_TICK, .id = ids[i]};
-		struct call *c = NULL;
-		const char *msg = NULL;
-		e = run_action(cs, &j, &c, NULL, &msg);
-		if (e == ERR_NOT_FOUND) /* removed meanwhile (retention) */
-			e = ERR_OK;
-		fired += j.changed;
-		call_free(c);
-	}
-	if (ret_fired)
-		*ret_fired = fired;
+	struct due_call due[DUE_BATCH];
+	struct timer_pass pass = {0};
+	int64_t now = clock_now_ms(&cs->clock);
+	const struct due_call *after = NULL;
+	struct due_call last;
+	size_t n = 0;
+	enum err e;
+
+	do {
+		e = storage_calls_due(cs->st, now, after, DUE_BATCH, due, &n);
+		for (size_t i = 0; e == ERR_OK && i < n; i++) {
+			struct action_job j = {.act = ACT_TICK, .id = due[i].id};
+			struct call *c = NULL;
+			const char *msg = NULL;
+			enum err one = run_action(cs, &j, &c, NULL, &msg);
+			call_free(c);
+			pass.fired += j.changed;
+			/* Gone meanwhile (retention) is not a failure; a storage outage ends the pass,
+			 * since every other call would fail the same way. */
+			if (one == ERR_UNAVAILABLE)
+				e = one;
+			else if (one != ERR_OK && one != ERR_NOT_FOUND) {
+				if (pass.failed < TIMER_FAILURES_KEPT) {
+					memcpy(pass.failures[pass.failed].call_id, due[i].id, ID_LEN + 1);
+					pass.failures[pass.failed].e = one;
+				}
+				pass.failed++;
+			}
+		}
+		if (n) {
+			last = due[n - 1];
+			after = &last;
+		}
+	} while (e == ERR_OK && n == DUE_BATCH);
+	*ret = pass;
 	return e;
 }
 

@@ -114,8 +114,20 @@ enum err calls_end(const struct calls *cs, const char *id, const char *user, str
 enum err calls_get(const struct calls *cs, const char *id, struct call **ret_call);
 /* The call object's JSON text (malloc'd), from the stored view unless a timer is due. */
 enum err calls_get_json(const struct calls *cs, const char *id, char **ret_json);
-/* Fire every due timer; returns how many calls changed through *ret_fired (may be NULL). */
-enum err calls_fire_due(const struct calls *cs, size_t *ret_fired);
+/* What one timer pass did. A call it could not settle (a row this build cannot read, say)
+ * is skipped so that the others still fire; the first few are named for the log. */
+#define TIMER_FAILURES_KEPT 8
+struct timer_pass {
+	size_t fired;  /* calls that changed */
+	size_t failed; /* calls that could not be settled */
+	struct {
+		char call_id[ID_LEN + 1];
+		enum err e;
+	} failures[TIMER_FAILURES_KEPT];
+};
+/* Fire every due timer. ERR_OK unless the pass could not go on (storage unavailable): a
+ * call that fails alone is counted in ret->failed and the pass carries on past it. */
+enum err calls_fire_due(const struct calls *cs, struct timer_pass *ret);
 
 /* Store a verified LiveKit webhook once per event id and apply it to the call owning its room
  * (events of other rooms are only stored). ERR_OK once durable; *ret_duplicate tells a repeat

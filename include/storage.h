@@ -175,6 +175,13 @@ enum err storage_calls_list(struct storage *st, const struct call_filter *f,
 /* Events with seq > after, ascending, at most limit. */
 enum err storage_events_after(struct storage *st, int64_t after, int limit,
 			      struct event_page *ret_page);
-/* Ids of calls whose next_deadline is set and <= now, earliest first, at most max. */
-enum err storage_calls_due(struct storage *st, int64_t now, size_t max, char (*ret_ids)[ID_LEN + 1],
-			   size_t *ret_n);
+/* A call with a timer due: its id and next_deadline, which together order the due calls. */
+struct due_call {
+	char id[ID_LEN + 1];
+	int64_t deadline;
+};
+/* Calls whose next_deadline is set and <= now, in (next_deadline, id) order, at most max,
+ * starting after *after (NULL: from the first). A timer pass pages with the last one it got,
+ * so a call it cannot settle does not hide the calls due after it. */
+enum err storage_calls_due(struct storage *st, int64_t now, const struct due_call *after,
+			   size_t max, struct due_call *ret_calls, size_t *ret_n);

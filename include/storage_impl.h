@@ -38,8 +38,8 @@ struct storage_impl {
 			       struct view_page *ret_page);
 	enum err (*events_after)(struct storage *st, int64_t after, int limit,
 				 struct event_page *ret_page);
-	enum err (*calls_due)(struct storage *st, int64_t now, size_t max,
-			      char (*ret_ids)[ID_LEN + 1], size_t *ret_n);
+	enum err (*calls_due)(struct storage *st, int64_t now, const struct due_call *after,
+			      size_t max, struct due_call *ret_calls, size_t *ret_n);
 };
 
 struct storage {

@@ -1203,25 +1203,35 @@ Test(storage, calls_due_earliest_first)
 		calls[i]->next_deadline = deadlines[i] ? base + deadlines[i] : 0;
 		insert(calls[i]);
 	}
-	char ids[1000][ID_LEN + 1];
+	struct due_call due[1000];
 	char prefix[9];
 	snprintf(prefix, sizeof prefix, "%08x", tag);
 	size_t n = 0, mine = 0;
-	cr_assert_eq(storage_calls_due(st, base + 100, 1000, ids, &n), ERR_OK);
+	cr_assert_eq(storage_calls_due(st, base + 100, NULL, 1000, due, &n), ERR_OK);
 	const char *want[] = {calls[1]->id, calls[2]->id, calls[0]->id};
 	for (size_t i = 0; i < n; i++) {
-		if (strncmp(ids[i], prefix, 8) != 0)
+		if (strncmp(due[i].id, prefix, 8) != 0)
 			continue; /* another test's, in a shared database */
 		cr_assert_lt(mine, 3);
-		cr_assert_str_eq(ids[i], want[mine]);
+		cr_assert_str_eq(due[i].id, want[mine]);
+		cr_assert_eq(due[i].deadline, base + deadlines[mine == 2 ? 0 : 1]);
 		mine++;
 	}
 	cr_assert_eq(mine, 3);
 	if (fresh) {
-		cr_assert_eq(storage_calls_due(st, base + 100, 2, ids, &n), ERR_OK);
+		cr_assert_eq(storage_calls_due(st, base + 100, NULL, 2, due, &n), ERR_OK);
 		cr_assert_eq(n, 2);
-		cr_assert_str_eq(ids[1], calls[2]->id);
-		cr_assert_eq(storage_calls_due(st, base + 49, 1000, ids, &n), ERR_OK);
+		cr_assert_str_eq(due[1].id, calls[2]->id);
+		/* the next page starts after the last one seen, ties broken by id */
+		struct due_call after = due[0];
+		cr_assert_eq(storage_calls_due(st, base + 100, &after, 1000, due, &n), ERR_OK);
+		cr_assert_eq(n, 2);
+		cr_assert_str_eq(due[0].id, calls[2]->id);
+		cr_assert_str_eq(due[1].id, calls[0]->id);
+		after = due[1];
+		cr_assert_eq(storage_calls_due(st, base + 100, &after, 1000, due, &n), ERR_OK);
+		cr_assert_eq(n, 0);
+		cr_assert_eq(storage_calls_due(st, base + 49, NULL, 1000, due, &n), ERR_OK);
 		cr_assert_eq(n, 0);
 	}
 	for (unsigned i = 0; i < 5; i++)

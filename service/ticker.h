@@ -1,0 +1,18 @@
+/* A thread that runs one function every period and stops promptly when asked: the timers'
+ * pass and the body-deadline watchdog. */
+#pragma once
+
+#include <stdbool.h>
+
+#include "err.h"
+
+struct ticker;
+
+/* Runs one round of work; true when more is waiting, to run again at once instead of after
+ * a period. */
+typedef bool (*ticker_fn)(void *arg);
+
+/* Starts the thread: fn(arg) at once, then every period_ms. */
+enum err ticker_start(int period_ms, ticker_fn fn, void *arg, struct ticker **ret_t);
+/* Wakes the thread, lets its current round finish, joins it. NULL is accepted. */
+void ticker_stop(struct ticker *t);
