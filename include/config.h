@@ -25,7 +25,8 @@ struct config {
 	char *listen_host;                 /* CALLSTATE_LISTEN split; IPv6 without brackets */
 	int listen_port;
 	int threads;
-	int idle_timeout_ms;
+	int idle_timeout_ms;                /* keep-alive connections between requests */
+	int request_timeout_ms;             /* a first request's headers; any request's body */
 	char *service_tokens[CONFIG_MAX_TOKENS];
 	size_t n_service_tokens;
 	char *admin_tokens[CONFIG_MAX_TOKENS];
@@ -34,10 +35,6 @@ struct config {
 	int join_timeout_s;
 	int token_ttl_s;
 	long max_body_bytes;
-	char *events_url;                  /* "" = off */
-	char *events_secret;               /* raw key bytes decoded from whsec_…, NULL when off */
-	size_t events_secret_len;
-	int retention_days;
 };
 
 /* Where the settings come from: env is an environ-style NULL-terminated array (tests pass their

@@ -78,17 +78,31 @@ static int errno_or_eio(void)
 }
 
 /* Reads a whole file as a C string: 0, an errno value or READ_*. Reads to EOF rather than
- * trusting st_size, so pipes and /proc-style files work too. */
+ * trusting st_size, so pipes and /proc-style files work too; the buffer grows as it fills, so a
+ * small file costs a small buffer. Every buffer is wiped before it is freed (secrets). */
 static int read_file(const char *path, size_t max, char **ret, size_t *ret_len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno_or_eio();
-	char *buf = malloc(max + 1);
-	size_t len = 0;
+	/* One byte more than max tells a file over the limit; one more again holds the NUL. */
+	size_t limit = max + 2, cap = 4096 < limit ? 4096 : limit, len = 0;
+	char *buf = malloc(cap);
 	int e = buf ? 0 : ENOMEM;
 	while (e == 0 && len <= max) {
-		ssize_t r = read(fd, buf + len, max + 1 - len);
+		if (len + 1 == cap) {
+			size_t grown_cap = cap * 2 < limit ? cap * 2 : limit;
+			char *grown = malloc(grown_cap);
+			if (!grown) {
+				e = ENOMEM;
+				break;
+			}
+			memcpy(grown, buf, len);
+			OPENSSL_clear_free(buf, cap);
+			buf = grown;
+			cap = grown_cap;
+		}
+		ssize_t r = read(fd, buf + len, cap - 1 - len);
 		if (r > 0)
 			len += (size_t)r;
 		else if (r == 0)
@@ -102,7 +116,8 @@ static int read_file(const char *path, size_t max, char **ret, size_t *ret_len)
 	if (e == 0 && memchr(buf, '\0', len))
 		e = READ_HAS_NUL;
 	if (e) {
-		OPENSSL_clear_free(buf, max + 1);
+		if (buf)
+			OPENSSL_clear_free(buf, cap);
 		return e;
 	}
 	buf[len] = '\0';
@@ -368,93 +383,10 @@ static enum err set_keys(struct config *cfg, const struct setting *s, const char
 	return each_entry(cfg, s, v, add_key, why, cap);
 }
 
-static enum err set_events_url(struct config *cfg, const struct setting *s, const char *v,
-			       char *why, size_t cap)
-{
-	static const char *const schemes[] = {"http://", "https://", NULL};
-	if (*v && !is_url(v, schemes)) {
-		snprintf(why, cap, "must be empty or an http:// or https:// URL");
-		return ERR_INVALID;
-	}
-	return store_string(cfg, s, v);
-}
-
-static bool is_base64(const char *b, size_t n)
-{
-	size_t pad = 0;
-	if (n == 0 || n % 4)
-		return false;
-	while (pad < 2 && b[n - 1 - pad] == '=')
-		pad++;
-	for (size_t i = 0; i < n - pad; i++) {
-		unsigned char c = (unsigned char)b[i];
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		      c == '+' || c == '/'))
-			return false;
-	}
-	return true;
-}
-
-/* The raw key of a whsec_ secret: standard base64 with its padding, as the Standard Webhooks
- * spec writes them. */
-static enum err decode_whsec(const char *v, unsigned char **ret_key, size_t *ret_len)
-{
-	if (strncmp(v, "whsec_", 6) != 0)
-		return ERR_INVALID;
-	const char *b64 = v + 6;
-	size_t n = strlen(b64);
-	if (!is_base64(b64, n) || n > INT_MAX)
-		return ERR_INVALID;
-	size_t cap = n / 4 * 3;
-	unsigned char *key = malloc(cap);
-	if (!key)
-		return ERR_NOMEM;
-	/* EVP_DecodeBlock counts the padding as zero bytes; drop them. */
-	int len = EVP_DecodeBlock(key, (const unsigned char *)b64, (int)n);
-	len -= (b64[n - 1] == '=') + (b64[n - 2] == '=');
-	if (len <= 0) {
-		OPENSSL_clear_free(key, cap);
-		return ERR_INVALID;
-	}
-	*ret_key = key;
-	*ret_len = (size_t)len;
-	return ERR_OK;
-}
-
-static enum err set_events_secret(struct config *cfg, const struct setting *s, const char *v,
-				  char *why, size_t cap)
-{
-	(void)s;
-	bool on = *cfg->events_url;
-	unsigned char *key;
-	size_t len;
-
-	if (!*v && !on)
-		return ERR_OK;
-	if (!*v) {
-		snprintf(why, cap, "required when CALLSTATE_EVENTS_URL is set");
-		return ERR_INVALID;
-	}
-	/* Checked even while events are off, so that turning them on cannot reveal a typo. */
-	enum err e = decode_whsec(v, &key, &len);
-	if (e == ERR_INVALID)
-		snprintf(why, cap, "must be whsec_ followed by standard base64");
-	if (e != ERR_OK)
-		return e;
-	if (!on) {
-		OPENSSL_clear_free(key, len);
-		return ERR_OK;
-	}
-	cfg->events_secret = (char *)key;
-	cfg->events_secret_len = len;
-	return ERR_OK;
-}
-
 #define FIELD(f) offsetof(struct config, f)
 #define S(n, d, fn) .name = (n), .def = (d), .apply = (fn)
 #define INT(f, lo, hi) .offset = FIELD(f), .min = (lo), .max = (hi)
 
-/* Order matters only for the events secret, which needs the events URL parsed before it. */
 static const struct setting settings[] = {
 	{S("LIVEKIT_URL", "ws://localhost:7880", set_url), .offset = FIELD(livekit_url)},
 	{S("LIVEKIT_API_KEY", NULL, set_string), .offset = FIELD(api_key.key)},
@@ -462,8 +394,9 @@ static const struct setting settings[] = {
 	{S("LIVEKIT_KEYS", "", set_keys)},
 	{S("CALLSTATE_DB", "sqlite:callstate.db", set_db), .offset = FIELD(db_url)},
 	{S("CALLSTATE_LISTEN", "127.0.0.1:8080", set_listen)},
-	{S("CALLSTATE_THREADS", "64", set_int), INT(threads, 1, 1024)},
+	{S("CALLSTATE_THREADS", "1536", set_int), INT(threads, 1, 16384)},
 	{S("CALLSTATE_IDLE_TIMEOUT_MS", "10000", set_int), INT(idle_timeout_ms, 100, 3600000)},
+	{S("CALLSTATE_REQUEST_TIMEOUT_MS", "5000", set_int), INT(request_timeout_ms, 100, 600000)},
 	{S("CALLSTATE_SERVICE_TOKENS", NULL, set_tokens), .offset = FIELD(service_tokens),
 	 .count_offset = FIELD(n_service_tokens)},
 	{S("CALLSTATE_ADMIN_TOKENS", "", set_tokens), .offset = FIELD(admin_tokens),
@@ -472,11 +405,18 @@ static const struct setting settings[] = {
 	{S("CALLSTATE_JOIN_TIMEOUT_S", "60", set_int), INT(join_timeout_s, 5, 3600)},
 	{S("CALLSTATE_TOKEN_TTL_S", "600", set_int), INT(token_ttl_s, 60, 86400)},
 	{S("CALLSTATE_MAX_BODY_BYTES", "65536", set_long), INT(max_body_bytes, 1024, 16777216)},
-	{S("CALLSTATE_EVENTS_URL", "", set_events_url), .offset = FIELD(events_url)},
-	{S("CALLSTATE_EVENTS_SECRET", "", set_events_secret)},
-	{S("CALLSTATE_RETENTION_DAYS", "0", set_int), INT(retention_days, 0, 36500)},
 };
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
+
+/* Settings of API.md whose work is not built yet. Accepting them would promise what nothing
+ * does (events that are never pushed, calls that are never purged), so naming one is an error
+ * until the code behind it lands. */
+static const char *const not_built[] = {
+	"CALLSTATE_EVENTS_URL",
+	"CALLSTATE_EVENTS_SECRET",
+	"CALLSTATE_RETENTION_DAYS",
+};
+#define N_NOT_BUILT (sizeof not_built / sizeof not_built[0])
 
 /* The value of name in an environ-style array, or NULL. */
 static const char *env_get(char *const *env, const char *name)
@@ -497,6 +437,17 @@ static const struct setting *find_setting(const char *name, size_t n)
 	}
 	return NULL;
 }
+
+static const char *find_not_built(const char *name, size_t n)
+{
+	for (size_t i = 0; i < N_NOT_BUILT; i++) {
+		if (strlen(not_built[i]) == n && strncmp(not_built[i], name, n) == 0)
+			return not_built[i];
+	}
+	return NULL;
+}
+
+#define NOT_BUILT_WHY "not supported by this version of callstate; remove it"
 
 /* The config file's say on one setting: the last line that named it, as NAME or NAME_FILE. */
 struct file_value {
@@ -539,7 +490,14 @@ static enum err parse_config_file(const char *path, char *text, struct file_valu
 			return ERR_INVALID;
 		}
 		bool is_path = name_len > 5 && strncmp(name + name_len - 5, "_FILE", 5) == 0;
-		const struct setting *s = find_setting(name, is_path ? name_len - 5 : name_len);
+		size_t base_len = is_path ? name_len - 5 : name_len;
+		const char *unbuilt = find_not_built(name, base_len);
+		if (unbuilt) {
+			snprintf(msgbuf, msgcap, "%s: " NOT_BUILT_WHY " (%s line %d)", unbuilt, path,
+				 lineno);
+			return ERR_INVALID;
+		}
+		const struct setting *s = find_setting(name, base_len);
 		if (!s) {
 			int shown = (int)(name_len > NAME_BUF ? NAME_BUF : name_len);
 			snprintf(msgbuf, msgcap, "%.*s: unknown setting (%s line %d)", shown, name,
@@ -624,6 +582,14 @@ static enum err load(struct config *cfg, const char *config_path, char *const *e
 
 	if (text)
 		e = parse_config_file(config_path, text, values, msgbuf, msgcap);
+	for (size_t i = 0; e == ERR_OK && i < N_NOT_BUILT; i++) {
+		char name_file[NAME_BUF];
+		snprintf(name_file, sizeof name_file, "%s_FILE", not_built[i]);
+		if (env_get(env, not_built[i]) || env_get(env, name_file)) {
+			snprintf(msgbuf, msgcap, "%s: " NOT_BUILT_WHY, not_built[i]);
+			e = ERR_INVALID;
+		}
+	}
 	for (size_t i = 0; e == ERR_OK && i < N_SETTINGS; i++) {
 		const struct setting *s = &settings[i];
 		char *v = NULL;
@@ -690,8 +656,5 @@ void config_finish(struct config *cfg)
 		free_secret(cfg->service_tokens[i]);
 	for (size_t i = 0; i < cfg->n_admin_tokens; i++)
 		free_secret(cfg->admin_tokens[i]);
-	free(cfg->events_url);
-	if (cfg->events_secret)
-		OPENSSL_clear_free(cfg->events_secret, cfg->events_secret_len);
 	*cfg = (struct config){0};
 }

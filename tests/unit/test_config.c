@@ -82,8 +82,9 @@ Test(config, defaults)
 	cr_assert_str_eq(c.db_url, "sqlite:callstate.db");
 	cr_assert_str_eq(c.listen_host, "127.0.0.1");
 	cr_assert_eq(c.listen_port, 8080);
-	cr_assert_eq(c.threads, 64);
+	cr_assert_eq(c.threads, 1536);
 	cr_assert_eq(c.idle_timeout_ms, 10000);
+	cr_assert_eq(c.request_timeout_ms, 5000);
 	cr_assert_eq(c.n_service_tokens, 1);
 	cr_assert_str_eq(c.service_tokens[0], SERVICE_TOKEN);
 	cr_assert_eq(c.n_admin_tokens, 0);
@@ -91,9 +92,6 @@ Test(config, defaults)
 	cr_assert_eq(c.join_timeout_s, 60);
 	cr_assert_eq(c.token_ttl_s, 600);
 	cr_assert_eq(c.max_body_bytes, 65536);
-	cr_assert_str_eq(c.events_url, "");
-	cr_assert_null(c.events_secret);
-	cr_assert_eq(c.retention_days, 0);
 	config_finish(&c);
 	config_finish(&c); /* a finished struct is zeroed, so finishing again is harmless */
 }
@@ -105,16 +103,14 @@ Test(config, every_setting_from_env)
 		       "LIVEKIT_KEYS=old: oldsecret",
 		       "CALLSTATE_DB=postgresql://u:p@db/callstate",
 		       "CALLSTATE_LISTEN=[::1]:9000",
-		       "CALLSTATE_THREADS=1024",
+		       "CALLSTATE_THREADS=16384",
 		       "CALLSTATE_IDLE_TIMEOUT_MS=100",
+		       "CALLSTATE_REQUEST_TIMEOUT_MS=600000",
 		       "CALLSTATE_ADMIN_TOKENS=adm1,adm2",
 		       "CALLSTATE_RING_TIMEOUT_S=5",
 		       "CALLSTATE_JOIN_TIMEOUT_S=3600",
 		       "CALLSTATE_TOKEN_TTL_S=86400",
 		       "CALLSTATE_MAX_BODY_BYTES=16777216",
-		       "CALLSTATE_EVENTS_URL=https://chat.example.com/hooks",
-		       "CALLSTATE_EVENTS_SECRET=whsec_QUJD",
-		       "CALLSTATE_RETENTION_DAYS=36500",
 		       "UNRELATED_VARIABLE=whatever",
 		       "CALLSTATE_UNKNOWN_IN_ENV=ignored",
 		       NULL};
@@ -125,18 +121,15 @@ Test(config, every_setting_from_env)
 	cr_assert_str_eq(c.db_url, "postgresql://u:p@db/callstate");
 	cr_assert_str_eq(c.listen_host, "::1");
 	cr_assert_eq(c.listen_port, 9000);
-	cr_assert_eq(c.threads, 1024);
+	cr_assert_eq(c.threads, 16384);
 	cr_assert_eq(c.idle_timeout_ms, 100);
+	cr_assert_eq(c.request_timeout_ms, 600000);
 	cr_assert_eq(c.n_admin_tokens, 2);
 	cr_assert_str_eq(c.admin_tokens[1], "adm2");
 	cr_assert_eq(c.ring_timeout_s, 5);
 	cr_assert_eq(c.join_timeout_s, 3600);
 	cr_assert_eq(c.token_ttl_s, 86400);
 	cr_assert_eq(c.max_body_bytes, 16777216);
-	cr_assert_str_eq(c.events_url, "https://chat.example.com/hooks");
-	cr_assert_eq(c.events_secret_len, 3);
-	cr_assert_eq(memcmp(c.events_secret, "ABC", 3), 0);
-	cr_assert_eq(c.retention_days, 36500);
 	config_finish(&c);
 }
 
@@ -183,7 +176,7 @@ Test(config, five_sources_in_order)
 		config_finish(&c);
 	}
 	cr_assert_eq(load(&c, NULL, env + 3), ERR_OK, "%s", msg);
-	cr_assert_eq(c.threads, 64);
+	cr_assert_eq(c.threads, 1536);
 	config_finish(&c);
 	unlink(creds_file);
 	rmdir(creds);
@@ -312,38 +305,35 @@ Test(config, livekit_keys)
 	config_finish(&c);
 }
 
-Test(config, whsec_decoding)
+/* The settings of work not built yet are refused wherever they are named, so that nobody
+ * believes events are pushed or calls purged when nothing does it. */
+Test(config, settings_not_built_are_refused)
 {
-	const struct {
-		const char *secret;
-		const unsigned char *raw;
-		size_t len;
-	} cases[] = {
-		{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-		 (const unsigned char[]){49, 242, 144, 246, 191, 6, 41, 138, 171, 79, 8, 212,
-					 60, 63, 8, 44, 246, 72, 163, 98, 218, 45, 164, 176},
-		 24},
-		{"whsec_QUI=", (const unsigned char *)"AB", 2},
-		{"whsec_QQ==", (const unsigned char *)"A", 1},
-		{"whsec_+/+/", (const unsigned char[]){0xfb, 0xff, 0xbf}, 3},
-	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		char secret[128];
-		snprintf(secret, sizeof secret, "CALLSTATE_EVENTS_SECRET=%s", cases[i].secret);
-		char *env[] = {"CALLSTATE_EVENTS_URL=http://127.0.0.1:9/e", secret, REQUIRED, NULL};
+	static const char *const names[] = {"CALLSTATE_EVENTS_URL", "CALLSTATE_EVENTS_SECRET",
+					    "CALLSTATE_RETENTION_DAYS"};
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		char want[160], in_env[96], in_env_file[96], line[96];
+		snprintf(want, sizeof want,
+			 "%s: not supported by this version of callstate; remove it", names[i]);
+		snprintf(in_env, sizeof in_env, "%s=", names[i]);
+		snprintf(in_env_file, sizeof in_env_file, "%s_FILE=/dev/null", names[i]);
+		char *envs[][5] = {{in_env, REQUIRED, NULL}, {in_env_file, REQUIRED, NULL}};
+		for (size_t k = 0; k < 2; k++) {
+			struct config c = {.threads = -7};
+			cr_assert_eq(load(&c, NULL, envs[k]), ERR_INVALID, "%s", envs[k][0]);
+			cr_assert_str_eq(msg, want);
+			cr_assert_eq(c.threads, -7);
+		}
+		snprintf(line, sizeof line, "# a comment\n%s = 0\n", names[i]);
+		const char *path = write_file("not-built.conf", line);
+		char *env[] = {REQUIRED, NULL};
 		struct config c;
-		cr_assert_eq(load(&c, NULL, env), ERR_OK, "%s: %s", cases[i].secret, msg);
-		cr_assert_eq(c.events_secret_len, cases[i].len, "%s", cases[i].secret);
-		cr_assert_eq(memcmp(c.events_secret, cases[i].raw, cases[i].len), 0);
-		config_finish(&c);
+		cr_assert_eq(load(&c, path, env), ERR_INVALID, "%s in a file", names[i]);
+		snprintf(want, sizeof want,
+			 "%s: not supported by this version of callstate; remove it (%s line 2)",
+			 names[i], path);
+		cr_assert_str_eq(msg, want);
 	}
-
-	/* with events off the secret is still checked, but not kept */
-	char *off[] = {"CALLSTATE_EVENTS_SECRET=whsec_QUJD", REQUIRED, NULL};
-	struct config c;
-	cr_assert_eq(load(&c, NULL, off), ERR_OK, "%s", msg);
-	cr_assert_null(c.events_secret);
-	config_finish(&c);
 }
 
 /* 33 tokens: one over CONFIG_MAX_TOKENS. 17 keys: one over CONFIG_MAX_KEYS. */
@@ -387,8 +377,6 @@ struct invalid {
 #define LISTEN_MSG "CALLSTATE_LISTEN: must be HOST:PORT or [IPv6]:PORT"
 #define PORT_MSG "CALLSTATE_LISTEN: port must be an integer from 1 to 65535"
 #define KEYS_MSG(n) "LIVEKIT_KEYS: entry " #n " must be key: secret, both non-empty"
-#define WHSEC_MSG "CALLSTATE_EVENTS_SECRET: must be whsec_ followed by standard base64"
-#define EVENTS_ON "CALLSTATE_EVENTS_URL=https://chat.example.com/hooks"
 
 static const struct invalid invalid[] = {
 	{{"LIVEKIT_API_KEY="}, "LIVEKIT_API_KEY: required"},
@@ -422,16 +410,19 @@ static const struct invalid invalid[] = {
 	{{"CALLSTATE_LISTEN=127.0.0.1:65536"}, PORT_MSG},
 	{{"CALLSTATE_LISTEN=127.0.0.1:"}, PORT_MSG},
 	{{"CALLSTATE_LISTEN=127.0.0.1:80x"}, PORT_MSG},
-	{{"CALLSTATE_THREADS=0"}, INTEGER("CALLSTATE_THREADS", 1, 1024)},
-	{{"CALLSTATE_THREADS=1025"}, INTEGER("CALLSTATE_THREADS", 1, 1024)},
-	{{"CALLSTATE_THREADS=8x"}, INTEGER("CALLSTATE_THREADS", 1, 1024)},
-	{{"CALLSTATE_THREADS= 8"}, INTEGER("CALLSTATE_THREADS", 1, 1024)},
-	{{"CALLSTATE_THREADS=-1"}, INTEGER("CALLSTATE_THREADS", 1, 1024)},
-	{{"CALLSTATE_THREADS=+8"}, INTEGER("CALLSTATE_THREADS", 1, 1024)},
-	{{"CALLSTATE_THREADS="}, INTEGER("CALLSTATE_THREADS", 1, 1024)},
-	{{"CALLSTATE_THREADS=99999999999999999999999"}, INTEGER("CALLSTATE_THREADS", 1, 1024)},
+	{{"CALLSTATE_THREADS=0"}, INTEGER("CALLSTATE_THREADS", 1, 16384)},
+	{{"CALLSTATE_THREADS=16385"}, INTEGER("CALLSTATE_THREADS", 1, 16384)},
+	{{"CALLSTATE_THREADS=8x"}, INTEGER("CALLSTATE_THREADS", 1, 16384)},
+	{{"CALLSTATE_THREADS= 8"}, INTEGER("CALLSTATE_THREADS", 1, 16384)},
+	{{"CALLSTATE_THREADS=-1"}, INTEGER("CALLSTATE_THREADS", 1, 16384)},
+	{{"CALLSTATE_THREADS=+8"}, INTEGER("CALLSTATE_THREADS", 1, 16384)},
+	{{"CALLSTATE_THREADS="}, INTEGER("CALLSTATE_THREADS", 1, 16384)},
+	{{"CALLSTATE_THREADS=99999999999999999999999"}, INTEGER("CALLSTATE_THREADS", 1, 16384)},
 	{{"CALLSTATE_IDLE_TIMEOUT_MS=99"}, INTEGER("CALLSTATE_IDLE_TIMEOUT_MS", 100, 3600000)},
 	{{"CALLSTATE_IDLE_TIMEOUT_MS=3600001"}, INTEGER("CALLSTATE_IDLE_TIMEOUT_MS", 100, 3600000)},
+	{{"CALLSTATE_REQUEST_TIMEOUT_MS=99"}, INTEGER("CALLSTATE_REQUEST_TIMEOUT_MS", 100, 600000)},
+	{{"CALLSTATE_REQUEST_TIMEOUT_MS=600001"},
+	 INTEGER("CALLSTATE_REQUEST_TIMEOUT_MS", 100, 600000)},
 	{{"CALLSTATE_SERVICE_TOKENS=a,,b"}, "CALLSTATE_SERVICE_TOKENS: entry 2 is empty"},
 	{{"CALLSTATE_SERVICE_TOKENS=a, "}, "CALLSTATE_SERVICE_TOKENS: entry 2 is empty"},
 	{{"CALLSTATE_SERVICE_TOKENS=a,b c"},
@@ -446,22 +437,6 @@ static const struct invalid invalid[] = {
 	{{"CALLSTATE_MAX_BODY_BYTES=1023"}, INTEGER("CALLSTATE_MAX_BODY_BYTES", 1024, 16777216)},
 	{{"CALLSTATE_MAX_BODY_BYTES=16777217"},
 	 INTEGER("CALLSTATE_MAX_BODY_BYTES", 1024, 16777216)},
-	{{"CALLSTATE_RETENTION_DAYS=36501"}, INTEGER("CALLSTATE_RETENTION_DAYS", 0, 36500)},
-	{{"CALLSTATE_RETENTION_DAYS=-1"}, INTEGER("CALLSTATE_RETENTION_DAYS", 0, 36500)},
-	{{"CALLSTATE_EVENTS_URL=ws://chat.example.com"},
-	 "CALLSTATE_EVENTS_URL: must be empty or an http:// or https:// URL"},
-	{{"CALLSTATE_EVENTS_URL=chat.example.com"},
-	 "CALLSTATE_EVENTS_URL: must be empty or an http:// or https:// URL"},
-	{{EVENTS_ON}, "CALLSTATE_EVENTS_SECRET: required when CALLSTATE_EVENTS_URL is set"},
-	{{EVENTS_ON, "CALLSTATE_EVENTS_SECRET=QUJD"}, WHSEC_MSG},
-	{{EVENTS_ON, "CALLSTATE_EVENTS_SECRET=whsec_"}, WHSEC_MSG},
-	{{EVENTS_ON, "CALLSTATE_EVENTS_SECRET=whsec_QUJ"}, WHSEC_MSG},
-	{{EVENTS_ON, "CALLSTATE_EVENTS_SECRET=whsec_QU$D"}, WHSEC_MSG},
-	{{EVENTS_ON, "CALLSTATE_EVENTS_SECRET=whsec_QU-_"}, WHSEC_MSG},
-	{{EVENTS_ON, "CALLSTATE_EVENTS_SECRET=whsec_=QUJ"}, WHSEC_MSG},
-	{{EVENTS_ON, "CALLSTATE_EVENTS_SECRET=whsec_Q==="}, WHSEC_MSG},
-	{{EVENTS_ON, "CALLSTATE_EVENTS_SECRET=whsec_QUJD "}, WHSEC_MSG},
-	{{"CALLSTATE_EVENTS_SECRET=whsec_not-base64"}, WHSEC_MSG},
 };
 
 Test(config, each_invalid_value_names_its_setting)
@@ -492,7 +467,6 @@ Test(config, invalid_secrets_are_not_echoed)
 		{"CALLSTATE_SERVICE_TOKENS=Sup3r SecretB", "Sup3r"},
 		{"CALLSTATE_ADMIN_TOKENS=Sup3rSecretC\x01", "Sup3rSecretC"},
 		{"CALLSTATE_DB=mysql://u:Sup3rSecretD@db/x", "Sup3rSecretD"},
-		{"CALLSTATE_EVENTS_SECRET=whsec_Sup3rSecretE!", "Sup3rSecretE"},
 		{"LIVEKIT_URL=Sup3rSecretF", "Sup3rSecretF"},
 	};
 	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
