@@ -11,6 +11,8 @@ static const struct {
 	[ERR_UNAUTHENTICATED] = {401, "unauthorized", "missing or unknown bearer token"},
 	[ERR_FORBIDDEN] = {403, "forbidden", "not allowed"},
 	[ERR_NOT_FOUND] = {404, "not_found", "not found"},
+	[ERR_METHOD] = {405, "method_not_allowed", "the method is not allowed on this path"},
+	[ERR_TIMEOUT] = {408, "request_timeout", "the request did not arrive in time"},
 	[ERR_CONFLICT] = {409, "conflict", "conflicts with the current state"},
 	[ERR_TOO_LARGE] = {413, "payload_too_large", "the request body is too large"},
 	[ERR_UNSUPPORTED_TYPE] = {415, "unsupported_media_type",

@@ -57,3 +57,51 @@ bool json_append_string(char *out, size_t cap, size_t *len, const char *s)
 	*len = o;
 	return true;
 }
+
+/* One pass over the text: only brackets outside strings count, and a string ends at the first
+ * quote not escaped by an odd run of backslashes. Malformed text is the parser's to refuse; here
+ * it only has to be bounded. */
+bool json_depth_within(const char *text, size_t len, int max_depth)
+{
+	int depth = 0;
+	bool in_string = false, escaped = false;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = text[i];
+		if (in_string) {
+			if (escaped)
+				escaped = false;
+			else if (c == '\\')
+				escaped = true;
+			else if (c == '"')
+				in_string = false;
+		} else if (c == '"') {
+			in_string = true;
+		} else if (c == '[' || c == '{') {
+			if (++depth > max_depth)
+				return false;
+		} else if ((c == ']' || c == '}') && depth > 0) {
+			depth--; /* a stray close cannot buy room for more opens */
+		}
+	}
+	return true;
+}
+
+json_t *json_load_bounded(const char *text, size_t len, enum json_load_result *ret_result)
+{
+	json_error_t jerr;
+	json_t *root = NULL;
+
+	if (!json_depth_within(text, len, JSON_MAX_DEPTH)) {
+		*ret_result = JSON_LOAD_TOO_DEEP;
+		return NULL;
+	}
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (root)
+		*ret_result = JSON_LOAD_OK;
+	else if (json_error_code(&jerr) == json_error_out_of_memory)
+		*ret_result = JSON_LOAD_NOMEM;
+	else
+		*ret_result = JSON_LOAD_INVALID;
+	return root;
+}

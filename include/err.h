@@ -9,6 +9,8 @@ enum err {
 	ERR_UNAUTHENTICATED,  /* 401 unauthorized */
 	ERR_FORBIDDEN,        /* 403 forbidden */
 	ERR_NOT_FOUND,        /* 404 not_found */
+	ERR_METHOD,           /* 405 method_not_allowed: a known path, another method */
+	ERR_TIMEOUT,          /* 408 request_timeout: the request did not arrive in time */
 	ERR_CONFLICT,         /* 409 conflict */
 	ERR_TOO_LARGE,        /* 413 payload_too_large */
 	ERR_UNSUPPORTED_TYPE, /* 415 unsupported_media_type */

@@ -7,6 +7,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "deadline.h"
+#include "jsonutil.h"
+
 static const char *reason_phrase(int status)
 {
 	switch (status) {
@@ -16,6 +19,8 @@ static const char *reason_phrase(int status)
 	case 401: return "Unauthorized";
 	case 403: return "Forbidden";
 	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
 	case 409: return "Conflict";
 	case 413: return "Payload Too Large";
 	case 415: return "Unsupported Media Type";
@@ -24,20 +29,50 @@ static const char *reason_phrase(int status)
 	}
 }
 
+static enum err read_body(struct req *r, long max, char **ret_buf, size_t *ret_len,
+			  const char **ret_msg);
+
+/* A body the handler did not read (it refused the request first) is read and dropped here,
+ * by the same deadline: after the answer CivetWeb would drain it itself, for as long as the
+ * client cares to trickle it. One that cannot be read in time, or is over the limit, ends the
+ * connection instead (read_body sets must_close). */
+static void drop_unread_body(struct req *r)
+{
+	bool unread = !r->body_read && (r->ri->content_length > 0 ||
+					(r->ri->content_length < 0 &&
+					 req_header(r, "Transfer-Encoding")));
+	if (!unread || r->must_close)
+		return;
+	char *buf = NULL;
+	size_t len = 0;
+	const char *msg = NULL;
+	if (read_body(r, r->app->cfg->max_body_bytes, &buf, &len, &msg) == ERR_OK)
+		free(buf);
+}
+
 static int reply(struct req *r, int status, const char *content_type, const char *body,
 		 size_t len)
 {
-	char head[512];
+	char head[640];
+	char allow[64] = "";
+	if (status == 405 && r->allow)
+		snprintf(allow, sizeof allow, "Allow: %s\r\n", r->allow);
+	drop_unread_body(r);
+	bool close = r->must_close;
 	int n = snprintf(head, sizeof head,
 			 "HTTP/1.1 %d %s\r\n"
 			 "Content-Type: %s\r\n"
 			 "Content-Length: %zu\r\n"
 			 "X-Request-Id: %s\r\n"
 			 "Cache-Control: no-store\r\n"
-			 "%s"
+			 "%s%s%s"
 			 "\r\n",
 			 status, reason_phrase(status), content_type, len, r->request_id,
-			 status == 401 ? "WWW-Authenticate: Bearer\r\n" : "");
+			 status == 401 ? "WWW-Authenticate: Bearer\r\n" : "", allow,
+			 close ? "Connection: close\r\n" : "");
+	/* HEAD: the same head, no body (RFC 9110 §9.3.2). */
+	if (r->ri->request_method && strcmp(r->ri->request_method, "HEAD") == 0)
+		len = 0;
 	char stackbuf[8192];
 	size_t total = (size_t)n + len;
 	char *buf = total <= sizeof stackbuf ? stackbuf : malloc(total);
@@ -111,45 +146,75 @@ static bool is_json_type(const char *ct)
 	return next == '\0' || next == ';' || next == ' ';
 }
 
-/* Reads at most max + 1 bytes, so an oversize chunked body is caught without reading it all. */
-static enum err read_body(struct req *r, long max, char **ret_buf, size_t *ret_len)
+/* Reads at most max + 1 bytes, so an oversize chunked body is caught without reading it all,
+ * and only until the request's body deadline (see deadline.h): mg_read() on its own waits as
+ * long as bytes trickle in. */
+static enum err read_body(struct req *r, long max, char **ret_buf, size_t *ret_len,
+			  const char **ret_msg)
 {
 	long long declared = r->ri->content_length;
-	if (declared > max)
+	if (declared > max) {
+		r->must_close = true; /* never read, never drained */
 		return ERR_TOO_LARGE;
+	}
 	size_t cap = declared >= 0 ? (size_t)declared + 1 : 4096;
 	size_t len = 0;
 	char *buf = malloc(cap);
 	if (!buf)
 		return ERR_NOMEM;
+	enum err e = ERR_OK;
+	deadline_arm(r->body_deadline_ns);
 	for (;;) {
+		if (deadline_passed()) {
+			e = ERR_TIMEOUT;
+			break;
+		}
 		if (len == cap) {
 			size_t grown_cap = cap * 2 > (size_t)max + 1 ? (size_t)max + 1 : cap * 2;
 			char *grown = grown_cap > cap ? realloc(buf, grown_cap) : NULL;
 			if (!grown) {
-				free(buf);
-				return len > (size_t)max ? ERR_TOO_LARGE : ERR_NOMEM;
+				e = len > (size_t)max ? ERR_TOO_LARGE : ERR_NOMEM;
+				break;
 			}
 			buf = grown;
 			cap = grown_cap;
 		}
 		int n = mg_read(r->conn, buf + len, cap - len);
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-		if (len > (size_t)max) {
-			free(buf);
-			return ERR_TOO_LARGE;
+		if (n > 0) {
+			len += (size_t)n;
+			if (len > (size_t)max) {
+				e = ERR_TOO_LARGE;
+				break;
+			}
+			continue;
 		}
+		/* n == 0 is the end of the body, or with a Content-Length a whole request timeout
+		 * without a byte; n < 0 is a connection that ended or chunks that broke off. */
+		if (deadline_passed() || (n == 0 && declared >= 0 && len < (size_t)declared))
+			e = ERR_TIMEOUT;
+		else if (n < 0 || (declared >= 0 && len < (size_t)declared))
+			e = ERR_INVALID;
+		break;
 	}
+	deadline_disarm();
+	if (e != ERR_OK) {
+		free(buf);
+		r->must_close = true;
+		if (e == ERR_INVALID)
+			*ret_msg = "body: the connection ended before the whole body arrived";
+		if (e == ERR_TIMEOUT)
+			*ret_msg = "body: did not arrive in time";
+		return e;
+	}
+	r->body_read = true;
 	*ret_buf = buf;
 	*ret_len = len;
 	return ERR_OK;
 }
 
-enum err req_raw_body(struct req *r, char **ret_buf, size_t *ret_len)
+enum err req_raw_body(struct req *r, char **ret_buf, size_t *ret_len, const char **ret_msg)
 {
-	return read_body(r, r->app->cfg->max_body_bytes, ret_buf, ret_len);
+	return read_body(r, r->app->cfg->max_body_bytes, ret_buf, ret_len, ret_msg);
 }
 
 enum err req_json_body(struct req *r, bool required, json_t **ret_json, const char **ret_msg)
@@ -168,7 +233,7 @@ enum err req_json_body(struct req *r, bool required, json_t **ret_json, const ch
 		return ERR_UNSUPPORTED_TYPE;
 	char *buf = NULL;
 	size_t len = 0;
-	enum err e = read_body(r, r->app->cfg->max_body_bytes, &buf, &len);
+	enum err e = req_raw_body(r, &buf, &len, ret_msg);
 	if (e != ERR_OK)
 		return e;
 	if (len == 0 && !required) {
@@ -176,9 +241,15 @@ enum err req_json_body(struct req *r, bool required, json_t **ret_json, const ch
 		*ret_json = NULL;
 		return ERR_OK;
 	}
-	json_error_t jerr;
-	json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+	enum json_load_result result;
+	json_t *root = json_load_bounded(buf, len, &result);
 	free(buf);
+	if (result == JSON_LOAD_NOMEM)
+		return ERR_NOMEM;
+	if (result == JSON_LOAD_TOO_DEEP) {
+		*ret_msg = "body: JSON nested deeper than 32 levels";
+		return ERR_INVALID;
+	}
 	if (!root) {
 		*ret_msg = "body: invalid JSON";
 		return ERR_INVALID;
@@ -194,11 +265,7 @@ enum err req_json_body(struct req *r, bool required, json_t **ret_json, const ch
 
 int req_query(const struct req *r, const char *name, int n, char *buf, size_t cap)
 {
-	const char *qs = r->ri->query_string;
-	if (!qs)
-		return -1;
-	int rc = mg_get_var2(qs, strlen(qs), name, buf, cap, (size_t)n);
-	return rc < -1 ? -2 : rc;
+	return uri_query(r->ri->query_string, name, n, buf, cap);
 }
 
 /* Strict UTF-8: no overlongs, no surrogates, nothing above U+10FFFF. */
@@ -246,4 +313,17 @@ bool valid_user_id(const char *s)
 			return false;
 	}
 	return valid_utf8((const unsigned char *)s, len);
+}
+
+enum err req_user_param(const struct req *r, const char **ret_msg)
+{
+	if (r->param_invalid) {
+		*ret_msg = PATH_SEGMENT_MSG("user");
+		return ERR_INVALID;
+	}
+	if (r->param_too_long || !valid_user_id(r->param)) {
+		*ret_msg = "user: must be a user id of 1 to 128 bytes without control characters";
+		return ERR_INVALID;
+	}
+	return ERR_OK;
 }

@@ -12,9 +12,10 @@
 #include "app.h"
 #include "err.h"
 #include "model.h"
+#include "uri.h"
 
 #define REQUEST_ID_MAX 128
-#define PATH_PARAM_MAX (USER_ID_MAX * 3) /* decoded bytes; longer is rejected by validation */
+#define PATH_PARAM_MAX USER_ID_MAX /* decoded bytes; longer sets param_too_long */
 
 struct req {
 	struct mg_connection *conn;
@@ -22,8 +23,13 @@ struct req {
 	const struct app *app;
 	const char *route;                     /* the route pattern, for logs */
 	char request_id[REQUEST_ID_MAX + 1];
-	char param[PATH_PARAM_MAX + 1];        /* the {id} or {user} of the path */
+	char param[PATH_PARAM_MAX + 1];        /* the {id} or {user} of the path, decoded */
 	bool param_too_long;
+	bool param_invalid;                    /* malformed, %00, '/', '\\', "." or ".." */
+	int64_t body_deadline_ns;              /* CLOCK_MONOTONIC: the body must be in by then */
+	bool body_read;                        /* the whole body was consumed */
+	bool must_close;                       /* answer with Connection: close, then close */
+	const char *allow;                     /* the Allow header of a 405 */
 	int status;                            /* what was answered, for the log */
 	enum role role;
 };
@@ -38,14 +44,25 @@ int reply_json_value(struct req *r, int status, json_t *value);
 /* ERR_UNAUTHENTICATED or ERR_FORBIDDEN unless the bearer token has at least role need. */
 enum err req_auth(struct req *r, enum role need);
 /* Read and parse the JSON body. 415 for another content type, 413 over the limit, 400 for
- * invalid JSON or (required) a missing body. *ret_json is NULL for an absent optional body. */
+ * invalid JSON (or nested deeper than JSON_MAX_DEPTH) or (required) a missing body, and the
+ * errors of req_raw_body. *ret_json is NULL for an absent optional body. */
 enum err req_json_body(struct req *r, bool required, json_t **ret_json, const char **ret_msg);
-/* Read the raw body, at most the configured limit (ERR_TOO_LARGE beyond). The caller frees. */
-enum err req_raw_body(struct req *r, char **ret_buf, size_t *ret_len);
-/* A query parameter, decoded, the n-th occurrence. -1 absent, -2 too long, else its length. */
+/* Read the raw body, at most the configured limit, by the request's body deadline. The caller
+ * frees *ret_buf. ERR_TOO_LARGE beyond the limit; ERR_TIMEOUT when it did not arrive in time;
+ * ERR_INVALID (*ret_msg set) when the connection ended before the body did. Nothing short of
+ * the whole body is ever returned. */
+enum err req_raw_body(struct req *r, char **ret_buf, size_t *ret_len, const char **ret_msg);
+/* A query parameter, decoded, the n-th occurrence: its length, or URI_ABSENT, URI_TOO_LONG,
+ * URI_INVALID (see uri.h). */
 int req_query(const struct req *r, const char *name, int n, char *buf, size_t cap);
 /* The value of a request header, or NULL. */
 const char *req_header(const struct req *r, const char *name);
 
 /* API.md user ids: 1–128 bytes of UTF-8 without control characters. */
 bool valid_user_id(const char *s);
+
+/* The 400 message of a path parameter that route_param() marked invalid. */
+#define PATH_SEGMENT_MSG(name)                                                                     \
+	name ": a path segment must not hold a malformed escape, %00, '/' or '\\', nor be . or .."
+/* The {user} of the path: ERR_INVALID with *ret_msg unless it is a valid user id. */
+enum err req_user_param(const struct req *r, const char **ret_msg);

@@ -1,12 +1,12 @@
 /* Handlers of /v1/calls and /v1/users/{user}/calls: parse and validate the request, call the
  * calls domain, and answer with the call object (or a grant with its token). */
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "jsonutil.h"
 #include "log.h"
+#include "requests.h"
 #include "routes.h"
 #include "timefmt.h"
 
@@ -66,156 +66,6 @@ static int reply_refusal(struct req *r, enum err e, const char *msg)
 	return reply_error(r, e, msg);
 }
 
-/* --- request fields --- */
-
-/* A required (or optional, when ret is preset to "") user-id-like string field. */
-static enum err user_field(json_t *body, const char *field, bool required, char *ret, size_t cap,
-			   const char **ret_msg)
-{
-	json_t *v = json_object_get(body, field);
-	if (!v || json_is_null(v)) {
-		if (!required)
-			return ERR_OK;
-		*ret_msg = field;
-		return ERR_INVALID;
-	}
-	const char *s = json_string_value(v);
-	if (!s || strlen(s) != json_string_length(v) || !valid_user_id(s)) {
-		*ret_msg = field;
-		return ERR_INVALID;
-	}
-	snprintf(ret, cap, "%s", s);
-	return ERR_OK;
-}
-
-static enum err name_field(json_t *body, const char *field, char *ret, size_t cap,
-			   const char **ret_msg)
-{
-	json_t *v = json_object_get(body, field);
-	if (!v || json_is_null(v))
-		return ERR_OK;
-	const char *s = json_string_value(v);
-	if (!s || json_string_length(v) > NAME_MAX_BYTES || strlen(s) != json_string_length(v)) {
-		*ret_msg = field;
-		return ERR_INVALID;
-	}
-	snprintf(ret, cap, "%s", s);
-	return ERR_OK;
-}
-
-/* Field-named validation messages for the 400 answers. */
-static const char *field_message(const char *field)
-{
-	static const struct {
-		const char *field, *message;
-	} table[] = {
-		{"caller", "caller: must be a user id of 1 to 128 bytes without control characters"},
-		{"user", "user: must be a user id of 1 to 128 bytes without control characters"},
-		{"chat_id", "chat_id: must be a string of 1 to 128 bytes without control characters"},
-		{"caller_name", "caller_name: must be a string of at most 256 bytes"},
-		{"name", "name: must be a string of at most 256 bytes"},
-	};
-	for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
-		if (strcmp(table[i].field, field) == 0)
-			return table[i].message;
-	return field;
-}
-
-static enum err parse_callees(json_t *body, struct call_create_req *req, const char **ret_msg)
-{
-	json_t *arr = json_object_get(body, "callees");
-	if (!json_is_array(arr) || json_array_size(arr) == 0 ||
-	    json_array_size(arr) > CALL_MAX_CALLEES) {
-		*ret_msg = "callees: must be an array of 1 to 32 user ids";
-		return ERR_INVALID;
-	}
-	size_t i;
-	json_t *v;
-	json_array_foreach(arr, i, v) {
-		const char *s = json_string_value(v);
-		if (!s || strlen(s) != json_string_length(v) || !valid_user_id(s)) {
-			*ret_msg = "callees: every entry must be a user id of 1 to 128 bytes "
-				   "without control characters";
-			return ERR_INVALID;
-		}
-		if (strcmp(s, req->caller) == 0) {
-			*ret_msg = "callees: the caller cannot be among the callees";
-			return ERR_INVALID;
-		}
-		for (size_t k = 0; k < i; k++) {
-			if (strcmp(req->callees[k], s) == 0) {
-				*ret_msg = "callees: duplicate callee";
-				return ERR_INVALID;
-			}
-		}
-		snprintf(req->callees[i], sizeof req->callees[i], "%s", s);
-	}
-	req->n_callees = json_array_size(arr);
-	return ERR_OK;
-}
-
-/* Fills req from the body; req->metadata points into *ret_metadata (caller frees). */
-static enum err parse_create(json_t *body, struct call_create_req *req, char **ret_metadata,
-			     const char **ret_msg)
-{
-	const char *field = NULL;
-	enum err e = user_field(body, "caller", true, req->caller, sizeof req->caller, &field);
-	if (e == ERR_OK)
-		e = user_field(body, "chat_id", false, req->chat_id, sizeof req->chat_id, &field);
-	if (e == ERR_OK)
-		e = name_field(body, "caller_name", req->caller_name, sizeof req->caller_name,
-			       &field);
-	if (e != ERR_OK) {
-		*ret_msg = field_message(field);
-		return e;
-	}
-	e = parse_callees(body, req, ret_msg);
-	if (e != ERR_OK)
-		return e;
-
-	int kind = call_kind_parse(json_string_value(json_object_get(body, "kind")));
-	if (kind < 0) {
-		*ret_msg = "kind: must be \"audio\" or \"video\"";
-		return ERR_INVALID;
-	}
-	req->kind = (enum call_kind)kind;
-
-	json_t *rt = json_object_get(body, "ring_timeout_s");
-	if (rt && !json_is_null(rt)) {
-		json_int_t v = json_is_integer(rt) ? json_integer_value(rt) : 0;
-		if (v < 5 || v > 300) {
-			*ret_msg = "ring_timeout_s: must be an integer from 5 to 300";
-			return ERR_INVALID;
-		}
-		req->ring_timeout_s = (int)v;
-	}
-
-	json_t *md = json_object_get(body, "metadata");
-	if (md && !json_is_null(md)) {
-		char *text = json_is_object(md) ? json_dumps(md, JSON_COMPACT | JSON_PRESERVE_ORDER)
-						: NULL;
-		if (!text || strlen(text) > METADATA_MAX_BYTES) {
-			free(text);
-			*ret_msg = "metadata: must be a JSON object of at most 4 KiB";
-			return ERR_INVALID;
-		}
-		req->metadata = text;
-		*ret_metadata = text;
-	}
-	return ERR_OK;
-}
-
-/* The request's identity for Idempotency-Key: the body in a canonical form (sorted keys). */
-static enum err hash_request(json_t *body, unsigned char out[32])
-{
-	char *canon = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
-	if (!canon)
-		return ERR_NOMEM;
-	SHA256((const unsigned char *)canon, strlen(canon), out);
-	free(canon);
-	return ERR_OK;
-}
-
 int handle_calls_create(struct req *r)
 {
 	struct call_create_req req = {0};
@@ -229,7 +79,7 @@ int handle_calls_create(struct req *r)
 	if (e == ERR_OK)
 		e = req_json_body(r, true, &body, &msg);
 	if (e == ERR_OK)
-		e = parse_create(body, &req, &metadata, &msg);
+		e = requests_call_create(body, &req, &metadata, &msg);
 	if (e == ERR_OK && key) {
 		size_t klen = strlen(key);
 		if (!klen || klen > IDEMPOTENCY_KEY_MAX) {
@@ -237,7 +87,7 @@ int handle_calls_create(struct req *r)
 			e = ERR_INVALID;
 		} else {
 			req.idempotency_key = key;
-			e = hash_request(body, req.request_hash);
+			e = requests_hash(body, req.request_hash);
 		}
 	}
 	if (e == ERR_OK)
@@ -254,6 +104,10 @@ int handle_calls_create(struct req *r)
 /* The id of /v1/calls/{id}/…: a malformed id cannot name a call. */
 static enum err call_id_param(const struct req *r, const char **ret_msg)
 {
+	if (r->param_invalid) {
+		*ret_msg = PATH_SEGMENT_MSG("id");
+		return ERR_INVALID;
+	}
 	if (r->param_too_long || strlen(r->param) != ID_LEN) {
 		*ret_msg = "no such call";
 		return ERR_NOT_FOUND;
@@ -279,27 +133,15 @@ int handle_call_get(struct req *r)
 	return rc;
 }
 
-/* {"user", "name"?} of accept and token; name may be NULL. */
-struct member_req {
-	char user[USER_ID_MAX + 1];
-	char name[NAME_MAX_BYTES + 1];
-};
-
 static enum err read_member_req(struct req *r, bool user_required, struct member_req *mr,
 				const char **ret_msg)
 {
 	json_t *body = NULL;
-	const char *field = NULL;
 	enum err e = call_id_param(r, ret_msg);
 	if (e == ERR_OK)
 		e = req_json_body(r, user_required, &body, ret_msg);
-	if (e == ERR_OK && body) {
-		e = user_field(body, "user", user_required, mr->user, sizeof mr->user, &field);
-		if (e == ERR_OK)
-			e = name_field(body, "name", mr->name, sizeof mr->name, &field);
-		if (e != ERR_OK)
-			*ret_msg = field_message(field);
-	}
+	if (e == ERR_OK)
+		e = requests_member(body, user_required, mr, ret_msg);
 	json_decref(body);
 	return e;
 }
@@ -504,10 +346,8 @@ int handle_user_calls(struct req *r)
 	struct call_filter f = {.status = -1, .outcome = -1, .kind = -1};
 	const char *msg = NULL;
 	enum err e = req_auth(r, ROLE_SERVICE);
-	if (e == ERR_OK && (r->param_too_long || !valid_user_id(r->param))) {
-		msg = "user: must be a user id of 1 to 128 bytes without control characters";
-		e = ERR_INVALID;
-	}
+	if (e == ERR_OK)
+		e = req_user_param(r, &msg);
 	if (e == ERR_OK)
 		e = parse_common_filters(r, &f, &msg);
 	if (e != ERR_OK)

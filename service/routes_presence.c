@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "presence.h"
+#include "requests.h"
 #include "routes.h"
 
 #define PRESENCE_LIST_MAX 200
@@ -25,24 +26,16 @@ int handle_presence_put(struct req *r)
 	const char *msg = NULL;
 	struct presence p;
 	enum err e = req_auth(r, ROLE_SERVICE);
-	if (e == ERR_OK && (r->param_too_long || !valid_user_id(r->param))) {
-		msg = "user: must be a user id of 1 to 128 bytes without control characters";
-		e = ERR_INVALID;
-	}
+	if (e == ERR_OK)
+		e = req_user_param(r, &msg);
 	if (e == ERR_OK)
 		e = req_json_body(r, true, &body, &msg);
-	int status = -1;
-	if (e == ERR_OK) {
-		status = presence_status_parse_settable(
-			json_string_value(json_object_get(body, "status")));
-		if (status < 0) {
-			msg = "status: must be online, away or offline";
-			e = ERR_INVALID;
-		}
-	}
+	enum presence_status status = PRESENCE_OFFLINE;
+	if (e == ERR_OK)
+		e = requests_presence_status(body, &status, &msg);
 	json_decref(body);
 	if (e == ERR_OK)
-		e = presence_set(&r->app->calls, r->param, (enum presence_status)status, &p);
+		e = presence_set(&r->app->calls, r->param, status, &p);
 	if (e != ERR_OK)
 		return reply_error(r, e, e == ERR_UNAVAILABLE ? NULL : msg);
 	return reply_presence(r, &p);
@@ -55,8 +48,14 @@ static enum err asked_users(const struct req *r, char *buf, size_t cap, char **r
 			    size_t *ret_n, const char **ret_msg)
 {
 	static const char too_many[] = "users: at most 200 user ids";
+	static const char bad_value[] =
+		"users: the query holds a malformed escape or %00 (user: the same)";
 	size_t n = 0, used = 0;
 	int len = req_query(r, "users", 0, buf, cap);
+	if (len < 0 && len != URI_ABSENT) {
+		*ret_msg = bad_value;
+		return ERR_INVALID;
+	}
 	if (len >= 0) {
 		used = (size_t)len + 1;
 		for (char *s = buf; s; n++) {
@@ -70,7 +69,12 @@ static enum err asked_users(const struct req *r, char *buf, size_t cap, char **r
 				*s++ = '\0';
 		}
 	}
-	for (int k = 0; (len = req_query(r, "user", k, buf + used, cap - used)) >= 0; k++) {
+	for (int k = 0; (len = req_query(r, "user", k, buf + used, cap - used)) != URI_ABSENT;
+	     k++) {
+		if (len < 0) {
+			*ret_msg = bad_value;
+			return ERR_INVALID;
+		}
 		if (n == PRESENCE_LIST_MAX) {
 			*ret_msg = too_many;
 			return ERR_INVALID;

@@ -6,15 +6,18 @@
 #include "log.h"
 #include "routes.h"
 
+/* Room for a logfmt value of n bytes of the sender's text: each may become \xNN. */
+#define LOGGED(n) (4 * (n) + 3)
+
 int handle_livekit_webhook(struct req *r)
 {
 	char *body = NULL;
 	size_t len = 0;
-	const char *key_id = NULL, *why = NULL;
+	const char *key_id = NULL, *why = NULL, *msg = NULL;
 	struct webhook_event we;
 	bool duplicate = false;
 
-	enum err e = req_raw_body(r, &body, &len);
+	enum err e = req_raw_body(r, &body, &len, &msg);
 	if (e == ERR_OK) {
 		int64_t now_s = clock_now_ms(&r->app->calls.clock) / 1000;
 		e = webhook_verify(&r->app->webhook_keys, req_header(r, "Authorization"), body,
@@ -25,20 +28,21 @@ int handle_livekit_webhook(struct req *r)
 	}
 	if (e == ERR_OK) {
 		e = webhook_event_parse(body, len, &we);
-		if (e == ERR_NOMEM)
-			e = ERR_UNAVAILABLE;
+		if (e == ERR_INVALID)
+			msg = "body: not a LiveKit webhook event";
 	}
 	if (e == ERR_OK)
 		e = calls_apply_webhook(&r->app->calls, &we, body, len, &duplicate);
 	free(body);
-	if (e == ERR_INVALID)
-		return reply_error(r, e, "body: not a LiveKit webhook event");
 	if (e == ERR_NOMEM || e == ERR_INTERNAL)
 		e = ERR_UNAVAILABLE; /* never lose an event LiveKit would not resend */
 	if (e != ERR_OK)
-		return reply_error(r, e, NULL);
+		return reply_error(r, e, e == ERR_UNAVAILABLE ? NULL : msg);
+	/* The event's name and id are the sender's text, escaped like any other. */
+	char event[LOGGED(WEBHOOK_EVENT_NAME_MAX)], id[LOGGED(WEBHOOK_ID_MAX)], key[160];
 	log_write(LOG_INFO, "msg=webhook request_id=%s event=%s id=%s key=%s duplicate=%d",
-		  r->request_id, we.name, we.id, key_id, duplicate);
+		  r->request_id, log_value(event, sizeof event, we.name),
+		  log_value(id, sizeof id, we.id), log_value(key, sizeof key, key_id), duplicate);
 	static const char ok[] = "{\"status\":\"ok\"}";
 	return reply_json(r, 200, ok, sizeof ok - 1);
 }

@@ -1,74 +1,29 @@
-/* Routing and request logging. One CivetWeb handler receives every request, matches it
- * against the route table (patterns with one {param}), and logs method, route, status, duration
- * and the request id once the handler has answered. */
+/* The HTTP server: CivetWeb's options and callbacks, one handler that receives every request,
+ * routes it (router.c), and logs method, route, status, duration and the request id once it
+ * has been answered. */
+#define _GNU_SOURCE /* pthread_getattr_np */
 #include "server.h"
 
 #include <civetweb.h>
 #include <inttypes.h>
 #include <openssl/rand.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "deadline.h"
 #include "http.h"
 #include "log.h"
-#include "routes.h"
-
-struct route {
-	const char *method;
-	const char *pattern; /* "{name}" stands for one parameter: a path segment, except that
-			      * "{user}" takes every byte between the fixed parts, since user ids
-			      * are opaque and may hold '/' */
-	int (*handler)(struct req *r);
-};
-
-static const struct route routes[] = {
-	{"POST", "/v1/calls", handle_calls_create},
-	{"GET", "/v1/calls", handle_calls_list},
-	{"GET", "/v1/calls/{id}", handle_call_get},
-	{"POST", "/v1/calls/{id}/accept", handle_call_accept},
-	{"POST", "/v1/calls/{id}/decline", handle_call_decline},
-	{"POST", "/v1/calls/{id}/token", handle_call_token},
-	{"POST", "/v1/calls/{id}/leave", handle_call_leave},
-	{"POST", "/v1/calls/{id}/end", handle_call_end},
-	{"GET", "/v1/users/{user}/calls", handle_user_calls},
-	{"GET", "/v1/events", handle_events_list},
-	{"PUT", "/v1/presence/{user}", handle_presence_put},
-	{"GET", "/v1/presence", handle_presence_list},
-	{"POST", "/webhooks/livekit", handle_livekit_webhook},
-	{"GET", "/healthz", handle_healthz},
-	{"GET", "/readyz", handle_readyz},
-};
+#include "router.h"
 
 struct server {
+	const struct app *app;
 	struct mg_context *ctx;
+	struct deadlines *deadlines;
 };
-
-/* Match path against pattern; the parameter may hold '/' only when the pattern's fixed suffix
- * pins where it ends (user ids are opaque and may contain it). */
-static bool route_match(const char *pattern, const char *path, struct req *r)
-{
-	const char *brace = strchr(pattern, '{');
-	if (!brace)
-		return strcmp(pattern, path) == 0;
-	size_t pre = (size_t)(brace - pattern);
-	const char *suffix = strchr(brace, '}') + 1;
-	size_t path_len = strlen(path), suf_len = strlen(suffix);
-	if (path_len < pre + suf_len + 1 || strncmp(pattern, path, pre) != 0 ||
-	    strcmp(path + path_len - suf_len, suffix) != 0)
-		return false;
-	size_t plen = path_len - pre - suf_len;
-	const char *param = path + pre;
-	if (strncmp(brace, "{user}", 6) != 0 && memchr(param, '/', plen))
-		return false;
-	r->param_too_long = plen > PATH_PARAM_MAX;
-	if (r->param_too_long)
-		plen = PATH_PARAM_MAX;
-	memcpy(r->param, param, plen);
-	r->param[plen] = '\0';
-	return true;
-}
 
 static bool valid_request_id(const char *s)
 {
@@ -79,13 +34,6 @@ static bool valid_request_id(const char *s)
 		if (s[i] <= ' ' || s[i] > '~' || s[i] == '"' || s[i] == '\\')
 			return false;
 	return true;
-}
-
-static int64_t monotonic_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* A new request id: a random per-thread prefix and a per-thread counter, unique without a lock
@@ -105,27 +53,39 @@ static int64_t monotonic_us(void)
 
 static int dispatch(struct req *r)
 {
-	const char *path = r->ri->local_uri ? r->ri->local_uri : "/";
-	bool path_known = false;
-	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-		if (!route_match(routes[i].pattern, path, r))
-			continue;
-		path_known = true;
-		if (strcmp(routes[i].method, r->ri->request_method) != 0)
-			continue;
-		r->route = routes[i].pattern;
-		return routes[i].handler(r);
-	}
+	char allow[64];
+	const struct route *route = router_find(r, allow, sizeof allow);
+	if (route)
+		return route->handler(r);
 	r->route = "unmatched";
-	return reply_error(r, ERR_NOT_FOUND,
-			   path_known ? "method not allowed on this path" : "no such route");
+	if (!*allow)
+		return reply_error(r, ERR_NOT_FOUND, "no such route");
+	r->allow = allow;
+	return reply_error(r, ERR_METHOD, NULL);
+}
+
+static void log_request(const struct req *r, int64_t start_us)
+{
+	char route[160], method[48];
+	log_write(LOG_INFO,
+		  "msg=request request_id=%s method=%s route=%s status=%d duration_ms=%.3f",
+		  r->request_id,
+		  log_value(method, sizeof method,
+			    r->ri->request_method ? r->ri->request_method : "-"),
+		  log_value(route, sizeof route, r->route), r->status,
+		  (double)(monotonic_us() - start_us) / 1000.0);
 }
 
 static int on_request(struct mg_connection *conn, void *cbdata)
 {
 	const struct app *app = cbdata;
 	int64_t start = monotonic_us();
-	struct req r = {.conn = conn, .ri = mg_get_request_info(conn), .app = app};
+	struct req r = {
+		.conn = conn,
+		.ri = mg_get_request_info(conn),
+		.app = app,
+		.body_deadline_ns = start * 1000 + (int64_t)app->cfg->request_timeout_ms * 1000000,
+	};
 	const char *given = mg_get_header(conn, "X-Request-Id");
 	if (given && valid_request_id(given))
 		snprintf(r.request_id, sizeof r.request_id, "%s", given);
@@ -133,13 +93,30 @@ static int on_request(struct mg_connection *conn, void *cbdata)
 		new_request_id(r.request_id);
 
 	dispatch(&r);
-
-	char route[160];
-	log_write(LOG_INFO,
-		  "msg=request request_id=%s method=%s route=%s status=%d duration_ms=%.3f",
-		  r.request_id, r.ri->request_method, log_value(route, sizeof route, r.route),
-		  r.status, (double)(monotonic_us() - start) / 1000.0);
+	/* Closed here, or CivetWeb would read what is left of the body to keep the connection,
+	 * with no deadline (see drop_unread_body). */
+	if (r.must_close)
+		mg_close_connection(conn);
+	log_request(&r, start);
 	return r.status ? r.status : 500;
+}
+
+/* CivetWeb's own refusals (a request line or headers it cannot parse, headers that did not
+ * arrive in time, an unsupported protocol) in the envelope of every other error, with a
+ * request id and a log line. Returning 0 tells CivetWeb the answer was sent. */
+static int on_http_error(struct mg_connection *conn, int status, const char *msg)
+{
+	(void)msg; /* CivetWeb's wording, which may quote the request */
+	const struct mg_request_info *ri = mg_get_request_info(conn);
+	const struct server *srv = mg_get_user_data(mg_get_context(conn));
+	int64_t start = monotonic_us();
+	struct req r = {.conn = conn, .ri = ri, .app = srv->app, .route = "unparsed",
+			.must_close = true, .body_read = true};
+	new_request_id(r.request_id);
+	enum err e = status == 413 ? ERR_TOO_LARGE : status == 500 ? ERR_INTERNAL : ERR_INVALID;
+	reply_error(&r, e, e == ERR_INVALID ? "the request could not be parsed" : NULL);
+	log_request(&r, start);
+	return 0;
 }
 
 static int on_log_message(const struct mg_connection *conn, const char *message)
@@ -150,39 +127,90 @@ static int on_log_message(const struct mg_connection *conn, const char *message)
 	return 1;
 }
 
+/* Once, from the first worker: the stack every handler runs on, as the fuzzers assume it. */
+static void log_worker_stack(void)
+{
+	static atomic_flag logged = ATOMIC_FLAG_INIT;
+	pthread_attr_t attr;
+	size_t size = 0;
+	if (atomic_flag_test_and_set(&logged) || pthread_getattr_np(pthread_self(), &attr) != 0)
+		return;
+	pthread_attr_getstacksize(&attr, &size);
+	pthread_attr_destroy(&attr);
+	log_write(size == WORKER_STACK_BYTES ? LOG_INFO : LOG_WARN,
+		  "msg=\"worker stack\" worker_stack_bytes=%zu fuzzed_with=%d", size,
+		  WORKER_STACK_BYTES);
+}
+
+/* CivetWeb calls this first thing in each of its threads; workers get a deadline slot. */
+static void *on_init_thread(const struct mg_context *ctx, int thread_type)
+{
+	enum { CIVETWEB_WORKER = 1 };
+	const struct server *srv = mg_get_user_data(ctx);
+	if (thread_type == CIVETWEB_WORKER) {
+		log_worker_stack();
+		deadlines_thread_init(srv->deadlines);
+	}
+	return NULL;
+}
+
+static void server_free(struct server *srv)
+{
+	if (srv->ctx)
+		mg_stop(srv->ctx);
+	deadlines_stop(srv->deadlines);
+	free(srv);
+}
+
 enum err server_start(const struct app *app, struct server **ret_srv)
 {
 	const struct config *cfg = app->cfg;
-	char listen[300], threads[16], timeout[16];
+	char listen[300], threads[16], idle_timeout[16], request_timeout[16];
 	bool v6 = strchr(cfg->listen_host, ':') != NULL;
 	snprintf(listen, sizeof listen, v6 ? "[%s]:%d" : "%s:%d", cfg->listen_host,
 		 cfg->listen_port);
 	snprintf(threads, sizeof threads, "%d", cfg->threads);
-	snprintf(timeout, sizeof timeout, "%d", cfg->idle_timeout_ms);
+	snprintf(idle_timeout, sizeof idle_timeout, "%d", cfg->idle_timeout_ms);
+	snprintf(request_timeout, sizeof request_timeout, "%d", cfg->request_timeout_ms);
 	const char *options[] = {
 		"listening_ports", listen,
 		"num_threads", threads,
 		"enable_keep_alive", "yes",
-		"keep_alive_timeout_ms", timeout,
-		"request_timeout_ms", timeout,
+		/* Headers of a request after the first on a connection: idle time included. */
+		"keep_alive_timeout_ms", idle_timeout,
+		/* Headers of a connection's first request, from when a worker takes it; also the
+		 * longest wait for one byte of a body or one write of an answer. The body as a
+		 * whole is bounded by the deadline of read_body(). */
+		"request_timeout_ms", request_timeout,
 		"tcp_nodelay", "1",
 		"listen_backlog", "1024",
 		/* A presence query names up to 200 ids of 128 bytes, percent-encoded. */
 		"max_request_size", "131072",
 		"connection_queue", "1024",
-		"decode_url", "yes",
+		/* Paths are decoded by callstate, one segment at a time (see uri.h). */
+		"decode_url", "no",
 		NULL,
 	};
-	struct mg_callbacks callbacks = {.log_message = on_log_message};
+	struct mg_callbacks callbacks = {
+		.log_message = on_log_message,
+		.http_error = on_http_error,
+		.init_thread = on_init_thread,
+	};
 	struct server *srv = calloc(1, sizeof *srv);
 	if (!srv)
 		return ERR_NOMEM;
-	srv->ctx = mg_start(&callbacks, NULL, options);
+	srv->app = app;
+	enum err e = deadlines_start(cfg->threads, &srv->deadlines);
+	if (e != ERR_OK) {
+		free(srv);
+		return e;
+	}
+	srv->ctx = mg_start(&callbacks, srv, options);
 	if (!srv->ctx) {
 		char value[320];
 		log_write(LOG_ERROR, "msg=\"cannot listen\" listen=%s",
 			  log_value(value, sizeof value, listen));
-		free(srv);
+		server_free(srv);
 		return ERR_UNAVAILABLE;
 	}
 	mg_set_request_handler(srv->ctx, "**", on_request, (void *)app);
@@ -192,8 +220,6 @@ enum err server_start(const struct app *app, struct server **ret_srv)
 
 void server_stop(struct server *srv)
 {
-	if (!srv)
-		return;
-	mg_stop(srv->ctx);
-	free(srv);
+	if (srv)
+		server_free(srv);
 }

@@ -4,6 +4,12 @@
 
 #include "app.h"
 
+/* The stack of a CivetWeb worker thread, where every handler runs. Debian builds CivetWeb 1.15
+ * with its CMake default (CIVETWEB_THREAD_STACK_SIZE, i.e. USE_STACK_SIZE=102400); the fuzzers
+ * run each input on a thread of this size, and the server logs the size its workers really
+ * have at start, warning if it is not this. */
+#define WORKER_STACK_BYTES 102400
+
 struct server;
 
 /* Starts listening; ERR_UNAVAILABLE if the address cannot be bound (logged). */

@@ -9,6 +9,8 @@
 
 #include <jansson.h>
 
+#include "jsonutil.h"
+
 /* Value names indexed by number; NULL marks a number the proto leaves unused. */
 struct enum_names {
 	const char *const *names;
@@ -252,12 +254,12 @@ static bool parse_event(const json_t *root, struct webhook_event *ev)
 enum err webhook_event_parse(const char *body, size_t len, struct webhook_event *ret_ev)
 {
 	struct webhook_event ev = {0};
-	json_error_t jerr;
-	json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	enum json_load_result result;
+	json_t *root = json_load_bounded(body, len, &result);
 
 	if (!root)
 		/* Out of memory is ours, not the sender's: 500 makes LiveKit retry, 400 would not. */
-		return json_error_code(&jerr) == json_error_out_of_memory ? ERR_NOMEM : ERR_INVALID;
+		return result == JSON_LOAD_NOMEM ? ERR_NOMEM : ERR_INVALID;
 	bool ok = parse_event(root, &ev);
 	json_decref(root);
 	if (!ok)

@@ -13,6 +13,8 @@
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
 
+#include "jsonutil.h"
+
 /* Standard base64 of a SHA-256 digest: 44 characters with one '=' of padding. */
 #define SHA256_B64_LEN 44
 
@@ -90,7 +92,8 @@ static bool b64url_decode(const char *in, size_t len, unsigned char *out, size_t
  * which RFC 7515 §4.1.11 says must fail. "typ" is advisory and ignored. */
 static bool header_ok(const unsigned char *json, size_t len)
 {
-	json_t *h = json_loadb((const char *)json, len, JSON_REJECT_DUPLICATES, NULL);
+	enum json_load_result result;
+	json_t *h = json_load_bounded((const char *)json, len, &result);
 	bool ok = json_is_object(h) && json_object_get(h, "crit") == NULL;
 	if (ok) {
 		json_t *alg = json_object_get(h, "alg");
@@ -219,9 +222,12 @@ static const char *check_token(const struct webhook_keys *keys, const char *tok,
 	if (!b64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), buf, sizeof buf, &n))
 		return "payload is not base64url";
 
-	json_t *claims = json_loadb((const char *)buf, n, JSON_REJECT_DUPLICATES, NULL);
+	enum json_load_result result;
+	json_t *claims = json_load_bounded((const char *)buf, n, &result);
 	const char *why = "payload is not a JSON object";
-	if (json_is_object(claims))
+	if (result == JSON_LOAD_TOO_DEEP)
+		why = "payload is nested too deep";
+	else if (json_is_object(claims))
 		why = check_claims(keys, claims, tok, signed_len, sig, body, body_len, now_s,
 				   ret_key);
 	json_decref(claims);

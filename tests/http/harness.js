@@ -558,3 +558,22 @@ export function byCall(events) {
   return m;
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// The database behind a server, past callstate: for planting what callstate never writes.
+
+/**
+ * Run one SQL statement on srv's database, with text parameters bound as @p1, @p2, ... (the
+ * sqlite3 shell's named parameters). Throws if it fails.
+ */
+export function rawSql(srv, sql, params = []) {
+  const url = srv.env.CALLSTATE_DB;
+  assert.ok(url.startsWith('sqlite:'), `rawSql: unsupported database ${url}`);
+  const quote = (v) => `'${String(v).replaceAll("'", "''")}'`;
+  const args = ['-bail', '-cmd', '.timeout 5000'];
+  params.forEach((v, i) => args.push('-cmd', `.parameter set @p${i + 1} ${quote(v)}`));
+  args.push(url.slice('sqlite:'.length), sql);
+  const r = spawnSync('sqlite3', args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`sqlite3 failed (${r.status}): ${r.stderr}`);
+  return r.stdout;
+}
