@@ -157,7 +157,8 @@ static enum err read_body(struct req *r, long max, char **ret_buf, size_t *ret_l
 		r->must_close = true; /* never read, never drained */
 		return ERR_TOO_LARGE;
 	}
-	size_t cap = declared >= 0 ? (size_t)declared + 1 : 4096;
+	/* Grown as bytes arrive, so a trickled body costs what it sent, not what it declared. */
+	size_t cap = declared >= 0 && declared < 4096 ? (size_t)declared + 1 : 4096;
 	size_t len = 0;
 	char *buf = malloc(cap);
 	if (!buf)
