@@ -11,6 +11,8 @@
 
 #include "clock.h"
 #include "log.h"
+#include "pool.h"
+#include "rows.h"
 #include "storage_impl.h"
 
 #define BATCH_MAX 512 /* bounds a batch's savepoints and the latency of its first job */
@@ -30,35 +32,6 @@
 
 /* ---- statements ---- */
 
-#define CALL_COLS                                                                                  \
-	"c.id, c.room, c.kind, c.status, c.outcome, c.caller, c.chat_id, c.metadata, "             \
-	"c.created_at, c.answered_at, c.ended_at, c.end_cause, c.room_end_reason, "                \
-	"c.room_finished_at, c.ring_timeout_s, c.ring_deadline, c.join_deadline, "                 \
-	"c.next_deadline, c.version"
-
-/* Column of CALL_COLS, and (plus one) parameter of the call insert and update. */
-enum call_col {
-	CC_ID,
-	CC_ROOM,
-	CC_KIND,
-	CC_STATUS,
-	CC_OUTCOME,
-	CC_CALLER,
-	CC_CHAT_ID,
-	CC_METADATA,
-	CC_CREATED_AT,
-	CC_ANSWERED_AT,
-	CC_ENDED_AT,
-	CC_END_CAUSE,
-	CC_ROOM_END_REASON,
-	CC_ROOM_FINISHED_AT,
-	CC_RING_TIMEOUT_S,
-	CC_RING_DEADLINE,
-	CC_JOIN_DEADLINE,
-	CC_NEXT_DEADLINE,
-	CC_VERSION,
-};
-
 /* The list statements share their parameters: ?1/?2 the exclusive upper keyset bound
  * (created_at, id), ?3 since, ?4 status, ?5 outcome, ?6 kind, ?7 chat_id, ?8 the row limit,
  * ?9 user. Each driving statement puts its own filter first so the planner keeps its index;
@@ -67,19 +40,10 @@ enum call_col {
 #define F_OUTCOME "(?5 IS NULL OR c.outcome = ?5)"
 #define F_KIND "(?6 IS NULL OR c.kind = ?6)"
 #define F_CHAT "(?7 IS NULL OR c.chat_id = ?7)"
-#define VIEW_COLS "c.id, c.created_at, c.next_deadline, c.view"
 #define LIST_CALLS(where)                                                                          \
 	"SELECT " VIEW_COLS " FROM calls c WHERE " where                                           \
 	" AND (c.created_at, c.id) < (?1, ?2) AND c.created_at >= ?3"                              \
 	" ORDER BY c.created_at DESC, c.id DESC LIMIT ?8"
-
-#define MEMBER_COLS                                                                                \
-	"user_id, role, invite, name, in_room, left_call, responded_at, token_minted_at, "         \
-	"first_joined_at, last_left_at"
-#define PARTICIPANT_COLS                                                                           \
-	"sid, user_id, joined_at, left_at, disconnect_reason, aborted, left_inferred, observer, "  \
-	"screen_share_at, screen_share_ended_at"
-#define EVENT_COLS "id, type, at, call_id, call_version, data"
 
 enum stmt_id {
 	S_BEGIN, /* readers: one snapshot across the statements of a read */
@@ -96,6 +60,7 @@ enum stmt_id {
 	S_VERSION_MAX,
 	S_VERSION_INSERT,
 	S_CALL_BY_ID,
+	S_CALL_DUE,
 	S_VIEW_BY_ID,
 	S_CALL_INSERT,
 	S_CALL_UPDATE,
@@ -106,7 +71,7 @@ enum stmt_id {
 	S_EVENT_INSERT,
 	S_EVENTS_AFTER,
 	S_IDEM_GET,
-	S_IDEM_PUT,
+	S_IDEM_CLAIM,
 	S_DUE,
 	S_WEBHOOK_INSERT,
 	S_PRESENCE_GET,
@@ -145,6 +110,8 @@ static const struct {
 			      "INSERT INTO schema_version (version, name, applied_at)"
 			      " VALUES (?1, ?2, ?3)"},
 	[S_CALL_BY_ID] = {"call_get", "SELECT " CALL_COLS " FROM calls c WHERE c.id = ?1"},
+	[S_CALL_DUE] = {"call_get_due", "SELECT " CALL_COLS " FROM calls c"
+					" WHERE c.id = ?1 AND c.next_deadline <= ?2"},
 	[S_VIEW_BY_ID] = {"call_view", "SELECT " VIEW_COLS " FROM calls c WHERE c.id = ?1"},
 	[S_CALL_INSERT] = {"call_insert",
 			   "INSERT INTO calls (id, room, kind, status, outcome, caller, chat_id,"
@@ -197,10 +164,15 @@ static const struct {
 	[S_IDEM_GET] = {"idempotency_get",
 			"SELECT call_id, request_hash, created_at FROM idempotency_keys"
 			" WHERE caller = ?1 AND key = ?2"},
-	[S_IDEM_PUT] = {"idempotency_put",
-			"INSERT OR REPLACE INTO idempotency_keys"
-			" (caller, key, call_id, request_hash, created_at)"
-			" VALUES (?1, ?2, ?3, ?4, ?5)"},
+	/* Inserts the record, or replaces one created before ?6 (expired); a live one stays,
+	 * and changes() says which happened. */
+	[S_IDEM_CLAIM] = {"idempotency_claim",
+			  "INSERT INTO idempotency_keys"
+			  " (caller, key, call_id, request_hash, created_at)"
+			  " VALUES (?1, ?2, ?3, ?4, ?5)"
+			  " ON CONFLICT (caller, key) DO UPDATE SET call_id = excluded.call_id,"
+			  " request_hash = excluded.request_hash, created_at = excluded.created_at"
+			  " WHERE idempotency_keys.created_at < ?6"},
 	[S_DUE] = {"calls_due", "SELECT id, next_deadline FROM calls WHERE next_deadline <= ?1"
 				" AND (next_deadline, id) > (?2, ?3)"
 				" ORDER BY next_deadline, id LIMIT ?4"},
@@ -261,7 +233,6 @@ static const struct {
 struct conn {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[S_COUNT]; /* prepared on first use */
-	struct conn *next_free;      /* reader pool */
 };
 
 /* A queued storage_transact() call, on the caller's stack. done is posted once result is
@@ -287,8 +258,8 @@ struct sqlite_storage {
 	pthread_cond_t queue_cond;
 	struct job *head, *tail;
 	bool stopping;
-	pthread_mutex_t pool_mu; /* free_readers */
-	struct conn *free_readers;
+	struct pool readers; /* storage_options.pool_size at most */
+	bool readers_ready;
 	/* The checkpointer copies the WAL into the database on its own connection, beside the
 	 * writer (a passive checkpoint takes no lock the writer needs). */
 	sqlite3 *checkpoint_db;
@@ -346,13 +317,6 @@ static enum err db_fail(sqlite3 *db, int rc, const char *op)
 	return e;
 }
 
-/* A stored value that model.h cannot hold: the file was written by something else. */
-static enum err corrupt(enum stmt_id id)
-{
-	log_write(LOG_ERROR, "msg=\"unexpected value in database\" op=%s", stmts[id].name);
-	return ERR_INTERNAL;
-}
-
 /* ---- statement helpers ---- */
 
 static enum err stmt_get(struct conn *cn, enum stmt_id id, sqlite3_stmt **ret_stmt)
@@ -388,14 +352,6 @@ static void bind_text(struct binder *b, int i, const char *s)
 				: sqlite3_bind_null(b->st, i);
 }
 
-/* An enum's name; none is true for the value that means "not set" (stored as NULL). */
-static void bind_name(struct binder *b, int i, const char *name, bool none)
-{
-	if (b->rc == SQLITE_OK && !none && !name)
-		b->rc = SQLITE_MISUSE; /* out-of-range enum in the struct: a caller bug */
-	bind_text(b, i, none ? NULL : name);
-}
-
 static void bind_int(struct binder *b, int i, int64_t v)
 {
 	if (b->rc == SQLITE_OK)
@@ -414,38 +370,57 @@ static void bind_blob(struct binder *b, int i, const void *p, int n)
 		b->rc = sqlite3_bind_blob(b->st, i, p, n, SQLITE_STATIC);
 }
 
-/* Reading a row with a sticky "the value fits the model" flag. NULL reads as "" and 0. */
-struct row {
-	sqlite3_stmt *st;
-	bool ok;
-};
-
-static void col_text(struct row *r, int i, char *buf, size_t cap)
+/* A record's values (db/rows.h) as parameters first, first + 1, ... */
+static void bind_values(struct binder *b, int first, const struct db_value *v, size_t n)
 {
-	const unsigned char *s = sqlite3_column_text(r->st, i);
-	size_t n = s ? (size_t)sqlite3_column_bytes(r->st, i) : 0;
-	if (n >= cap || (n && memchr(s, 0, n))) {
-		r->ok = false;
-		n = 0;
+	for (size_t k = 0; k < n && b->rc == SQLITE_OK; k++) {
+		int i = first + (int)k;
+		switch (v[k].type) {
+		case DB_NULL: b->rc = sqlite3_bind_null(b->st, i); break;
+		case DB_INT: b->rc = sqlite3_bind_int64(b->st, i, v[k].i); break;
+		case DB_TEXT:
+			b->rc = sqlite3_bind_text(b->st, i, v[k].p, (int)v[k].len, SQLITE_STATIC);
+			break;
+		case DB_BLOB:
+			b->rc = sqlite3_bind_blob(b->st, i, v[k].p, (int)v[k].len, SQLITE_STATIC);
+			break;
+		}
 	}
-	if (n)
-		memcpy(buf, s, n);
-	buf[n] = 0;
 }
 
-/* parse() of the stored name; a NULL reads as if_null, or is refused when if_null < 0. */
-static int col_enum(struct row *r, int i, int (*parse)(const char *), int if_null)
+/* Columns first .. first + n - 1 of the current row as values (db/rows.h), borrowed from the
+ * statement until it steps again. */
+static void row_values(sqlite3_stmt *st, int first, size_t n, struct db_value *out)
 {
-	const char *s = (const char *)sqlite3_column_text(r->st, i);
-	int v = s ? parse(s) : if_null;
-	if (v < 0)
-		r->ok = false;
-	return v < 0 ? 0 : v;
+	for (size_t k = 0; k < n; k++) {
+		int i = first + (int)k;
+		switch (sqlite3_column_type(st, i)) {
+		case SQLITE_NULL: out[k] = (struct db_value){.type = DB_NULL}; break;
+		case SQLITE_INTEGER:
+			out[k] = (struct db_value){.type = DB_INT, .i = sqlite3_column_int64(st, i)};
+			break;
+		case SQLITE_BLOB:
+			out[k] = (struct db_value){.type = DB_BLOB, .p = sqlite3_column_blob(st, i)};
+			out[k].len = (size_t)sqlite3_column_bytes(st, i);
+			break;
+		default: /* text, and a float read as its text: rows.c refuses what is not a number */
+			out[k] = (struct db_value){.type = DB_TEXT,
+						   .p = (const char *)sqlite3_column_text(st, i)};
+			out[k].len = (size_t)sqlite3_column_bytes(st, i);
+			if (!out[k].p)
+				out[k] = (struct db_value){.type = DB_NULL};
+			break;
+		}
+	}
 }
 
-static int64_t col_int(struct row *r, int i)
+/* A value the model cannot hold, read by statement id: the file was written by something
+ * else (or a newer version). The one place that says so. */
+static enum err checked(enum err e, enum stmt_id id)
 {
-	return sqlite3_column_int64(r->st, i);
+	if (e == ERR_INTERNAL)
+		log_write(LOG_ERROR, "msg=\"unexpected value in database\" op=%s", stmts[id].name);
+	return e;
 }
 
 /* Step a statement whose bindings may have failed: the binding error wins. */
@@ -558,28 +533,38 @@ static enum err reader_open(const char *path, struct conn **ret_cn)
 	return ERR_OK;
 }
 
+/* Closes a reader for good and frees its place in the pool; cn may be NULL (never opened). */
+static void reader_discard(struct sqlite_storage *s, struct conn *cn)
+{
+	if (cn) {
+		conn_close(cn);
+		free(cn);
+	}
+	pool_give(&s->readers, NULL);
+}
+
 /* A pooled reader. With snapshot, inside a read transaction, so that the statements of one
  * read see one state; a single statement is atomic on its own and skips BEGIN and ROLLBACK,
  * which on the token path cost as much as the query. */
 static enum err reader_begin(struct sqlite_storage *s, struct conn **ret_cn, bool snapshot)
 {
-	pthread_mutex_lock(&s->pool_mu);
-	struct conn *cn = s->free_readers;
-	if (cn)
-		s->free_readers = cn->next_free;
-	pthread_mutex_unlock(&s->pool_mu);
-
-	enum err e = cn ? ERR_OK : reader_open(s->path, &cn);
+	void *pooled = NULL;
+	enum err e = pool_take(&s->readers, BUSY_TIMEOUT_MS, &pooled);
+	if (e != ERR_OK) {
+		log_write(LOG_WARN, "msg=\"every sqlite reader busy\" readers=%d",
+			  s->readers.max_open);
+		return e;
+	}
+	struct conn *cn = pooled;
+	if (!cn)
+		e = reader_open(s->path, &cn);
 	if (e == ERR_OK && snapshot)
 		e = exec_stmt(cn, S_BEGIN);
 	if (e == ERR_OK) {
 		*ret_cn = cn;
 		return ERR_OK;
 	}
-	if (cn) {
-		conn_close(cn);
-		free(cn);
-	}
+	reader_discard(s, cn);
 	return e;
 }
 
@@ -588,14 +573,10 @@ static enum err reader_begin(struct sqlite_storage *s, struct conn **ret_cn, boo
 static void reader_end(struct sqlite_storage *s, struct conn *cn)
 {
 	if (!sqlite3_get_autocommit(cn->db) && exec_stmt(cn, S_ROLLBACK) != ERR_OK) {
-		conn_close(cn);
-		free(cn);
+		reader_discard(s, cn);
 		return;
 	}
-	pthread_mutex_lock(&s->pool_mu);
-	cn->next_free = s->free_readers;
-	s->free_readers = cn;
-	pthread_mutex_unlock(&s->pool_mu);
+	pool_give(&s->readers, cn);
 }
 
 /* The end of a read: the statement reset, the reader back in the pool; either may be NULL. */
@@ -609,118 +590,34 @@ static void read_done(struct sqlite_storage *s, struct conn *cn, sqlite3_stmt *s
 
 /* ---- rows ---- */
 
+/* The call row's parameters: CALL_COLS as ?1..?19, its view as ?20. */
 static void bind_call(struct binder *b, const struct call *c)
 {
-	bind_text(b, CC_ID + 1, c->id);
-	bind_text(b, CC_ROOM + 1, c->room);
-	bind_name(b, CC_KIND + 1, call_kind_name(c->kind), false);
-	bind_name(b, CC_STATUS + 1, call_status_name(c->status), false);
-	bind_name(b, CC_OUTCOME + 1, call_outcome_name(c->outcome), c->outcome == OUTCOME_NONE);
-	bind_text(b, CC_CALLER + 1, c->caller);
-	bind_text(b, CC_CHAT_ID + 1, c->chat_id);
-	bind_text(b, CC_METADATA + 1, c->metadata);
-	bind_int(b, CC_CREATED_AT + 1, c->created_at);
-	bind_time(b, CC_ANSWERED_AT + 1, c->answered_at);
-	bind_time(b, CC_ENDED_AT + 1, c->ended_at);
-	bind_name(b, CC_END_CAUSE + 1, end_cause_name(c->end_cause), c->end_cause == CAUSE_NONE);
-	bind_text(b, CC_ROOM_END_REASON + 1, c->room_end_reason);
-	bind_time(b, CC_ROOM_FINISHED_AT + 1, c->room_finished_at);
-	bind_int(b, CC_RING_TIMEOUT_S + 1, c->ring_timeout_s);
-	bind_time(b, CC_RING_DEADLINE + 1, c->ring_deadline);
-	bind_time(b, CC_JOIN_DEADLINE + 1, c->join_deadline);
-	bind_time(b, CC_NEXT_DEADLINE + 1, c->next_deadline);
-	bind_int(b, CC_VERSION + 1, c->version);
+	struct db_value v[CC_COUNT];
+	if (!rows_call_values(c, v) && b->rc == SQLITE_OK)
+		b->rc = SQLITE_MISUSE; /* an enum out of range: a caller bug */
+	bind_values(b, 1, v, CC_COUNT);
 }
 
-/* Fills the scalar fields of c (from call_new(): metadata is replaced). */
-static enum err read_call_row(struct row *r, struct call *c)
-{
-	col_text(r, CC_ID, c->id, sizeof c->id);
-	col_text(r, CC_ROOM, c->room, sizeof c->room);
-	c->kind = (enum call_kind)col_enum(r, CC_KIND, call_kind_parse, -1);
-	c->status = (enum call_status)col_enum(r, CC_STATUS, call_status_parse, -1);
-	c->outcome = (enum call_outcome)col_enum(r, CC_OUTCOME, call_outcome_parse, OUTCOME_NONE);
-	col_text(r, CC_CALLER, c->caller, sizeof c->caller);
-	col_text(r, CC_CHAT_ID, c->chat_id, sizeof c->chat_id);
-	c->created_at = col_int(r, CC_CREATED_AT);
-	c->answered_at = col_int(r, CC_ANSWERED_AT);
-	c->ended_at = col_int(r, CC_ENDED_AT);
-	c->end_cause = (enum end_cause)col_enum(r, CC_END_CAUSE, end_cause_parse, CAUSE_NONE);
-	col_text(r, CC_ROOM_END_REASON, c->room_end_reason, sizeof c->room_end_reason);
-	c->room_finished_at = col_int(r, CC_ROOM_FINISHED_AT);
-	c->ring_timeout_s = (int)col_int(r, CC_RING_TIMEOUT_S);
-	c->ring_deadline = col_int(r, CC_RING_DEADLINE);
-	c->join_deadline = col_int(r, CC_JOIN_DEADLINE);
-	c->next_deadline = col_int(r, CC_NEXT_DEADLINE);
-	c->version = col_int(r, CC_VERSION);
-
-	const char *metadata = (const char *)sqlite3_column_text(r->st, CC_METADATA);
-	if (!metadata)
-		r->ok = false;
-	else if (!call_set_metadata(c, metadata))
-		return ERR_NOMEM;
-	return ERR_OK;
-}
-
+/* ?1 call id, ?2 position, ?3 the call's created_at, then MEMBER_COLS. */
 static void bind_member(struct binder *b, const struct call *c, size_t position)
 {
-	const struct member *m = &c->members[position];
+	struct db_value v[MEMBER_COUNT];
+	if (!rows_member_values(&c->members[position], v) && b->rc == SQLITE_OK)
+		b->rc = SQLITE_MISUSE;
 	bind_text(b, 1, c->id);
 	bind_int(b, 2, (int64_t)position);
 	bind_int(b, 3, c->created_at);
-	bind_text(b, 4, m->user);
-	bind_name(b, 5, member_role_name(m->role), false);
-	bind_name(b, 6, invite_state_name(m->invite), false);
-	bind_text(b, 7, m->name);
-	bind_int(b, 8, m->in_room);
-	bind_int(b, 9, m->left);
-	bind_time(b, 10, m->responded_at);
-	bind_time(b, 11, m->token_minted_at);
-	bind_time(b, 12, m->first_joined_at);
-	bind_time(b, 13, m->last_left_at);
+	bind_values(b, 4, v, MEMBER_COUNT);
 }
 
-static void read_member(struct row *r, struct member *m)
-{
-	col_text(r, 0, m->user, sizeof m->user);
-	m->role = (enum member_role)col_enum(r, 1, member_role_parse, -1);
-	m->invite = (enum invite_state)col_enum(r, 2, invite_state_parse, -1);
-	col_text(r, 3, m->name, sizeof m->name);
-	m->in_room = col_int(r, 4) != 0;
-	m->left = col_int(r, 5) != 0;
-	m->responded_at = col_int(r, 6);
-	m->token_minted_at = col_int(r, 7);
-	m->first_joined_at = col_int(r, 8);
-	m->last_left_at = col_int(r, 9);
-}
-
+/* ?1 call id, then PARTICIPANT_COLS. */
 static void bind_participant(struct binder *b, const char *call_id, const struct participant *p)
 {
+	struct db_value v[PARTICIPANT_COUNT];
+	rows_participant_values(p, v);
 	bind_text(b, 1, call_id);
-	bind_text(b, 2, p->sid);
-	bind_text(b, 3, p->user);
-	bind_time(b, 4, p->joined_at);
-	bind_time(b, 5, p->left_at);
-	bind_text(b, 6, p->disconnect_reason);
-	bind_int(b, 7, p->aborted);
-	bind_int(b, 8, p->left_inferred);
-	bind_int(b, 9, p->observer);
-	bind_time(b, 10, p->screen_share_at);
-	bind_time(b, 11, p->screen_share_ended_at);
-}
-
-static void read_participant(struct row *r, struct participant *p)
-{
-	col_text(r, 0, p->sid, sizeof p->sid);
-	col_text(r, 1, p->user, sizeof p->user);
-	p->joined_at = col_int(r, 2);
-	p->left_at = col_int(r, 3);
-	col_text(r, 4, p->disconnect_reason, sizeof p->disconnect_reason);
-	p->aborted = col_int(r, 5) != 0;
-	p->left_inferred = col_int(r, 6) != 0;
-	p->observer = col_int(r, 7) != 0;
-	p->screen_share_at = col_int(r, 8);
-	p->screen_share_ended_at = col_int(r, 9);
+	bind_values(b, 2, v, PARTICIPANT_COUNT);
 }
 
 /* The members, by position, or the participant sessions of c (by c->id), appended to c. */
@@ -731,21 +628,21 @@ static enum err load_children(struct conn *cn, enum stmt_id id, struct call *c)
 	if (e != ERR_OK)
 		return e;
 	bind_text(&b, 1, c->id);
-	struct row r = {b.st, true};
 	int rc = SQLITE_DONE;
 	while (e == ERR_OK && (rc = step_bound(&b)) == SQLITE_ROW) {
+		struct db_value v[PARTICIPANT_COUNT > MEMBER_COUNT ? PARTICIPANT_COUNT : MEMBER_COUNT];
 		if (id == S_PARTICIPANTS) {
 			struct participant p = {0};
-			read_participant(&r, &p);
-			if (!call_add_participant(c, &p))
+			row_values(b.st, 0, PARTICIPANT_COUNT, v);
+			e = checked(rows_read_participant(v, &p), id);
+			if (e == ERR_OK && !call_add_participant(c, &p))
 				e = ERR_NOMEM;
 		} else if (c->n_members < CALL_MAX_MEMBERS) {
-			read_member(&r, &c->members[c->n_members++]);
+			row_values(b.st, 0, MEMBER_COUNT, v);
+			e = checked(rows_read_member(v, &c->members[c->n_members++]), id);
 		} else {
-			r.ok = false;
+			e = checked(ERR_INTERNAL, id);
 		}
-		if (e == ERR_OK && !r.ok)
-			e = corrupt(id);
 	}
 	if (e == ERR_OK && rc != SQLITE_DONE)
 		e = db_fail(cn->db, rc, stmts[id].name);
@@ -760,10 +657,9 @@ static enum err read_call(struct conn *cn, sqlite3_stmt *st, enum stmt_id id,
 	struct call *c = call_new();
 	if (!c)
 		return ERR_NOMEM;
-	struct row r = {st, true};
-	enum err e = read_call_row(&r, c);
-	if (e == ERR_OK && !r.ok)
-		e = corrupt(id);
+	struct db_value v[CC_COUNT];
+	row_values(st, 0, CC_COUNT, v);
+	enum err e = checked(rows_read_call(v, c), id);
 	if (e == ERR_OK)
 		e = load_children(cn, S_MEMBERS, c);
 	if (e == ERR_OK)
@@ -776,8 +672,9 @@ static enum err read_call(struct conn *cn, sqlite3_stmt *st, enum stmt_id id,
 	return ERR_OK;
 }
 
-/* id is the statement that selects the row by its key. */
-static enum err load_call(struct conn *cn, enum stmt_id id, const char *key,
+/* id is the statement that selects the row by its key (?1), and for S_CALL_DUE by the time
+ * it must be due by (?2). */
+static enum err load_call(struct conn *cn, enum stmt_id id, const char *key, int64_t due_by,
 			  struct call **ret_call)
 {
 	struct binder b = {0};
@@ -785,6 +682,8 @@ static enum err load_call(struct conn *cn, enum stmt_id id, const char *key,
 	if (e != ERR_OK)
 		return e;
 	bind_text(&b, 1, key);
+	if (id == S_CALL_DUE)
+		bind_int(&b, 2, due_by);
 	int rc = step_bound(&b);
 	if (rc == SQLITE_ROW)
 		e = read_call(cn, b.st, id, ret_call);
@@ -822,22 +721,6 @@ static enum err write_row(struct conn *w, enum stmt_id id, const struct call *c,
  * is written, so a function may carry on after them; any other error leaves a part written
  * and the function must fail (its savepoint then undoes it). No savepoint per call here: each
  * would copy the pages it touches again, which a function writing many calls pays per call. */
-/* Whether member i, or the session of participants[i], is as loaded (then not written). */
-static bool member_unchanged(const struct call *c, const struct call *loaded, size_t i)
-{
-	return loaded && i < loaded->n_members &&
-	       memcmp(&c->members[i], &loaded->members[i], sizeof c->members[i]) == 0;
-}
-
-static bool session_unchanged(const struct call *c, const struct call *loaded, size_t i)
-{
-	const struct participant *p = &c->participants[i];
-	for (size_t k = 0; loaded && k < loaded->n_participants; k++)
-		if (strcmp(loaded->participants[k].sid, p->sid) == 0)
-			return memcmp(p, &loaded->participants[k], sizeof *p) == 0;
-	return false;
-}
-
 static enum err write_call(struct conn *w, enum stmt_id id, const struct call *c,
 			   const struct call *loaded, const char *view)
 {
@@ -846,10 +729,10 @@ static enum err write_call(struct conn *w, enum stmt_id id, const struct call *c
 		return ERR_INVALID;
 	enum err e = write_row(w, id, c, view, 0);
 	for (size_t i = 0; e == ERR_OK && i < c->n_members; i++)
-		if (!member_unchanged(c, loaded, i))
+		if (!rows_member_unchanged(c, loaded, i))
 			e = write_row(w, S_MEMBER_UPSERT, c, NULL, i);
 	for (size_t i = 0; e == ERR_OK && i < c->n_participants; i++)
-		if (!session_unchanged(c, loaded, i))
+		if (!rows_session_unchanged(c, loaded, i))
 			e = write_row(w, S_PARTICIPANT_UPSERT, c, NULL, i);
 	return e;
 }
@@ -1020,7 +903,7 @@ static enum err version_read(struct conn *cn, int *ret_version)
 	if (e != ERR_OK)
 		return e;
 	if (v < 0 || v > INT_MAX)
-		return corrupt(S_VERSION_MAX);
+		return checked(ERR_INTERNAL, S_VERSION_MAX);
 	*ret_version = (int)v;
 	return ERR_OK;
 }
@@ -1081,7 +964,14 @@ static enum err sq_migrate(struct storage *st, int *ret_applied)
 
 static enum err sq_tx_call_get(struct storage_tx *tx, const char *id, struct call **ret_call)
 {
-	return load_call(tx_conn(tx), S_CALL_BY_ID, id, ret_call);
+	return load_call(tx_conn(tx), S_CALL_BY_ID, id, 0, ret_call);
+}
+
+/* One writer runs every transaction, so nothing else can hold the call: only "due" filters. */
+static enum err sq_tx_call_get_due(struct storage_tx *tx, const char *id, int64_t now,
+				   struct call **ret_call)
+{
+	return load_call(tx_conn(tx), S_CALL_DUE, id, now, ret_call);
 }
 
 static enum err sq_tx_call_insert(struct storage_tx *tx, const struct call *c, const char *view)
@@ -1095,29 +985,24 @@ static enum err sq_tx_call_update(struct storage_tx *tx, const struct call *c,
 	return write_call(tx_conn(tx), S_CALL_UPDATE, c, loaded, view);
 }
 
-static enum err sq_tx_event_append(struct storage_tx *tx, struct event *ev)
+/* The single writer commits in the order it inserts, so the rowid is already in commit
+ * order (storage.h rule 4). */
+static enum err sq_tx_event_append(struct storage_tx *tx, const struct event *ev)
 {
 	struct conn *w = tx_conn(tx);
 	struct binder b = {0};
 	enum err e = stmt_get(w, S_EVENT_INSERT, &b.st);
 	if (e != ERR_OK)
 		return e;
-	bind_text(&b, 1, ev->id);
-	bind_text(&b, 2, ev->type);
-	bind_int(&b, 3, ev->at);
-	bind_text(&b, 4, ev->call_id);
-	bind_time(&b, 5, ev->call_version);
-	bind_text(&b, 6, ev->data ? ev->data : "{}");
-	e = run_bound(w, S_EVENT_INSERT, &b);
-	if (e == ERR_OK)
-		ev->seq = sqlite3_last_insert_rowid(w->db);
-	return e;
+	struct db_value v[EVENT_COUNT];
+	rows_event_values(ev, v);
+	bind_values(&b, 1, v, EVENT_COUNT);
+	return run_bound(w, S_EVENT_INSERT, &b);
 }
 
-static enum err sq_tx_idempotency_get(struct storage_tx *tx, const char *caller, const char *key,
-				      struct idempotency *ret)
+static enum err idempotency_read(struct conn *w, const char *caller, const char *key,
+				 struct idempotency *ret)
 {
-	struct conn *w = tx_conn(tx);
 	struct binder b = {0};
 	enum err e = stmt_get(w, S_IDEM_GET, &b.st);
 	if (e != ERR_OK)
@@ -1126,31 +1011,23 @@ static enum err sq_tx_idempotency_get(struct storage_tx *tx, const char *caller,
 	bind_text(&b, 2, key);
 	int rc = step_bound(&b);
 	if (rc == SQLITE_ROW) {
-		struct idempotency rec = {0};
-		struct row r = {b.st, true};
-		col_text(&r, 0, rec.call_id, sizeof rec.call_id);
-		const void *hash = sqlite3_column_blob(b.st, 1);
-		if (!hash || sqlite3_column_bytes(b.st, 1) != sizeof rec.request_hash)
-			r.ok = false;
-		else
-			memcpy(rec.request_hash, hash, sizeof rec.request_hash);
-		rec.created_at = col_int(&r, 2);
-		e = r.ok ? ERR_OK : corrupt(S_IDEM_GET);
-		if (e == ERR_OK)
-			*ret = rec;
+		struct db_value v[3];
+		row_values(b.st, 0, 3, v);
+		e = checked(rows_read_idempotency(v, ret), S_IDEM_GET);
 	} else {
-		e = rc == SQLITE_DONE ? ERR_NOT_FOUND : db_fail(w->db, rc, stmts[S_IDEM_GET].name);
+		e = db_fail(w->db, rc == SQLITE_DONE ? SQLITE_INTERNAL : rc, stmts[S_IDEM_GET].name);
 	}
 	stmt_done(b.st);
 	return e;
 }
 
-static enum err sq_tx_idempotency_put(struct storage_tx *tx, const char *caller, const char *key,
-				      const struct idempotency *rec)
+static enum err sq_tx_idempotency_claim(struct storage_tx *tx, const char *caller,
+					const char *key, const struct idempotency *rec,
+					int64_t live_after, struct idempotency *ret_live)
 {
 	struct conn *w = tx_conn(tx);
 	struct binder b = {0};
-	enum err e = stmt_get(w, S_IDEM_PUT, &b.st);
+	enum err e = stmt_get(w, S_IDEM_CLAIM, &b.st);
 	if (e != ERR_OK)
 		return e;
 	bind_text(&b, 1, caller);
@@ -1158,7 +1035,12 @@ static enum err sq_tx_idempotency_put(struct storage_tx *tx, const char *caller,
 	bind_text(&b, 3, rec->call_id);
 	bind_blob(&b, 4, rec->request_hash, (int)sizeof rec->request_hash);
 	bind_int(&b, 5, rec->created_at);
-	return run_bound(w, S_IDEM_PUT, &b);
+	bind_int(&b, 6, live_after);
+	e = run_bound(w, S_IDEM_CLAIM, &b);
+	if (e != ERR_OK || sqlite3_changes(w->db) == 1)
+		return e;
+	e = idempotency_read(w, caller, key, ret_live);
+	return e == ERR_OK ? ERR_CONFLICT : e;
 }
 
 static enum err sq_tx_webhook_insert(struct storage_tx *tx, const struct webhook_record *rec)
@@ -1192,19 +1074,9 @@ static enum err presence_read(struct conn *cn, const char *user, const char *exc
 	bind_text(&b, 2, except_call_id);
 	int rc = step_bound(&b);
 	if (rc == SQLITE_ROW) {
-		struct row r = {b.st, true};
-		bool never_set = sqlite3_column_type(b.st, 0) == SQLITE_NULL;
-		struct presence_record rec = {
-			.status = never_set ? -1 : (int)col_int(&r, 0),
-			.status_since = col_int(&r, 1),
-			.open_since = col_int(&r, 3),
-			.open_newest = col_int(&r, 4),
-			.last_left_at = col_int(&r, 5),
-		};
-		col_text(&r, 2, rec.open_call_id, sizeof rec.open_call_id);
-		e = r.ok ? ERR_OK : corrupt(S_PRESENCE_GET);
-		if (e == ERR_OK)
-			*ret = rec;
+		struct db_value v[6];
+		row_values(b.st, 0, 6, v);
+		e = checked(rows_read_presence(v, ret), S_PRESENCE_GET);
 	} else {
 		e = db_fail(cn->db, rc == SQLITE_DONE ? SQLITE_INTERNAL : rc,
 			    stmts[S_PRESENCE_GET].name);
@@ -1267,7 +1139,7 @@ static enum err sq_call_get(struct storage *st, const char *id, struct call **re
 	enum err e = reader_begin(s, &cn, true);
 	if (e != ERR_OK)
 		return e;
-	e = load_call(cn, S_CALL_BY_ID, id, ret_call);
+	e = load_call(cn, S_CALL_BY_ID, id, 0, ret_call);
 	reader_end(s, cn);
 	return e;
 }
@@ -1295,20 +1167,10 @@ static enum err call_access_read(struct conn *cn, const char *id, const char *us
 	bind_text(&b, 2, user);
 	int rc = step_bound(&b);
 	if (rc == SQLITE_ROW) {
-		struct row r = {b.st, true};
-		struct call_access a = {0};
-		col_text(&r, 0, a.room, sizeof a.room);
-		a.kind = (enum call_kind)col_enum(&r, 1, call_kind_parse, -1);
-		a.status = (enum call_status)col_enum(&r, 2, call_status_parse, -1);
-		a.next_deadline = col_int(&r, 3);
-		a.member = col_int(&r, 4) != 0;
-		if (a.member) {
-			a.invite = (enum invite_state)col_enum(&r, 5, invite_state_parse, -1);
-			col_text(&r, 6, a.name, sizeof a.name);
-		}
-		e = r.ok ? ERR_OK : corrupt(S_CALL_ACCESS);
-		if (e == ERR_OK)
-			*ret = a;
+		struct db_value v[7];
+		*ret = (struct call_access){0};
+		row_values(b.st, 0, 7, v);
+		e = checked(rows_read_access(v, ret), S_CALL_ACCESS);
 	} else {
 		e = rc == SQLITE_DONE ? ERR_NOT_FOUND
 				      : db_fail(cn->db, rc, stmts[S_CALL_ACCESS].name);
@@ -1330,81 +1192,22 @@ static enum err sq_call_access(struct storage *st, const char *id, const char *u
 	return e;
 }
 
-/* -1 is "no filter"; any other value must have a name (OUTCOME_NONE has none: an unended call
- * is found by status). */
-static bool enum_filter(int v, const char *name, const char **ret_name)
-{
-	if (v != -1 && !name)
-		return false;
-	*ret_name = v == -1 ? NULL : name;
-	return true;
-}
-
-/* The most selective filter present picks the driving statement and its index. */
-static enum stmt_id list_stmt(const struct call_filter *f)
-{
-	if (f->user[0])
-		return S_LIST_USER;
-	if (f->chat_id[0])
-		return S_LIST_CHAT;
-	if (f->outcome != -1)
-		return S_LIST_OUTCOME;
-	if (f->status != -1)
-		return S_LIST_STATUS;
-	return S_LIST_ALL;
-}
-
-static enum err list_bind(struct binder *b, const struct call_filter *f)
-{
-	const char *status, *outcome, *kind;
-	if (!enum_filter(f->status, call_status_name((enum call_status)f->status), &status) ||
-	    !enum_filter(f->outcome, call_outcome_name((enum call_outcome)f->outcome), &outcome) ||
-	    !enum_filter(f->kind, call_kind_name((enum call_kind)f->kind), &kind))
-		return ERR_INVALID;
-	/* One exclusive upper bound from the cursor and until: (until, "") sorts before every
-	 * row created at until, so it means created_at < until. */
-	int64_t upper_at = INT64_MAX;
-	const char *upper_id = "";
-	if (f->after_id[0]) {
-		upper_at = f->after_created_at;
-		upper_id = f->after_id;
-	}
-	if (f->until && f->until <= upper_at) {
-		upper_at = f->until;
-		upper_id = "";
-	}
-	bind_int(b, 1, upper_at);
-	/* bind_text() would make "" a NULL, and a NULL bound makes the row comparison false. */
-	if (b->rc == SQLITE_OK)
-		b->rc = sqlite3_bind_text(b->st, 2, upper_id, -1, SQLITE_STATIC);
-	bind_int(b, 3, f->since ? f->since : INT64_MIN);
-	bind_text(b, 4, status);
-	bind_text(b, 5, outcome);
-	bind_text(b, 6, kind);
-	bind_text(b, 7, f->chat_id);
-	bind_int(b, 8, f->limit + 1); /* the extra row only says whether more follow */
-	if (f->user[0])
-		bind_text(b, 9, f->user);
-	return ERR_OK;
-}
+static const enum stmt_id list_stmts[] = {
+	[LIST_BY_USER] = S_LIST_USER,	  [LIST_BY_CHAT] = S_LIST_CHAT,
+	[LIST_BY_OUTCOME] = S_LIST_OUTCOME, [LIST_BY_STATUS] = S_LIST_STATUS,
+	[LIST_BY_ALL] = S_LIST_ALL,
+};
 
 /* A row of VIEW_COLS. */
 static enum err read_view(sqlite3_stmt *st, enum stmt_id id, struct call_view *ret_view)
 {
-	struct row r = {st, true};
-	struct call_view v = {0};
-	col_text(&r, 0, v.id, sizeof v.id);
-	v.created_at = col_int(&r, 1);
-	v.next_deadline = col_int(&r, 2);
-	const unsigned char *json = sqlite3_column_text(st, 3);
-	if (!r.ok || !json)
-		return corrupt(id);
-	v.json = malloc((size_t)sqlite3_column_bytes(st, 3) + 1);
-	if (!v.json)
-		return ERR_NOMEM;
-	memcpy(v.json, json, (size_t)sqlite3_column_bytes(st, 3) + 1);
-	*ret_view = v;
-	return ERR_OK;
+	struct db_value v[VIEW_COUNT];
+	*ret_view = (struct call_view){0};
+	row_values(st, 0, VIEW_COUNT, v);
+	enum err e = checked(rows_read_view(v, ret_view), id);
+	if (e != ERR_OK)
+		call_view_finish(ret_view);
+	return e;
 }
 
 static enum err sq_call_view(struct storage *st, const char *id, struct call_view *ret_view)
@@ -1434,23 +1237,27 @@ static enum err sq_calls_list(struct storage *st, const struct call_filter *f,
 			      struct view_page *ret_page)
 {
 	struct sqlite_storage *s = to_sqlite(st);
-	enum stmt_id id = list_stmt(f);
+	struct db_value params[LIST_PARAM_COUNT];
+	size_t n_params;
+	enum list_driver driver = LIST_BY_ALL;
 	struct view_page page = {0};
 	struct binder b = {0};
 	struct conn *cn = NULL;
 	int rc = SQLITE_DONE;
 	enum err e;
 
-	if (f->limit < 1 || f->limit > LIST_LIMIT_MAX)
+	if (f->limit < 1 || f->limit > LIST_LIMIT_MAX ||
+	    !rows_list_values(f, params, &n_params, &driver))
 		return ERR_INVALID;
 	page.views = calloc((size_t)f->limit, sizeof *page.views);
 	if (!page.views)
 		return ERR_NOMEM;
+	enum stmt_id id = list_stmts[driver];
 	e = reader_begin(s, &cn, false);
 	if (e == ERR_OK)
 		e = stmt_get(cn, id, &b.st);
 	if (e == ERR_OK)
-		e = list_bind(&b, f);
+		bind_values(&b, 1, params, n_params); /* a failure shows at the first step */
 	if (e != ERR_OK)
 		goto out;
 	while (e == ERR_OK && (rc = step_bound(&b)) == SQLITE_ROW) {
@@ -1472,23 +1279,6 @@ out:
 	}
 	*ret_page = page;
 	return ERR_OK;
-}
-
-static enum err read_event(struct row *r, struct event *ev)
-{
-	ev->seq = col_int(r, 0);
-	col_text(r, 1, ev->id, sizeof ev->id);
-	col_text(r, 2, ev->type, sizeof ev->type);
-	ev->at = col_int(r, 3);
-	col_text(r, 4, ev->call_id, sizeof ev->call_id);
-	ev->call_version = col_int(r, 5);
-	const char *data = (const char *)sqlite3_column_text(r->st, 6);
-	if (!data) {
-		r->ok = false;
-		return ERR_OK;
-	}
-	ev->data = strdup(data);
-	return ev->data ? ERR_OK : ERR_NOMEM;
 }
 
 static enum err sq_events_after(struct storage *st, int64_t after, int limit,
@@ -1522,14 +1312,11 @@ static enum err sq_events_after(struct storage *st, int64_t after, int limit,
 			page.events = p;
 			cap = grown;
 		}
-		struct row r = {b.st, true};
-		struct event *ev = &page.events[page.n];
+		struct db_value v[EVENT_COUNT + 1];
+		struct event *ev = &page.events[page.n++]; /* counted now: the cleanup frees it */
 		*ev = (struct event){0};
-		e = read_event(&r, ev);
-		if (e == ERR_OK)
-			page.n++; /* counted even when corrupt, so the page's cleanup frees it */
-		if (e == ERR_OK && !r.ok)
-			e = corrupt(S_EVENTS_AFTER);
+		row_values(b.st, 0, EVENT_COUNT + 1, v);
+		e = checked(rows_read_event(v, ev), S_EVENTS_AFTER);
 	}
 	if (e == ERR_OK && rc != SQLITE_DONE)
 		e = db_fail(cn->db, rc, stmts[S_EVENTS_AFTER].name);
@@ -1565,10 +1352,9 @@ static enum err sq_calls_due(struct storage *st, int64_t now, const struct due_c
 		b.rc = sqlite3_bind_text(b.st, 3, after ? after->id : "", -1, SQLITE_STATIC);
 	bind_int(&b, 4, max > INT64_MAX ? INT64_MAX : (int64_t)max);
 	while (e == ERR_OK && n < max && (rc = step_bound(&b)) == SQLITE_ROW) {
-		struct row r = {b.st, true};
-		col_text(&r, 0, ret_calls[n].id, sizeof ret_calls[n].id);
-		ret_calls[n].deadline = col_int(&r, 1);
-		e = r.ok ? ERR_OK : corrupt(S_DUE);
+		struct db_value v[2];
+		row_values(b.st, 0, 2, v);
+		e = checked(rows_read_due(v, &ret_calls[n]), S_DUE);
 		n++;
 	}
 	if (e == ERR_OK && n < max && rc != SQLITE_DONE)
@@ -1602,16 +1388,17 @@ static void sqlite_free(struct sqlite_storage *s)
 		sqlite3_close(s->checkpoint_db);
 	if (s->writer.db)
 		conn_close(&s->writer);
-	while (s->free_readers) {
-		struct conn *cn = s->free_readers;
-		s->free_readers = cn->next_free;
-		conn_close(cn);
-		free(cn);
+	if (s->readers_ready) {
+		struct conn *cn;
+		while ((cn = pool_drain(&s->readers))) {
+			conn_close(cn);
+			free(cn);
+		}
+		pool_finish(&s->readers);
 	}
 	if (s->sync_ready) {
 		pthread_mutex_destroy(&s->queue_mu);
 		pthread_cond_destroy(&s->queue_cond);
-		pthread_mutex_destroy(&s->pool_mu);
 		pthread_mutex_destroy(&s->checkpoint_mu);
 		pthread_cond_destroy(&s->checkpoint_cond);
 	}
@@ -1624,34 +1411,14 @@ static void sq_close(struct storage *st)
 	sqlite_free(to_sqlite(st));
 }
 
-/* The three primitives, or none of them. */
+/* glibc's mutex and condition variable inits cannot fail with these attributes; a failure
+ * would still be refused rather than used. */
 static bool sync_init(struct sqlite_storage *s)
 {
-	if (pthread_mutex_init(&s->queue_mu, NULL) != 0)
-		return false;
-	if (pthread_cond_init(&s->queue_cond, NULL) != 0) {
-		pthread_mutex_destroy(&s->queue_mu);
-		return false;
-	}
-	if (pthread_mutex_init(&s->pool_mu, NULL) != 0) {
-		pthread_cond_destroy(&s->queue_cond);
-		pthread_mutex_destroy(&s->queue_mu);
-		return false;
-	}
-	if (pthread_mutex_init(&s->checkpoint_mu, NULL) != 0) {
-		pthread_mutex_destroy(&s->pool_mu);
-		pthread_cond_destroy(&s->queue_cond);
-		pthread_mutex_destroy(&s->queue_mu);
-		return false;
-	}
-	if (pthread_cond_init(&s->checkpoint_cond, NULL) != 0) {
-		pthread_mutex_destroy(&s->checkpoint_mu);
-		pthread_mutex_destroy(&s->pool_mu);
-		pthread_cond_destroy(&s->queue_cond);
-		pthread_mutex_destroy(&s->queue_mu);
-		return false;
-	}
-	return true;
+	return pthread_mutex_init(&s->queue_mu, NULL) == 0 &&
+	       pthread_cond_init(&s->queue_cond, NULL) == 0 &&
+	       pthread_mutex_init(&s->checkpoint_mu, NULL) == 0 &&
+	       pthread_cond_init(&s->checkpoint_cond, NULL) == 0;
 }
 
 static const struct storage_impl sqlite_impl = {
@@ -1662,11 +1429,11 @@ static const struct storage_impl sqlite_impl = {
 	.ping = sq_ping,
 	.transact = sq_transact,
 	.tx_call_get = sq_tx_call_get,
+	.tx_call_get_due = sq_tx_call_get_due,
 	.tx_call_insert = sq_tx_call_insert,
 	.tx_call_update = sq_tx_call_update,
 	.tx_event_append = sq_tx_event_append,
-	.tx_idempotency_get = sq_tx_idempotency_get,
-	.tx_idempotency_put = sq_tx_idempotency_put,
+	.tx_idempotency_claim = sq_tx_idempotency_claim,
 	.tx_webhook_insert = sq_tx_webhook_insert,
 	.tx_presence_get = sq_tx_presence_get,
 	.tx_presence_set = sq_tx_presence_set,
@@ -1679,7 +1446,8 @@ static const struct storage_impl sqlite_impl = {
 	.calls_due = sq_calls_due,
 };
 
-enum err sqlite_storage_open(const char *path, struct storage **ret_st)
+enum err sqlite_storage_open(const char *path, const struct storage_options *opts,
+			     struct storage **ret_st)
 {
 	struct sqlite_storage *s = NULL;
 	enum err e = ERR_OK;
@@ -1698,7 +1466,8 @@ enum err sqlite_storage_open(const char *path, struct storage **ret_st)
 	s->tx.st = &s->base;
 	s->path = strdup(path);
 	s->sync_ready = s->path && sync_init(s);
-	if (!s->sync_ready) {
+	s->readers_ready = s->sync_ready && pool_init(&s->readers, opts->pool_size) == ERR_OK;
+	if (!s->readers_ready) {
 		e = ERR_NOMEM;
 		goto out;
 	}

@@ -9,18 +9,43 @@
 struct backend {
 	const char *scheme;
 	bool strip_scheme; /* pass the rest of the URL (a path) rather than the whole URL */
-	enum err (*open)(const char *arg, struct storage **ret_st);
+	enum err (*open)(const char *arg, const struct storage_options *opts,
+			 struct storage **ret_st);
 };
 
+/* A backend left out of the build (meson -Dsqlite=disabled, -Dpostgres=disabled) keeps its
+ * schemes with a NULL open, so that its URLs say "not in this build" rather than "unknown". */
 static const struct backend backends[] = {
+#if CALLSTATE_WITH_SQLITE
 	{"sqlite:", true, sqlite_storage_open},
-	/* The PostgreSQL backend is the next issue: its open goes here, with the whole URL. */
+#else
+	{"sqlite:", true, NULL},
+#endif
+#if CALLSTATE_WITH_POSTGRES
+	{"postgresql://", false, pg_storage_open},
+	{"postgres://", false, pg_storage_open},
+#else
 	{"postgresql://", false, NULL},
 	{"postgres://", false, NULL},
+#endif
 };
 
-enum err storage_open(const char *url, struct storage **ret_st)
+bool storage_backend_built(const char *url)
 {
+	for (size_t i = 0; url && i < sizeof backends / sizeof backends[0]; i++)
+		if (strncmp(url, backends[i].scheme, strlen(backends[i].scheme)) == 0)
+			return backends[i].open != NULL;
+	return false;
+}
+
+enum err storage_open(const char *url, const struct storage_options *opts,
+		      struct storage **ret_st)
+{
+	struct storage_options o = {.pool_size = STORAGE_POOL_DEFAULT};
+	if (opts)
+		o.unprepared = opts->unprepared;
+	if (opts && opts->pool_size > 0)
+		o.pool_size = opts->pool_size;
 	if (!url)
 		return ERR_INVALID;
 	for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++) {
@@ -30,7 +55,7 @@ enum err storage_open(const char *url, struct storage **ret_st)
 			continue;
 		if (!b->open)
 			return ERR_INVALID;
-		return b->open(b->strip_scheme ? url + len : url, ret_st);
+		return b->open(b->strip_scheme ? url + len : url, &o, ret_st);
 	}
 	return ERR_INVALID;
 }
@@ -82,21 +107,22 @@ enum err storage_tx_call_update(struct storage_tx *tx, const struct call *c,
 	return tx->st->impl->tx_call_update(tx, c, loaded, view);
 }
 
-enum err storage_tx_event_append(struct storage_tx *tx, struct event *ev)
+enum err storage_tx_call_get_due(struct storage_tx *tx, const char *id, int64_t now,
+				 struct call **ret_call)
+{
+	return tx->st->impl->tx_call_get_due(tx, id, now, ret_call);
+}
+
+enum err storage_tx_event_append(struct storage_tx *tx, const struct event *ev)
 {
 	return tx->st->impl->tx_event_append(tx, ev);
 }
 
-enum err storage_tx_idempotency_get(struct storage_tx *tx, const char *caller, const char *key,
-				    struct idempotency *ret)
+enum err storage_tx_idempotency_claim(struct storage_tx *tx, const char *caller, const char *key,
+				      const struct idempotency *rec, int64_t live_after,
+				      struct idempotency *ret_live)
 {
-	return tx->st->impl->tx_idempotency_get(tx, caller, key, ret);
-}
-
-enum err storage_tx_idempotency_put(struct storage_tx *tx, const char *caller, const char *key,
-				    const struct idempotency *rec)
-{
-	return tx->st->impl->tx_idempotency_put(tx, caller, key, rec);
+	return tx->st->impl->tx_idempotency_claim(tx, caller, key, rec, live_after, ret_live);
 }
 
 enum err storage_tx_webhook_insert(struct storage_tx *tx, const struct webhook_record *rec)

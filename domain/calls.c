@@ -53,7 +53,10 @@ enum err calls_record_change(struct storage_tx *tx, struct call *c, const struct
 
 /* --- actions on an existing call --- */
 
-enum action { ACT_ACCEPT, ACT_DECLINE, ACT_LEAVE, ACT_END, ACT_TICK };
+/* ACT_TICK settles the call's expired timers on the way to something else (an idempotent
+ * replay); ACT_TIMER is the timer pass's own, and takes the call only while it is due and no
+ * other instance holds it (storage.h rule 7). */
+enum action { ACT_ACCEPT, ACT_DECLINE, ACT_LEAVE, ACT_END, ACT_TICK, ACT_TIMER };
 
 struct action_job {
 	const struct calls *cs;
@@ -87,6 +90,7 @@ static enum err apply_action(struct action_job *j, struct call *c, struct fsm_ev
 	case ACT_END:
 		return call_fsm_end(c, j->user, j->now, fe, &j->msg);
 	case ACT_TICK:
+	case ACT_TIMER:
 		return ERR_OK;
 	}
 	return ERR_INTERNAL;
@@ -113,7 +117,8 @@ static enum err action_tx(struct storage_tx *tx, void *arg)
 	j->view = NULL;
 	j->refusal = ERR_OK;
 	j->msg = NULL;
-	enum err e = storage_tx_call_get(tx, j->id, &c);
+	enum err e = j->act == ACT_TIMER ? storage_tx_call_get_due(tx, j->id, j->now, &c)
+					 : storage_tx_call_get(tx, j->id, &c);
 	if (e == ERR_NOT_FOUND) {
 		j->refusal = ERR_NOT_FOUND;
 		j->msg = "no such call";
@@ -384,14 +389,15 @@ enum err calls_fire_due(const struct calls *cs, struct timer_pass *ret)
 	do {
 		e = storage_calls_due(cs->st, now, after, DUE_BATCH, due, &n);
 		for (size_t i = 0; e == ERR_OK && i < n; i++) {
-			struct action_job j = {.act = ACT_TICK, .id = due[i].id};
+			struct action_job j = {.act = ACT_TIMER, .id = due[i].id};
 			struct call *c = NULL;
 			const char *msg = NULL;
 			enum err one = run_action(cs, &j, &c, NULL, &msg);
 			call_free(c);
 			pass.fired += j.changed;
-			/* Gone meanwhile (retention) is not a failure; a storage outage ends the pass,
-			 * since every other call would fail the same way. */
+			/* Settled meanwhile by another instance, or gone (retention), is not a
+			 * failure; a storage outage ends the pass, since every other call would fail
+			 * the same way. */
 			if (one == ERR_UNAVAILABLE)
 				e = one;
 			else if (one != ERR_OK && one != ERR_NOT_FOUND) {
@@ -500,18 +506,23 @@ static enum err create_tx(struct storage_tx *tx, void *arg)
 
 	call_freep(&j->replayed);
 	j->refusal = ERR_OK;
+	/* The key is claimed before anything is written: two creations with one key, on any
+	 * instances, make one call, and the second replays it. */
 	if (req->idempotency_key) {
-		struct idempotency rec;
-		e = storage_tx_idempotency_get(tx, req->caller, req->idempotency_key, &rec);
-		if (e == ERR_OK && rec.created_at > j->now - IDEMPOTENCY_WINDOW_MS) {
-			if (memcmp(rec.request_hash, req->request_hash, sizeof rec.request_hash)) {
+		struct idempotency mine = {.created_at = j->now}, live;
+		memcpy(mine.call_id, c->id, sizeof mine.call_id);
+		memcpy(mine.request_hash, req->request_hash, sizeof mine.request_hash);
+		e = storage_tx_idempotency_claim(tx, req->caller, req->idempotency_key, &mine,
+						 j->now - IDEMPOTENCY_WINDOW_MS, &live);
+		if (e == ERR_CONFLICT) {
+			if (memcmp(live.request_hash, req->request_hash, sizeof live.request_hash)) {
 				j->refusal = ERR_CONFLICT;
 				j->msg = "Idempotency-Key was already used with a different request";
 				return ERR_OK;
 			}
-			return replay_tx(tx, j, rec.call_id);
+			return replay_tx(tx, j, live.call_id);
 		}
-		if (e != ERR_OK && e != ERR_NOT_FOUND)
+		if (e != ERR_OK)
 			return e;
 	}
 
@@ -522,12 +533,6 @@ static enum err create_tx(struct storage_tx *tx, void *arg)
 	e = storage_tx_event_append(tx, &ev);
 	if (e == ERR_OK)
 		e = storage_tx_call_insert(tx, c, j->fresh_view);
-	if (e == ERR_OK && req->idempotency_key) {
-		struct idempotency rec = {.created_at = j->now};
-		memcpy(rec.call_id, c->id, sizeof rec.call_id);
-		memcpy(rec.request_hash, req->request_hash, sizeof rec.request_hash);
-		e = storage_tx_idempotency_put(tx, req->caller, req->idempotency_key, &rec);
-	}
 	return e;
 }
 

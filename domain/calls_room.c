@@ -17,6 +17,17 @@ struct room_job {
 	bool duplicate;
 };
 
+/* order[0..n) by users[order[i]], ascending; n is at most CALL_MAX_MEMBERS. */
+static void sort_by_user(size_t *order, size_t n, const char *const *users)
+{
+	for (size_t i = 1; i < n; i++)
+		for (size_t k = i; k > 0 && strcmp(users[order[k - 1]], users[order[k]]) > 0; k--) {
+			size_t t = order[k];
+			order[k] = order[k - 1];
+			order[k - 1] = t;
+		}
+}
+
 static enum err apply_to_call(struct room_job *j, struct storage_tx *tx, struct call *c)
 {
 	struct fsm_timeouts t = {.join_timeout_s = j->cs->cfg.join_timeout_s};
@@ -33,15 +44,19 @@ static enum err apply_to_call(struct room_job *j, struct storage_tx *tx, struct 
 		e = storage_tx_call_update(tx, c, loaded, view);
 	free(view);
 	/* Presence of the members whose room state moved: their other calls read once, this
-	 * call merged in as loaded and as changed. */
+	 * call merged in as loaded and as changed. The reads hold each user (storage.h rule 5),
+	 * so they go in the order of ids; the events go in the order of members. */
+	struct presence_record others[CALL_MAX_MEMBERS];
+	size_t order[CALL_MAX_MEMBERS];
+	for (size_t i = 0; i < rp.n; i++)
+		order[i] = i;
+	sort_by_user(order, rp.n, rp.users);
+	for (size_t k = 0; k < rp.n && e == ERR_OK; k++)
+		e = storage_tx_presence_get(tx, rp.users[order[k]], c->id, &others[order[k]]);
 	for (size_t i = 0; i < rp.n && e == ERR_OK; i++) {
-		struct presence_record others;
 		struct presence before, after;
-		e = storage_tx_presence_get(tx, rp.users[i], c->id, &others);
-		if (e != ERR_OK)
-			break;
-		presence_with_call(rp.users[i], &others, loaded, &before);
-		presence_with_call(rp.users[i], &others, c, &after);
+		presence_with_call(rp.users[i], &others[i], loaded, &before);
+		presence_with_call(rp.users[i], &others[i], c, &after);
 		e = presence_tx_append_change(tx, &before, &after, j->now);
 	}
 	call_free(loaded);

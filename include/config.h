@@ -22,6 +22,8 @@ struct config {
 	struct api_key extra_keys[CONFIG_MAX_KEYS]; /* LIVEKIT_KEYS, webhooks only */
 	size_t n_extra_keys;
 	char *db_url;                      /* CALLSTATE_DB */
+	int db_pool;                       /* CALLSTATE_DB_POOL: database connections at most */
+	bool db_prepared;                  /* CALLSTATE_DB_PREPARED: PostgreSQL named statements */
 	char *listen_host;                 /* CALLSTATE_LISTEN split; IPv6 without brackets */
 	int listen_port;
 	int threads;

@@ -1,17 +1,51 @@
-/* Storage: the one interface the domain uses, with one backend per database (SQLite today,
- * PostgreSQL next), picked at run time from the CALLSTATE_DB URL.
+/* Storage: the one interface the domain uses, with one backend per database (SQLite, and
+ * PostgreSQL for several callstate instances on one database), picked at run time from the
+ * CALLSTATE_DB URL.
  *
- * Writes happen only inside storage_transact(): the backend runs the caller's function in a
- * transaction and returns once that transaction is durable (committed and fsync'd). Backends
- * may group many concurrent transactions into one commit (group commit); each function then
- * runs in its own savepoint, so one failing function rolls back only its own changes.
- * A transaction function must not block on anything but its storage_tx calls, and must not
- * keep pointers into the tx after it returns.
+ * The rules below hold on every backend, so that any number of instances on one PostgreSQL
+ * behave as one. On SQLite one process owns the file and one writer thread runs every
+ * transaction, which gives several of them for free; PostgreSQL enforces them with locks.
  *
- * Reads outside a transaction see every transaction that storage_transact() has returned for.
- * All functions are safe to call from many threads; no connection is used by two at once.
- * Errors: ERR_NOT_FOUND, ERR_CONFLICT (unique key), ERR_UNAVAILABLE (busy, locked, disk full,
- * connection lost), ERR_NOMEM, ERR_INTERNAL. Backends log driver text themselves, once. */
+ *  1. Transactions. Writes happen only inside storage_transact(fn): fn runs in a transaction,
+ *     and ERR_OK means it committed durably (flushed to disk). fn MAY RUN MORE THAN ONCE: a
+ *     backend runs it again after a serialization failure or a deadlock, so fn starts from
+ *     its inputs each time (it resets its outputs first), does nothing but storage_tx_* calls
+ *     (no other I/O, no effect outside its arg), and keeps no pointer into the tx after it
+ *     returns. Backends may group concurrent transactions into one commit; each fn then runs
+ *     in its own savepoint, so a failing fn rolls back only its own writes.
+ *  2. A call is locked by its transaction. storage_tx_call_get locks the call until the
+ *     transaction ends: two transactions on one call run one after the other and the second
+ *     sees what the first wrote, so call.version goes up by one per feed event, never twice
+ *     to the same value, however many instances write.
+ *  3. Expected refusals leave the transaction usable: ERR_CONFLICT and ERR_NOT_FOUND from a
+ *     write wrote nothing, and fn may carry on (a duplicate webhook is an answer, not a
+ *     failure). After any other error fn must fail.
+ *  4. The feed is in commit order. An event's seq is given when its transaction commits or
+ *     after, never before, so a reader paging with storage_events_after(after = the last seq
+ *     it saw) never pages past an event that becomes visible later: once seq N is visible,
+ *     every smaller seq that will ever exist is visible too. Events keep their order within a
+ *     transaction, and across transactions on one call (rule 2) or one user (rule 5).
+ *  5. Presence is serialised per user. storage_tx_presence_get holds the user until the
+ *     transaction ends, so two transactions that compare a user's presence before and after
+ *     their change (a webhook and a PUT, or webhooks of two calls) run one after the other.
+ *     A transaction that reads several users' presence reads them in ascending order of id
+ *     (strcmp), after the one call it locked, so that no two transactions wait for each other.
+ *  6. Idempotency keys are claimed, not read and then written: storage_tx_idempotency_claim
+ *     records the key for this transaction's call, or answers with the live record of the
+ *     transaction that claimed it first (waiting for it if it has not committed yet).
+ *  7. Each due timer is settled once. storage_calls_due lists due calls for every instance;
+ *     storage_tx_call_get_due takes one only while it is still due and no other transaction
+ *     holds it, so the instances share the due calls instead of queueing on each.
+ *  8. Reads outside a transaction see every transaction that storage_transact returned for,
+ *     on any instance; a read of several statements (a call with its members and sessions)
+ *     sees one snapshot.
+ *  9. Connections come from a pool of at most storage_options.pool_size; a thread waits for
+ *     one, and gets ERR_UNAVAILABLE when none is free in time. No connection is used by two
+ *     threads at once. All functions are safe to call from any thread.
+ * 10. Errors: ERR_NOT_FOUND, ERR_CONFLICT (unique key), ERR_UNAVAILABLE whenever the
+ *     database cannot answer now (busy, locked, disk full, connection lost, shutting down,
+ *     read-only after a failover: the caller answers 503, and the backend reconnects by
+ *     itself), ERR_NOMEM, ERR_INTERNAL. Backends log driver text themselves, once. */
 #pragma once
 
 #include <stdbool.h>
@@ -106,9 +140,21 @@ struct call_access {
 	char name[NAME_MAX_BYTES + 1];
 };
 
-/* Open the database named by url ("sqlite:PATH", "postgresql://…", "postgres://…").
- * Does not migrate. ERR_INVALID for an unknown scheme, ERR_UNAVAILABLE if it cannot open. */
-enum err storage_open(const char *url, struct storage **ret_st);
+struct storage_options {
+	int pool_size;     /* database connections at most (SQLite: readers; the writer is its own) */
+	bool unprepared;   /* PostgreSQL: no named prepared statements (pgbouncer in transaction
+			    * pooling mode before 1.21 cannot keep them); SQLite prepares anyway */
+};
+/* A few connections per database core do the most: on a 2-core machine PostgreSQL served more
+ * tokens and webhooks with 8 than with 32, whose backends, more than the cores, sometimes
+ * slept on each other's spinlocks (p99 over a second); SQLite's readers did as well with 8. */
+#define STORAGE_POOL_DEFAULT 8
+
+/* Open the database named by url ("sqlite:PATH", "postgresql://…", "postgres://…"); opts
+ * NULL takes the defaults. Does not migrate. ERR_INVALID for an unknown scheme or a backend
+ * this build lacks, ERR_UNAVAILABLE if it cannot open. */
+enum err storage_open(const char *url, const struct storage_options *opts,
+		      struct storage **ret_st);
 /* Close every connection; waits for the writer to drain. NULL is accepted. */
 void storage_close(struct storage *st);
 /* Apply pending migrations, each in its own transaction; *ret_applied counts them. */
@@ -118,6 +164,8 @@ enum err storage_schema_version(struct storage *st, int *ret_version);
 /* Cheap round trip to the database (readiness). */
 enum err storage_ping(struct storage *st);
 const char *storage_backend_name(const struct storage *st);
+/* Whether this build has the backend of url's scheme (meson options per backend). */
+bool storage_backend_built(const char *url);
 
 typedef enum err (*storage_tx_fn)(struct storage_tx *tx, void *arg);
 /* Run fn in a transaction; ERR_OK only once it is durable. fn's own error rolls it back and
@@ -126,13 +174,15 @@ typedef enum err (*storage_tx_fn)(struct storage_tx *tx, void *arg);
 enum err storage_transact(struct storage *st, storage_tx_fn fn, void *arg);
 
 /* --- inside a transaction ---
- * ERR_CONFLICT and ERR_NOT_FOUND from a write leave nothing written, so the function may carry
- * on; after any other error the function must fail, and its savepoint undoes what it wrote.
  * Reads through storage_* (not storage_tx_*) inside a function do not see its writes, and a
  * nested storage_transact fails with ERR_INTERNAL. */
-/* The call with its members and participants, locked for this transaction where the backend
- * has row locks. ERR_NOT_FOUND if absent. */
+/* The call with its members and participants, locked until the transaction ends (rule 2).
+ * ERR_NOT_FOUND if absent. */
 enum err storage_tx_call_get(struct storage_tx *tx, const char *id, struct call **ret_call);
+/* The same, only while the call is due (next_deadline set and <= now) and no other
+ * transaction holds it (rule 7); ERR_NOT_FOUND otherwise. */
+enum err storage_tx_call_get_due(struct storage_tx *tx, const char *id, int64_t now,
+				 struct call **ret_call);
 
 /* Insert a new call with its members, and view, its API JSON as of this write.
  * ERR_CONFLICT if the id or room exists. */
@@ -143,19 +193,20 @@ enum err storage_tx_call_insert(struct storage_tx *tx, const struct call *c, con
  * to theirs in it are not written again. */
 enum err storage_tx_call_update(struct storage_tx *tx, const struct call *c,
 				const struct call *loaded, const char *view);
-/* Append to the feed; sets ev->seq. */
-enum err storage_tx_event_append(struct storage_tx *tx, struct event *ev);
-/* ERR_NOT_FOUND when (caller, key) has no record. */
-enum err storage_tx_idempotency_get(struct storage_tx *tx, const char *caller, const char *key,
-				    struct idempotency *ret);
-/* Insert or replace the record of (caller, key). */
-enum err storage_tx_idempotency_put(struct storage_tx *tx, const char *caller, const char *key,
-				    const struct idempotency *rec);
+/* Append to the feed. Its seq comes with the commit (rule 4): ev->seq is not set. */
+enum err storage_tx_event_append(struct storage_tx *tx, const struct event *ev);
+/* Claims (caller, key) for rec (rule 6): ERR_OK when there was no record, or only one created
+ * before live_after, which rec replaces; ERR_CONFLICT with *ret_live set when a record
+ * created at or after live_after holds the key. */
+enum err storage_tx_idempotency_claim(struct storage_tx *tx, const char *caller, const char *key,
+				      const struct idempotency *rec, int64_t live_after,
+				      struct idempotency *ret_live);
 
 /* ERR_CONFLICT when a webhook with this id was stored before (a duplicate delivery). */
 enum err storage_tx_webhook_insert(struct storage_tx *tx, const struct webhook_record *rec);
-/* Sessions of the call except_call_id (NULL for none) are left out: the caller holds that call
- * in memory, changed, and merges its sessions in itself. */
+/* Holds user until the transaction ends (rule 5), then reads their presence. Sessions of the
+ * call except_call_id (NULL for none) are left out: the caller holds that call in memory,
+ * changed, and merges its sessions in itself. */
 enum err storage_tx_presence_get(struct storage_tx *tx, const char *user,
 				 const char *except_call_id, struct presence_record *ret);
 /* Insert or replace the chat-set status of user. */
@@ -172,7 +223,7 @@ enum err storage_call_get(struct storage *st, const char *id, struct call **ret_
 enum err storage_call_view(struct storage *st, const char *id, struct call_view *ret_view);
 enum err storage_calls_list(struct storage *st, const struct call_filter *f,
 			    struct view_page *ret_page);
-/* Events with seq > after, ascending, at most limit. */
+/* Events with seq > after, ascending, at most limit (rule 4: no smaller seq appears later). */
 enum err storage_events_after(struct storage *st, int64_t after, int limit,
 			      struct event_page *ret_page);
 /* A call with a timer due: its id and next_deadline, which together order the due calls. */

@@ -14,14 +14,15 @@ struct storage_impl {
 	enum err (*transact)(struct storage *st, storage_tx_fn fn, void *arg);
 
 	enum err (*tx_call_get)(struct storage_tx *tx, const char *id, struct call **ret_call);
+	enum err (*tx_call_get_due)(struct storage_tx *tx, const char *id, int64_t now,
+				    struct call **ret_call);
 	enum err (*tx_call_insert)(struct storage_tx *tx, const struct call *c, const char *view);
 	enum err (*tx_call_update)(struct storage_tx *tx, const struct call *c,
 				   const struct call *loaded, const char *view);
-	enum err (*tx_event_append)(struct storage_tx *tx, struct event *ev);
-	enum err (*tx_idempotency_get)(struct storage_tx *tx, const char *caller, const char *key,
-				       struct idempotency *ret);
-	enum err (*tx_idempotency_put)(struct storage_tx *tx, const char *caller, const char *key,
-				       const struct idempotency *rec);
+	enum err (*tx_event_append)(struct storage_tx *tx, const struct event *ev);
+	enum err (*tx_idempotency_claim)(struct storage_tx *tx, const char *caller,
+					 const char *key, const struct idempotency *rec,
+					 int64_t live_after, struct idempotency *ret_live);
 
 	enum err (*tx_webhook_insert)(struct storage_tx *tx, const struct webhook_record *rec);
 	enum err (*tx_presence_get)(struct storage_tx *tx, const char *user,
@@ -51,8 +52,11 @@ struct storage_tx {
 };
 
 /* Backend constructors, called by storage_open() with the part of the URL after the scheme
- * ("sqlite:" stripped) or the whole URL (PostgreSQL). */
-enum err sqlite_storage_open(const char *path, struct storage **ret_st);
+ * ("sqlite:" stripped) or the whole URL (PostgreSQL), and the options with defaults filled. */
+enum err sqlite_storage_open(const char *path, const struct storage_options *opts,
+			     struct storage **ret_st);
+enum err pg_storage_open(const char *url, const struct storage_options *opts,
+			 struct storage **ret_st);
 
 /* Migrations embedded at build time from db/migrations/<backend>/NNNN_name.sql by
  * db/embed_migrations.py; each backend's list is ascending by version. */
@@ -63,3 +67,5 @@ struct migration {
 };
 extern const struct migration sqlite_migrations[];
 extern const size_t sqlite_migrations_count;
+extern const struct migration postgres_migrations[];
+extern const size_t postgres_migrations_count;

@@ -268,6 +268,18 @@ static enum err set_long(struct config *cfg, const struct setting *s, const char
 	return ERR_OK;
 }
 
+static enum err set_bool(struct config *cfg, const struct setting *s, const char *v, char *why,
+			 size_t cap)
+{
+	bool *field = (bool *)((char *)cfg + s->offset);
+	if (strcmp(v, "on") == 0 || strcmp(v, "off") == 0) {
+		*field = v[1] == 'n';
+		return ERR_OK;
+	}
+	snprintf(why, cap, "must be on or off");
+	return ERR_INVALID;
+}
+
 static enum err set_int(struct config *cfg, const struct setting *s, const char *v, char *why,
 			size_t cap)
 {
@@ -393,6 +405,8 @@ static const struct setting settings[] = {
 	{S("LIVEKIT_API_SECRET", NULL, set_string), .offset = FIELD(api_key.secret)},
 	{S("LIVEKIT_KEYS", "", set_keys)},
 	{S("CALLSTATE_DB", "sqlite:callstate.db", set_db), .offset = FIELD(db_url)},
+	{S("CALLSTATE_DB_POOL", "8", set_int), INT(db_pool, 1, 1024)},
+	{S("CALLSTATE_DB_PREPARED", "on", set_bool), .offset = FIELD(db_prepared)},
 	{S("CALLSTATE_LISTEN", "127.0.0.1:8080", set_listen)},
 	{S("CALLSTATE_THREADS", "1536", set_int), INT(threads, 1, 16384)},
 	{S("CALLSTATE_IDLE_TIMEOUT_MS", "10000", set_int), INT(idle_timeout_ms, 100, 3600000)},

@@ -38,12 +38,13 @@ static enum err open_database(const struct config *cfg, struct storage **ret_st)
 {
 	struct storage *st = NULL;
 	int applied = 0;
-	enum err e = storage_open(cfg->db_url, &st);
-	if (e == ERR_INVALID) {
+	struct storage_options opts = {.pool_size = cfg->db_pool, .unprepared = !cfg->db_prepared};
+	if (!storage_backend_built(cfg->db_url)) {
 		fprintf(stderr, "callstate: CALLSTATE_DB: this build has no storage backend for "
-				"that URL; use sqlite:PATH\n");
-		return e;
+				"that URL (see callstate --version)\n");
+		return ERR_INVALID;
 	}
+	enum err e = storage_open(cfg->db_url, &opts, &st);
 	if (e != ERR_OK) {
 		fprintf(stderr, "callstate: CALLSTATE_DB: cannot open the database (%s)\n",
 			err_code(e));
@@ -113,7 +114,9 @@ int main(int argc, char **argv)
 			fputs(usage, stdout);
 			return EXIT_OK;
 		} else if (strcmp(argv[i], "--version") == 0) {
-			printf("callstate %s\n", CALLSTATE_VERSION);
+			printf("callstate %s (storage:%s%s)\n", CALLSTATE_VERSION,
+			       storage_backend_built("sqlite:") ? " sqlite" : "",
+			       storage_backend_built("postgresql://") ? " postgresql" : "");
 			return EXIT_OK;
 		} else if (strcmp(argv[i], "--config") == 0) {
 			if (++i == argc)

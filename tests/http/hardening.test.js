@@ -8,6 +8,7 @@ import net from 'node:net';
 import { createHmac } from 'node:crypto';
 import {
   startServer, shutdown, assertError, assertCallShape, newCall, uid, sleep, pollUntil, rawSql,
+  INSTANCES,
 } from './harness.js';
 import { postWebhook, signWebhook, lkId } from './livekit-kit.js';
 
@@ -388,7 +389,8 @@ describe('a call the timers cannot read', () => {
     }
     await sleep(1000); // several more passes
     const named = srv.stderr.split('\n').filter((l) => l.includes('timer cannot settle call') && l.includes(poisoned.id));
-    assert.equal(named.length, 1, `logged once, not on every pass:\n${named.join('\n')}`);
+    assert.ok(named.length >= 1 && named.length <= INSTANCES,
+      `logged once (by each instance), not on every pass:\n${named.join('\n')}`);
     const r = await srv.svc('GET', `/v1/calls/${poisoned.id}`);
     assertError(r, 500, 'internal');
   });

@@ -19,6 +19,18 @@ import { TokenVerifier } from 'livekit-server-sdk';
 export { sleep };
 
 export const BIN = process.env.CALLSTATE_BIN || '/work/main/build/callstate';
+/** The storage backend under test: CALLSTATE_TEST_BACKEND=postgres gives every server a
+ * database of its own on the server of CALLSTATE_TEST_PG_URL (postgresql://user@host:port);
+ * else each gets a SQLite file in its temp dir. */
+export const BACKEND = process.env.CALLSTATE_TEST_BACKEND === 'postgres' ? 'postgres' : 'sqlite';
+const PG_URL = process.env.CALLSTATE_TEST_PG_URL || '';
+if (BACKEND === 'postgres' && !/^postgresql:\/\/[^/]+$/.test(PG_URL)) {
+  throw new Error('CALLSTATE_TEST_BACKEND=postgres needs CALLSTATE_TEST_PG_URL=postgresql://user@host:port (tools/test sets it)');
+}
+/** CALLSTATE_TEST_INSTANCES=N (PostgreSQL only) runs every server as N callstate processes on
+ * one database, and sends each request to one of them at random, as a load balancer would. */
+export const INSTANCES = Number(process.env.CALLSTATE_TEST_INSTANCES || 1);
+if (INSTANCES > 1 && BACKEND !== 'postgres') throw new Error('CALLSTATE_TEST_INSTANCES > 1 needs CALLSTATE_TEST_BACKEND=postgres');
 export const LIVEKIT_URL = 'ws://127.0.0.1:7880';
 export const TOKEN_TTL_S = 900;
 
@@ -31,6 +43,7 @@ process.on('exit', () => {
   }
   for (const d of tmpDirs) {
     try { fs.rmSync(d, { recursive: true, force: true }); } catch { /* best effort */ }
+    try { if (BACKEND === 'postgres') dropDatabase(d); } catch { /* best effort */ }
   }
 });
 
@@ -43,6 +56,38 @@ export function makeTmpDir() {
 export function removeTmpDir(d) {
   fs.rmSync(d, { recursive: true, force: true });
   tmpDirs.delete(d);
+  if (BACKEND === 'postgres') dropDatabase(d);
+}
+
+function psql(db, args) {
+  const r = spawnSync('psql', [`${PG_URL}/${db}`, '-X', '-q', '-v', 'ON_ERROR_STOP=1', ...args], { encoding: 'utf8' });
+  if (r.error) throw r.error;
+  if (r.status !== 0) throw new Error(`psql failed (${r.status}): ${r.stderr}`);
+  return r.stdout;
+}
+
+/** The database of a temp dir (its name is made from the dir's, so restarts find it). */
+function databaseOf(dir) {
+  return 'cs_' + path.basename(dir).toLowerCase().replace(/[^a-z0-9]/g, '_');
+}
+
+const madeDatabases = new Set();
+function dropDatabase(dir) {
+  const db = databaseOf(dir);
+  if (!madeDatabases.has(db)) return;
+  psql('postgres', ['-c', `DROP DATABASE IF EXISTS ${db} WITH (FORCE)`]);
+  madeDatabases.delete(db);
+}
+
+/** The CALLSTATE_DB of a server whose files live in dir. */
+export function dbUrlFor(dir) {
+  if (BACKEND === 'sqlite') return `sqlite:${path.join(dir, 'callstate.db')}`;
+  const db = databaseOf(dir);
+  if (!madeDatabases.has(db)) {
+    psql('postgres', ['-c', `CREATE DATABASE ${db} TEMPLATE template0 ENCODING 'UTF8'`]);
+    madeDatabases.add(db);
+  }
+  return `${PG_URL}/${db}`;
 }
 
 export async function freePort() {
@@ -77,7 +122,7 @@ export function baseEnv(secrets, dir, port, overrides = {}) {
     LIVEKIT_API_SECRET: secrets.apiSecret,
     CALLSTATE_SERVICE_TOKENS: `${secrets.serviceToken},${secrets.serviceToken2}`,
     CALLSTATE_ADMIN_TOKENS: secrets.adminToken,
-    CALLSTATE_DB: `sqlite:${path.join(dir, 'callstate.db')}`,
+    CALLSTATE_DB: dbUrlFor(dir),
     CALLSTATE_LISTEN: `127.0.0.1:${port}`,
     CALLSTATE_TOKEN_TTL_S: String(TOKEN_TTL_S),
   };
@@ -96,13 +141,12 @@ export function runCli(args, env, timeoutMs = 10000) {
 }
 
 export class Server {
-  constructor({ dir, port, env, secrets, ownsDir }) {
+  constructor({ dir, ports, env, secrets, ownsDir }) {
     this.dir = dir;
-    this.port = port;
-    this.env = env;
+    this.ports = ports;
+    this.env = env; // the first instance's; the others differ only in CALLSTATE_LISTEN
     this.secrets = secrets;
     this.ownsDir = ownsDir;
-    this.base = `http://127.0.0.1:${port}`;
     this.stderrChunks = [];
     this.stdoutChunks = [];
     this.exit = null; // {code, signal} once exited
@@ -112,45 +156,64 @@ export class Server {
 
   get stderr() { return Buffer.concat(this.stderrChunks).toString('utf8'); }
   get stdout() { return Buffer.concat(this.stdoutChunks).toString('utf8'); }
+  /** The port of one instance: with several, any of them, as a load balancer would pick. */
+  get port() { return this.ports[Math.floor(Math.random() * this.ports.length)]; }
+  get base() { return `http://127.0.0.1:${this.port}`; }
 
   spawn() {
-    this.child = spawn(BIN, ['serve'], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.exited = new Promise((resolve) => {
-      this.child.on('exit', (code, signal) => {
-        this.exit = { code, signal };
-        live.delete(this);
-        resolve(this.exit);
-      });
-      this.child.on('error', (err) => {
+    const children = this.ports.map((port) => spawn(BIN, ['serve'], {
+      env: { ...this.env, CALLSTATE_LISTEN: `127.0.0.1:${port}` }, stdio: ['ignore', 'pipe', 'pipe'],
+    }));
+    // One handle for all the instances: signals go to each; the exit is the worst of theirs.
+    this.child = {
+      pid: children[0].pid,
+      kill: (sig) => { for (const c of children) c.kill(sig); },
+    };
+    const exits = children.map((c) => new Promise((resolve) => {
+      c.on('exit', (code, signal) => resolve({ code, signal }));
+      c.on('error', (err) => {
         this.stderrChunks.push(Buffer.from(`\n[harness] spawn error: ${err.message}\n`));
-        this.exit = { code: null, signal: null, error: err };
-        live.delete(this);
-        resolve(this.exit);
+        resolve({ code: null, signal: null, error: err });
       });
+    }));
+    this.exited = Promise.all(exits).then((all) => {
+      this.exit = all.find((x) => x.signal || x.error || x.code !== 0) || all[0];
+      live.delete(this);
+      return this.exit;
     });
-    this.child.stderr.on('data', (b) => this.stderrChunks.push(b));
-    this.child.stdout.on('data', (b) => this.stdoutChunks.push(b));
+    // Any instance that stops early stops the test's server: seen by waitHealthy.
+    this.firstExit = Promise.race(exits);
+    for (const c of children) {
+      c.stderr.on('data', (b) => this.stderrChunks.push(b));
+      c.stdout.on('data', (b) => this.stdoutChunks.push(b));
+    }
     live.add(this);
   }
 
   async waitHealthy(timeoutMs = 10000) {
     const deadline = Date.now() + timeoutMs;
-    let last = 'no answer';
-    while (Date.now() < deadline) {
-      if (this.exit) {
-        throw new Error(`callstate exited early (${JSON.stringify(this.exit)}) before /healthz; stderr:\n${this.stderr}`);
+    let early = null;
+    this.firstExit.then((x) => { early = x; });
+    for (const port of this.ports) {
+      let last = 'no answer';
+      for (;;) {
+        if (early || this.exit) {
+          throw new Error(`callstate exited early (${JSON.stringify(early || this.exit)}) before /healthz; stderr:\n${this.stderr}`);
+        }
+        if (Date.now() > deadline) {
+          throw new Error(`callstate did not answer GET /healthz 200 within ${timeoutMs} ms (last: ${last}); stderr:\n${this.stderr}`);
+        }
+        try {
+          const r = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(1000) });
+          await r.arrayBuffer();
+          if (r.status === 200) break;
+          last = `status ${r.status}`;
+        } catch (e) {
+          last = e.cause?.code || e.message;
+        }
+        await sleep(50);
       }
-      try {
-        const r = await fetch(`${this.base}/healthz`, { signal: AbortSignal.timeout(1000) });
-        await r.arrayBuffer();
-        if (r.status === 200) return;
-        last = `status ${r.status}`;
-      } catch (e) {
-        last = e.cause?.code || e.message;
-      }
-      await sleep(50);
     }
-    throw new Error(`callstate did not answer GET /healthz 200 within ${timeoutMs} ms (last: ${last}); stderr:\n${this.stderr}`);
   }
 
   /**
@@ -276,15 +339,16 @@ export class Server {
 /**
  * Start `callstate serve`. opts.env: per-test overrides (undefined/null deletes a setting);
  * opts.dir/opts.secrets/opts.port: reuse a previous server's database and credentials
- * (restart tests).
+ * (restart tests); opts.instances: how many processes (CALLSTATE_TEST_INSTANCES by default).
  */
 export async function startServer(opts = {}) {
   const ownsDir = !opts.dir;
   const dir = opts.dir || makeTmpDir();
   const secrets = opts.secrets || makeSecrets();
-  const port = opts.port || await freePort();
-  const env = baseEnv(secrets, dir, port, opts.env || {});
-  const srv = new Server({ dir, port, env, secrets, ownsDir });
+  const ports = opts.port ? [opts.port] : [];
+  while (ports.length < (opts.instances ?? INSTANCES)) ports.push(await freePort());
+  const env = baseEnv(secrets, dir, ports[0], opts.env || {});
+  const srv = new Server({ dir, ports, env, secrets, ownsDir });
   srv.spawn();
   try {
     await srv.waitHealthy(opts.healthTimeoutMs ?? 10000);
@@ -563,11 +627,21 @@ export function byCall(events) {
 // The database behind a server, past callstate: for planting what callstate never writes.
 
 /**
- * Run one SQL statement on srv's database, with text parameters bound as @p1, @p2, ... (the
- * sqlite3 shell's named parameters). Throws if it fails.
+ * Run one SQL statement on srv's database, with text parameters written @p1, @p2, ... and
+ * bound as such (the sqlite3 shell's named parameters; psql's :'p1' variables). Throws if it
+ * fails; returns what it printed.
  */
 export function rawSql(srv, sql, params = []) {
   const url = srv.env.CALLSTATE_DB;
+  if (url.startsWith('postgresql://')) {
+    const args = [];
+    params.forEach((v, i) => args.push('-v', `p${i + 1}=${v}`));
+    // On stdin: psql interpolates :'pN' there, not in -c.
+    const r = spawnSync('psql', [url, '-X', '-q', '-t', '-A', '-v', 'ON_ERROR_STOP=1', ...args],
+      { input: `${sql.replace(/@p(\d+)/g, ":'p$1'")};\n`, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`psql failed (${r.status}): ${r.stderr}`);
+    return r.stdout;
+  }
   assert.ok(url.startsWith('sqlite:'), `rawSql: unsupported database ${url}`);
   const quote = (v) => `'${String(v).replaceAll("'", "''")}'`;
   const args = ['-bail', '-cmd', '.timeout 5000'];

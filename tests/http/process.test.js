@@ -9,7 +9,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import {
   BIN, startServer, shutdown, runCli, baseEnv, makeSecrets, makeTmpDir, removeTmpDir, freePort,
-  assertToken, newCall, uid, sleep,
+  assertToken, newCall, uid, sleep, BACKEND, rawSql,
 } from './harness.js';
 
 const dirs = [];
@@ -175,7 +175,8 @@ describe('migrate', () => {
     const { env, dir } = await envFor();
     const r1 = runCli(['migrate'], env, 10000);
     assert.equal(r1.code, 0, r1.stderr);
-    assert.ok(fs.existsSync(path.join(dir, 'callstate.db')), 'the database file exists');
+    if (BACKEND === 'sqlite') assert.ok(fs.existsSync(path.join(dir, 'callstate.db')), 'the database file exists');
+    else assert.match(rawSql({ env }, 'SELECT max(version) FROM schema_version'), /^[1-9]/, 'the schema is there');
     const r2 = runCli(['migrate'], env, 10000);
     assert.equal(r2.code, 0, r2.stderr);
     const srv = await startServer({ dir, secrets: undefined, env: {} });

@@ -1,6 +1,6 @@
-/* The calls service over a real SQLite database with a hand-driven clock: every action commits
- * the call with its feed events, timers fire when due (also after a restart), and idempotent
- * creation replays. */
+/* The calls service over a real database (SQLite, or PostgreSQL: see rawdb.h) with a
+ * hand-driven clock: every action commits the call with its feed events, timers fire when due
+ * (also after a restart), and idempotent creation replays. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +28,7 @@ static struct calls cs;
 static void open_db(void)
 {
 	int applied;
-	cr_assert_eq(storage_open(url, &st), ERR_OK);
+	cr_assert_eq(storage_open(url, NULL, &st), ERR_OK);
 	cr_assert_eq(storage_migrate(st, &applied), ERR_OK);
 	cs = (struct calls){
 		.st = st,
@@ -42,7 +42,7 @@ static void open_db(void)
 static void setup(void)
 {
 	cr_assert_not_null(mkdtemp(dir));
-	snprintf(url, sizeof url, "sqlite:%s/calls.db", dir);
+	rawdb_fresh(dir, "callstate_test_calls", url, sizeof url);
 	cr_assert_eq(tokens_signer_init(&signer, "key", "secret-0123456789abcdef0123456789"), ERR_OK);
 	fake_now = T0;
 	open_db();

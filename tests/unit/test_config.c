@@ -80,6 +80,8 @@ Test(config, defaults)
 	cr_assert_str_eq(c.api_key.secret, SECRET);
 	cr_assert_eq(c.n_extra_keys, 0);
 	cr_assert_str_eq(c.db_url, "sqlite:callstate.db");
+	cr_assert_eq(c.db_pool, 8);
+	cr_assert(c.db_prepared);
 	cr_assert_str_eq(c.listen_host, "127.0.0.1");
 	cr_assert_eq(c.listen_port, 8080);
 	cr_assert_eq(c.threads, 1536);
@@ -102,6 +104,8 @@ Test(config, every_setting_from_env)
 		       "LIVEKIT_URL=wss://lk.example.com",
 		       "LIVEKIT_KEYS=old: oldsecret",
 		       "CALLSTATE_DB=postgresql://u:p@db/callstate",
+		       "CALLSTATE_DB_POOL=1024",
+		       "CALLSTATE_DB_PREPARED=off",
 		       "CALLSTATE_LISTEN=[::1]:9000",
 		       "CALLSTATE_THREADS=16384",
 		       "CALLSTATE_IDLE_TIMEOUT_MS=100",
@@ -119,6 +123,8 @@ Test(config, every_setting_from_env)
 	cr_assert_str_eq(c.livekit_url, "wss://lk.example.com");
 	cr_assert_eq(c.n_extra_keys, 1);
 	cr_assert_str_eq(c.db_url, "postgresql://u:p@db/callstate");
+	cr_assert_eq(c.db_pool, 1024);
+	cr_assert_not(c.db_prepared);
 	cr_assert_str_eq(c.listen_host, "::1");
 	cr_assert_eq(c.listen_port, 9000);
 	cr_assert_eq(c.threads, 16384);
@@ -400,6 +406,10 @@ static const struct invalid invalid[] = {
 	{{"CALLSTATE_DB_FILE=/nonexistent/db-url"},
 	 "CALLSTATE_DB: cannot read file /nonexistent/db-url: No such file or directory"},
 	{{"CALLSTATE_DB_FILE=/"}, "CALLSTATE_DB: cannot read file /: Is a directory"},
+	{{"CALLSTATE_DB_POOL=0"}, INTEGER("CALLSTATE_DB_POOL", 1, 1024)},
+	{{"CALLSTATE_DB_POOL=1025"}, INTEGER("CALLSTATE_DB_POOL", 1, 1024)},
+	{{"CALLSTATE_DB_PREPARED=yes"}, "CALLSTATE_DB_PREPARED: must be on or off"},
+	{{"CALLSTATE_DB_PREPARED="}, "CALLSTATE_DB_PREPARED: must be on or off"},
 	{{"CALLSTATE_LISTEN=8080"}, LISTEN_MSG},
 	{{"CALLSTATE_LISTEN=:8080"}, LISTEN_MSG},
 	{{"CALLSTATE_LISTEN=::1:8080"}, LISTEN_MSG},

@@ -1,6 +1,6 @@
-/* The storage contract, written against struct storage only so that it runs on every backend:
- * CALLSTATE_TEST_DB_URL names the database, else each test gets a fresh SQLite file in a temp
- * dir. Tests keep to their own ids, users and created_at window, so a shared database works. */
+/* The storage contract, written against struct storage only so that it runs on every backend
+ * (rawdb.h picks it from the environment): each test gets an empty database of its own. Tests
+ * also keep to their own ids, users and created_at window. */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <pthread.h>
@@ -11,14 +11,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rawdb.h"
 #include "storage.h"
 
 #define WINDOW 100000 /* width of a test's created_at window; see test_start() */
 
 static struct storage *st;
-static char dir[256]; /* "" when CALLSTATE_TEST_DB_URL is set */
+static char dir[256];
 static char url[512];
-static bool fresh;    /* the database is this test's own, empty before setup */
 static unsigned tag;  /* in every id, user and chat of this test */
 static int64_t base;  /* this test's created_at window is [base, base + WINDOW) */
 
@@ -38,28 +38,20 @@ static bool is_sqlite(void)
 
 static void open_storage(void)
 {
-	cr_assert_eq(storage_open(url, &st), ERR_OK, "storage_open(%s)", url);
+	cr_assert_eq(storage_open(url, NULL, &st), ERR_OK, "storage_open(%s)", url);
 }
 
 static void setup(void)
 {
-	const char *env = getenv("CALLSTATE_TEST_DB_URL");
 	int64_t us = now_us();
 	tag = (unsigned)us ^ ((unsigned)getpid() << 20);
 	/* A test takes well over a millisecond, so windows 100x the microsecond clock never meet
 	 * (and stay far above the realistic times some tests use). */
 	base = us * 100;
-	fresh = !env || !*env;
-	if (fresh) {
-		const char *tmp = getenv("TMPDIR");
-		snprintf(dir, sizeof dir, "%s/callstate-storage-XXXXXX",
-			 tmp && *tmp ? tmp : "/tmp");
-		cr_assert(mkdtemp(dir), "mkdtemp");
-		snprintf(url, sizeof url, "sqlite:%s/test.db", dir);
-	} else {
-		dir[0] = 0;
-		snprintf(url, sizeof url, "%s", env);
-	}
+	const char *tmp = getenv("TMPDIR");
+	snprintf(dir, sizeof dir, "%s/callstate-storage-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	cr_assert(mkdtemp(dir), "mkdtemp");
+	rawdb_fresh(dir, "callstate_test_storage", url, sizeof url);
 	open_storage();
 	int applied = -1;
 	cr_assert_eq(storage_migrate(st, &applied), ERR_OK);
@@ -69,8 +61,6 @@ static void teardown(void)
 {
 	storage_close(st);
 	st = NULL;
-	if (!dir[0])
-		return;
 	DIR *d = opendir(dir);
 	struct dirent *ent;
 	while (d && (ent = readdir(d))) {
@@ -295,9 +285,32 @@ static struct call *get(const char *id)
 	return c;
 }
 
+/* The seq the feed gave the event of this id (storage.h rule 4: not known at append). */
+static int64_t seq_of(const char *id)
+{
+	int64_t after = 0;
+	for (;;) {
+		struct event_page page = {0};
+		cr_assert_eq(storage_events_after(st, after, 500, &page), ERR_OK);
+		for (size_t i = 0; i < page.n; i++) {
+			if (strcmp(page.events[i].id, id) == 0) {
+				int64_t seq = page.events[i].seq;
+				event_page_finish(&page);
+				return seq;
+			}
+			after = page.events[i].seq;
+		}
+		size_t n = page.n;
+		event_page_finish(&page);
+		cr_assert_eq(n, 500, "event %s is not in the feed", id);
+	}
+}
+
+/* Appends ev in a transaction of its own; returns, and sets, the seq it got. */
 static int64_t append(struct event *ev)
 {
 	cr_assert_eq(storage_transact(st, tx_append, ev), ERR_OK, "append %s", ev->id);
+	ev->seq = seq_of(ev->id);
 	return ev->seq;
 }
 
@@ -306,9 +319,9 @@ static int64_t append(struct event *ev)
 Test(storage, open_rejects_unknown_scheme)
 {
 	struct storage *other = NULL;
-	cr_assert_eq(storage_open("mysql://localhost/db", &other), ERR_INVALID);
-	cr_assert_eq(storage_open("", &other), ERR_INVALID);
-	cr_assert_eq(storage_open("sqlite:", &other), ERR_INVALID);
+	cr_assert_eq(storage_open("mysql://localhost/db", NULL, &other), ERR_INVALID);
+	cr_assert_eq(storage_open("", NULL, &other), ERR_INVALID);
+	cr_assert_eq(storage_open("sqlite:", NULL, &other), ERR_INVALID);
 	cr_assert_null(other);
 }
 
@@ -334,13 +347,11 @@ Test(storage, migrate_is_idempotent)
 
 Test(storage, migrate_applies_to_an_empty_database)
 {
-	if (!fresh)
-		cr_skip_test("needs an empty database of its own");
 	struct storage *empty = NULL;
 	char empty_url[600];
 	int v0 = -1, v1 = -1, v2 = -1, applied = -1, again = -1;
-	snprintf(empty_url, sizeof empty_url, "sqlite:%s/empty.db", dir);
-	cr_assert_eq(storage_open(empty_url, &empty), ERR_OK);
+	rawdb_fresh(dir, "callstate_test_storage_empty", empty_url, sizeof empty_url);
+	cr_assert_eq(storage_open(empty_url, NULL, &empty), ERR_OK);
 	cr_assert_eq(storage_schema_version(empty, &v0), ERR_OK);
 	cr_assert_eq(v0, 0);
 	cr_assert_eq(storage_migrate(empty, &applied), ERR_OK);
@@ -541,9 +552,9 @@ static enum err tx_get_unknown(struct storage_tx *tx, void *arg)
 {
 	enum err *errs = arg;
 	struct call *c = NULL;
-	struct idempotency rec;
 	errs[0] = storage_tx_call_get(tx, "00000000-0000-7000-8000-000000000000", &c);
-	errs[1] = storage_tx_idempotency_get(tx, "nobody", "no-key", &rec);
+	errs[1] = storage_tx_call_get_due(tx, "00000000-0000-7000-8000-000000000000",
+					  INT64_MAX, &c);
 	return ERR_OK;
 }
 
@@ -760,41 +771,38 @@ Test(storage, page_finish_accepts_zeroed_pages)
 
 struct idem_op {
 	const char *caller, *key;
-	struct idempotency rec; /* put: the record; get: the result */
-	bool put;
-	enum err get_result;
+	struct idempotency rec;  /* the claim */
+	int64_t live_after;
+	struct idempotency live; /* the live record, on ERR_CONFLICT */
+	enum err result;
 };
 
 static enum err tx_idem(struct storage_tx *tx, void *arg)
 {
 	struct idem_op *op = arg;
-	if (op->put)
-		return storage_tx_idempotency_put(tx, op->caller, op->key, &op->rec);
-	op->get_result = storage_tx_idempotency_get(tx, op->caller, op->key, &op->rec);
-	return ERR_OK;
+	op->result = storage_tx_idempotency_claim(tx, op->caller, op->key, &op->rec,
+						  op->live_after, &op->live);
+	return op->result == ERR_CONFLICT ? ERR_OK : op->result;
 }
 
-static enum err idem_get(const char *caller, const char *key, struct idempotency *ret)
+/* Claims (caller, key) for rec; ERR_CONFLICT fills *ret_live. */
+static enum err idem_claim(const char *caller, const char *key, const struct idempotency *rec,
+			   int64_t live_after, struct idempotency *ret_live)
 {
-	struct idem_op op = {.caller = caller, .key = key};
+	struct idem_op op = {.caller = caller, .key = key, .rec = *rec, .live_after = live_after};
 	cr_assert_eq(storage_transact(st, tx_idem, &op), ERR_OK);
-	if (op.get_result == ERR_OK)
-		*ret = op.rec;
-	return op.get_result;
+	if (op.result == ERR_CONFLICT && ret_live)
+		*ret_live = op.live;
+	return op.result;
 }
 
-static void idem_put(const char *caller, const char *key, const struct idempotency *rec)
-{
-	struct idem_op op = {.caller = caller, .key = key, .rec = *rec, .put = true};
-	cr_assert_eq(storage_transact(st, tx_idem, &op), ERR_OK);
-}
-
-Test(storage, idempotency_get_put_replace)
+Test(storage, idempotency_claim_live_and_expired)
 {
 	char alice[64], bob[64];
 	make_name(alice, sizeof alice, "alice");
 	make_name(bob, sizeof bob, "bob");
-	struct idempotency got, first = {.created_at = 1767225600000}, second = {.created_at = 7};
+	struct idempotency got, first = {.created_at = 1767225600000},
+				second = {.created_at = 1767225600000 + 86400000};
 	make_id(first.call_id, 1);
 	make_id(second.call_id, 2);
 	for (size_t i = 0; i < sizeof first.request_hash; i++) {
@@ -802,17 +810,17 @@ Test(storage, idempotency_get_put_replace)
 		second.request_hash[i] = (unsigned char)(0xff - i); /* includes a 0 byte */
 	}
 
-	cr_assert_eq(idem_get(alice, "k1", &got), ERR_NOT_FOUND);
-	idem_put(alice, "k1", &first);
-	cr_assert_eq(idem_get(alice, "k1", &got), ERR_OK);
+	cr_assert_eq(idem_claim(alice, "k1", &first, 0, NULL), ERR_OK, "a new key is claimed");
+	cr_assert_eq(idem_claim(alice, "k1", &second, first.created_at, &got), ERR_CONFLICT,
+		     "a record created at live_after is live");
 	cr_assert_str_eq(got.call_id, first.call_id);
 	cr_assert_arr_eq(got.request_hash, first.request_hash, sizeof got.request_hash);
 	cr_assert_eq(got.created_at, first.created_at);
-	/* Keys are per caller. */
-	cr_assert_eq(idem_get(bob, "k1", &got), ERR_NOT_FOUND);
+	cr_assert_eq(idem_claim(bob, "k1", &second, 0, NULL), ERR_OK, "keys are per caller");
 
-	idem_put(alice, "k1", &second);
-	cr_assert_eq(idem_get(alice, "k1", &got), ERR_OK);
+	/* Expired (created before live_after): the new claim replaces it. */
+	cr_assert_eq(idem_claim(alice, "k1", &second, first.created_at + 1, NULL), ERR_OK);
+	cr_assert_eq(idem_claim(alice, "k1", &first, 0, &got), ERR_CONFLICT);
 	cr_assert_str_eq(got.call_id, second.call_id);
 	cr_assert_arr_eq(got.request_hash, second.request_hash, sizeof got.request_hash);
 	cr_assert_eq(got.created_at, second.created_at);
@@ -854,7 +862,7 @@ Test(storage, webhook_redelivery_is_a_conflict_the_transaction_survives)
 	cr_assert_eq(storage_transact(st, tx_webhook, &op), ERR_OK);
 	cr_assert_eq(op.insert_result, ERR_CONFLICT);
 	struct event_page page = {0};
-	cr_assert_eq(storage_events_after(st, op.ev.seq - 1, 10, &page), ERR_OK);
+	cr_assert_eq(storage_events_after(st, seq_of(op.ev.id) - 1, 10, &page), ERR_OK);
 	cr_assert_eq(page.n, 1);
 	cr_assert_str_eq(page.events[0].id, op.ev.id);
 	event_page_finish(&page);
@@ -1218,7 +1226,7 @@ Test(storage, calls_due_earliest_first)
 		mine++;
 	}
 	cr_assert_eq(mine, 3);
-	if (fresh) {
+	{
 		cr_assert_eq(storage_calls_due(st, base + 100, NULL, 2, due, &n), ERR_OK);
 		cr_assert_eq(n, 2);
 		cr_assert_str_eq(due[1].id, calls[2]->id);
@@ -1251,7 +1259,7 @@ Test(storage, data_survives_close_and_reopen)
 	make_id(rec.call_id, 1);
 	char alice[64];
 	make_name(alice, sizeof alice, "alice");
-	idem_put(alice, "k", &rec);
+	cr_assert_eq(idem_claim(alice, "k", &rec, 0, NULL), ERR_OK);
 
 	storage_close(st);
 	st = NULL;
@@ -1263,8 +1271,9 @@ Test(storage, data_survives_close_and_reopen)
 	cr_assert_eq(storage_events_after(st, ev.seq - 1, 1, &page), ERR_OK);
 	cr_assert_eq(page.n, 1);
 	cr_assert_str_eq(page.events[0].id, ev.id);
-	struct idempotency back;
-	cr_assert_eq(idem_get(alice, "k", &back), ERR_OK);
+	struct idempotency back, other = {.created_at = 6};
+	make_id(other.call_id, 3);
+	cr_assert_eq(idem_claim(alice, "k", &other, 0, &back), ERR_CONFLICT);
 	cr_assert_str_eq(back.call_id, rec.call_id);
 	event_page_finish(&page);
 	event_finish(&ev);
@@ -1362,6 +1371,6 @@ Test(storage, sqlite_unopenable_path_is_unavailable)
 	if (!is_sqlite())
 		cr_skip_test("SQLite property");
 	struct storage *other = NULL;
-	cr_assert_eq(storage_open("sqlite:/nonexistent-dir/x/test.db", &other), ERR_UNAVAILABLE);
+	cr_assert_eq(storage_open("sqlite:/nonexistent-dir/x/test.db", NULL, &other), ERR_UNAVAILABLE);
 	cr_assert_null(other);
 }

@@ -1,5 +1,5 @@
 /* A thread that runs one function every period and stops promptly when asked: the timers'
- * pass and the body-deadline watchdog. */
+ * pass, the body-deadline watchdog, and the PostgreSQL backend's feed numbering. */
 #pragma once
 
 #include <stdbool.h>

@@ -1,0 +1,112 @@
+/* How the records of storage.h map to table columns, shared by the backends so that SQLite
+ * and PostgreSQL store the same values the same way: enums by their model.h names, unset
+ * times and empty strings as NULL, flags as 0/1 (PostgreSQL booleans read back as "t"/"f").
+ * A backend binds the values a record becomes, and hands a result row back as values; it
+ * never maps a field itself. Only db/ includes this header. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "storage.h"
+
+/* One column's value. Texts and blobs are borrowed: from the record being written, or from
+ * the driver's row being read. */
+enum db_type { DB_NULL, DB_INT, DB_TEXT, DB_BLOB };
+struct db_value {
+	enum db_type type;
+	int64_t i;     /* DB_INT */
+	const char *p; /* DB_TEXT (NUL-terminated) and DB_BLOB */
+	size_t len;    /* bytes at p */
+};
+
+/* The columns of a call row, in this order (the "c." alias is the statements' own). */
+#define CALL_COLS                                                                                  \
+	"c.id, c.room, c.kind, c.status, c.outcome, c.caller, c.chat_id, c.metadata, "             \
+	"c.created_at, c.answered_at, c.ended_at, c.end_cause, c.room_end_reason, "                \
+	"c.room_finished_at, c.ring_timeout_s, c.ring_deadline, c.join_deadline, "                 \
+	"c.next_deadline, c.version"
+enum call_col {
+	CC_ID,
+	CC_ROOM,
+	CC_KIND,
+	CC_STATUS,
+	CC_OUTCOME,
+	CC_CALLER,
+	CC_CHAT_ID,
+	CC_METADATA,
+	CC_CREATED_AT,
+	CC_ANSWERED_AT,
+	CC_ENDED_AT,
+	CC_END_CAUSE,
+	CC_ROOM_END_REASON,
+	CC_ROOM_FINISHED_AT,
+	CC_RING_TIMEOUT_S,
+	CC_RING_DEADLINE,
+	CC_JOIN_DEADLINE,
+	CC_NEXT_DEADLINE,
+	CC_VERSION,
+	CC_COUNT
+};
+
+#define MEMBER_COLS                                                                                \
+	"user_id, role, invite, name, in_room, left_call, responded_at, token_minted_at, "         \
+	"first_joined_at, last_left_at"
+#define MEMBER_COUNT 10
+#define PARTICIPANT_COLS                                                                           \
+	"sid, user_id, joined_at, left_at, disconnect_reason, aborted, left_inferred, observer, "  \
+	"screen_share_at, screen_share_ended_at"
+#define PARTICIPANT_COUNT 10
+/* Written as these; read back as "seq, " EVENT_COLS. */
+#define EVENT_COLS "id, type, at, call_id, call_version, data"
+#define EVENT_COUNT 6
+/* A call's stored view: what lists and reads copy. */
+#define VIEW_COLS "c.id, c.created_at, c.next_deadline, c.view"
+#define VIEW_COUNT 4
+
+/* ---- writing: the values of a record, in column order ---- */
+/* Returns false for a record the model cannot hold (an enum out of range): a caller bug. */
+bool rows_call_values(const struct call *c, struct db_value out[CC_COUNT]);
+bool rows_member_values(const struct member *m, struct db_value out[MEMBER_COUNT]);
+void rows_participant_values(const struct participant *p, struct db_value out[PARTICIPANT_COUNT]);
+void rows_event_values(const struct event *ev, struct db_value out[EVENT_COUNT]);
+
+/* Whether member i of c, or the session of c->participants[i], is as in loaded (the call as
+ * read at the start of the transaction, or NULL): a backend writes only the rows that changed. */
+bool rows_member_unchanged(const struct call *c, const struct call *loaded, size_t i);
+bool rows_session_unchanged(const struct call *c, const struct call *loaded, size_t i);
+
+/* ---- the history list ----
+ * Each backend has one statement per driving index; all take the same parameters:
+ * 1-2 an exclusive upper bound (created_at, id) from the cursor and until, 3 since, 4 status,
+ * 5 outcome, 6 kind, 7 chat_id (NULL: any), 8 limit + 1 (the extra row says whether more
+ * follow), and 9 the user for LIST_BY_USER. */
+enum list_driver { LIST_BY_USER, LIST_BY_CHAT, LIST_BY_OUTCOME, LIST_BY_STATUS, LIST_BY_ALL };
+#define LIST_PARAM_COUNT 9
+/* The driver (the most selective filter present) and the parameters, *ret_n of them,
+ * borrowing f's strings. False for a filter value that has no name. */
+bool rows_list_values(const struct call_filter *f, struct db_value out[LIST_PARAM_COUNT],
+		      size_t *ret_n, enum list_driver *ret_driver);
+
+/* ---- reading: a row's values back into a record ----
+ * Each returns ERR_OK, ERR_NOMEM, or ERR_INTERNAL for a value the model cannot hold (the
+ * database holds something this build did not write): the caller logs which statement. */
+/* The scalar fields of c, from a call_new() call (its metadata is replaced). */
+enum err rows_read_call(const struct db_value in[CC_COUNT], struct call *c);
+enum err rows_read_member(const struct db_value in[MEMBER_COUNT], struct member *m);
+enum err rows_read_participant(const struct db_value in[PARTICIPANT_COUNT],
+			       struct participant *p);
+/* "seq, " EVENT_COLS; ev->data is malloc'd. */
+enum err rows_read_event(const struct db_value in[EVENT_COUNT + 1], struct event *ev);
+/* VIEW_COLS; v->json is malloc'd. */
+enum err rows_read_view(const struct db_value in[VIEW_COUNT], struct call_view *v);
+/* call_id, request_hash (32 bytes), created_at. */
+enum err rows_read_idempotency(const struct db_value in[3], struct idempotency *rec);
+/* room, kind, status, next_deadline, is member (0/1), invite, name. */
+enum err rows_read_access(const struct db_value in[7], struct call_access *a);
+/* status (NULL: never set), since, open call id, open since, open newest, last left at. */
+enum err rows_read_presence(const struct db_value in[6], struct presence_record *rec);
+/* A call id of a due call, and its deadline. */
+enum err rows_read_due(const struct db_value in[2], struct due_call *d);
