@@ -10,12 +10,21 @@
 #   4. user history      GET  /v1/users/{u}/calls    over SEED_CALLS stored calls
 #   5. admin filter      GET  /v1/calls?status=ended&kind=video   over the same
 #   6. peers, when they can run: the bare CivetWeb ceiling and the Node SDK peer (tokens, webhooks)
+#   7. connection attacks (attack.mjs): ATTACK_IDLE idle connections and ATTACK_SLOW trickling
+#      bodies held open, while a new client asks /healthz and a token every 50 ms
 # and prints callstate's idle RSS and a table of req/s, p50 and p99.
 #
+# BACKEND=postgres runs callstate on a throwaway PostgreSQL server (tools/pg.sh), a database of
+# its own per run, adds webhooks on two instances sharing one database (two wrk processes, half
+# the connections each), and skips the lists (their 1M-call seed is SQLite's). callstate talks
+# to it over loopback TCP, as instances on other machines would.
+#
 # Environment knobs: DURATION (10s), CONNS (32), WRK_THREADS (2), SEED_CALLS (1000000),
-# SERVER_THREADS (64), MEMBERS (2000 calls created for the token bench), WEBHOOK_CONNS ("32 64"),
-# WEBHOOK_PAIRS (60000 joined/left pairs generated per webhook run), SKIP_WEBHOOKS=1, SKIP_PEERS=1,
-# SKIP_BUILD=1 (use build-release as it is), CALLSTATE_BIN (use this binary, no build).
+# SERVER_THREADS (1536, the service's default), MEMBERS (2000 calls created for the token bench),
+# WEBHOOK_CONNS ("32 64"), WEBHOOK_PAIRS (60000 joined/left pairs generated per webhook run),
+# ATTACK_IDLE (1000), ATTACK_SLOW (200), ATTACK_SECONDS (20), SKIP_WEBHOOKS=1, SKIP_HISTORY=1,
+# SKIP_PEERS=1, SKIP_ATTACK=1, SKIP_BUILD=1 (use build-release as it is), CALLSTATE_BIN (use
+# this binary, no build).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,10 +35,15 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 WRK_THREADS=${WRK_THREADS:-2}
 SEED_CALLS=${SEED_CALLS:-1000000}
-SERVER_THREADS=${SERVER_THREADS:-64}
+SERVER_THREADS=${SERVER_THREADS:-1536}
 MEMBERS=${MEMBERS:-2000}
 WEBHOOK_CONNS=${WEBHOOK_CONNS:-"32 64"}
 WEBHOOK_PAIRS=${WEBHOOK_PAIRS:-60000}
+ATTACK_IDLE=${ATTACK_IDLE:-1000}
+ATTACK_SLOW=${ATTACK_SLOW:-200}
+ATTACK_SECONDS=${ATTACK_SECONDS:-20}
+BACKEND=${BACKEND:-sqlite}
+case "$BACKEND" in sqlite | postgres) ;; *) echo "BACKEND must be sqlite or postgres" >&2; exit 2 ;; esac
 if [ "$SEED_CALLS" -ge 1000000 ] && [ $((SEED_CALLS % 1000000)) -eq 0 ]; then SEED_LABEL="$((SEED_CALLS / 1000000))M calls"
 else SEED_LABEL="$SEED_CALLS calls"; fi
 if [ "$SERVER_THREADS" -lt "$CONNS" ]; then
@@ -73,6 +87,7 @@ cleanup() {
 	for p in "${PIDS[@]:-}"; do
 		[ -n "$p" ] && wait "$p" 2>/dev/null || true
 	done
+	[ "$BACKEND" != postgres ] || pg_stop
 	rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
@@ -94,11 +109,35 @@ ADM_TOKEN="bench-adm-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 API_KEY=APIbenchkey
 API_SECRET=bench-secret-0123456789abcdef0123456789abcdef
 
-start_callstate() { # start_callstate DBFILE PORT LOG → sets CS_PID
+if [ "$BACKEND" = postgres ]; then
+	need psql postgresql-client
+	need /usr/lib/postgresql/15/bin/postgres postgresql
+	. "$ROOT/tools/pg.sh"
+	pg_start
+fi
+# db_url NAME: the CALLSTATE_DB of the run NAME (a SQLite file, or a PostgreSQL database made
+# on first use).
+db_url() {
+	if [ "$BACKEND" = sqlite ]; then
+		echo "sqlite:$WORK/$1.db"
+		return
+	fi
+	psql "$PG_URL/postgres" -X -q -c "CREATE DATABASE bench_$1" 2>/dev/null || true
+	echo "$PG_URL/bench_$1"
+}
+# db_query NAME SQL: one value from the database of the run NAME.
+db_query() {
+	if [ "$BACKEND" = sqlite ]; then
+		sqlite3 "$WORK/$1.db" "$2"
+	else
+		psql "$PG_URL/bench_$1" -X -q -t -A -c "$2"
+	fi
+}
+start_callstate() { # start_callstate NAME PORT LOG → sets CS_PID
 	env -i PATH="$PATH" \
 		LIVEKIT_API_KEY=$API_KEY LIVEKIT_API_SECRET=$API_SECRET \
 		CALLSTATE_SERVICE_TOKENS="$SVC_TOKEN" CALLSTATE_ADMIN_TOKENS="$ADM_TOKEN" \
-		CALLSTATE_DB="sqlite:$1" CALLSTATE_LISTEN="127.0.0.1:$2" \
+		CALLSTATE_DB="$(db_url "$1")" CALLSTATE_LISTEN="127.0.0.1:$2" \
 		CALLSTATE_THREADS="$SERVER_THREADS" CALLSTATE_RING_TIMEOUT_S=300 \
 		"$BIN" serve 2>"$3" &
 	CS_PID=$!
@@ -176,7 +215,7 @@ gen_webhooks() {
 # ---------------------------------------------------------------------------------------------
 # 1 + 2: tokens and creation on a fresh database
 PORT=$(free_port)
-start_callstate "$WORK/fresh.db" "$PORT" "$WORK/fresh.log"
+start_callstate fresh "$PORT" "$WORK/fresh.log"
 IDLE_RSS=$(rss_kb "$CS_PID")
 echo "== callstate idle RSS: ${IDLE_RSS} kB" >&2
 
@@ -239,7 +278,7 @@ else
 			continue
 		fi
 		PORT=$(free_port)
-		start_callstate "$WORK/webhooks-$wc.db" "$PORT" "$WORK/webhooks-$wc.log"
+		start_callstate "webhooks$wc" "$PORT" "$WORK/webhooks-$wc.log"
 		create_calls "$PORT" "$WORK/wh-members-$wc.tsv" "wh$wc"
 		prefix="b$wc$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 		gen_webhooks "$WORK/wh-members-$wc.tsv" "$WEBHOOK_PAIRS" "$WORK/webhooks-$wc.txt" "$prefix"
@@ -247,7 +286,7 @@ else
 			"$BENCH/webhook.lua" "$WORK/webhooks-$wc.txt" "$WRK_THREADS"
 		alive "$CS_PID" "$WORK/webhooks-$wc.log"
 		# Every 200 means stored: count what this run's ids left in the database.
-		stored=$(sqlite3 "$WORK/webhooks-$wc.db" "SELECT count(*) FROM webhooks WHERE substr(id, 1, $((${#prefix} + 4))) = 'EV_${prefix}_'")
+		stored=$(db_query "webhooks$wc" "SELECT count(*) FROM webhooks WHERE substr(id, 1, $((${#prefix} + 4))) = 'EV_${prefix}_'")
 		acked=$(awk '/requests in/ { t = $1 } /Non-2xx or 3xx responses:/ { n = $NF } END { print t - n }' "$LAST_WRK_OUT")
 		note "stored $stored (acked $acked)"
 		echo "== webhooks: this run's ids stored $stored, 2xx answers $acked" >&2
@@ -255,10 +294,47 @@ else
 		rm -f "$WORK/webhooks-$wc.txt"
 		stop_pid "$CS_PID"
 	done
+	# Two instances on one PostgreSQL database, behind no balancer: a wrk of its own for each,
+	# with half the connections and events of its own, started together; their rates add up.
+	if [ "$BACKEND" = postgres ]; then
+		wc=$(echo "$WEBHOOK_CONNS" | awk '{print $1}')
+		PORT_A=$(free_port)
+		start_callstate webhooks2i "$PORT_A" "$WORK/webhooks-2i-a.log"
+		PID_A=$CS_PID
+		PORT_B=$(free_port)
+		start_callstate webhooks2i "$PORT_B" "$WORK/webhooks-2i-b.log"
+		PID_B=$CS_PID
+		create_calls "$PORT_A" "$WORK/wh-members-2i.tsv" wh2i
+		for half in a b; do
+			prefix="i$half$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+			gen_webhooks "$WORK/wh-members-2i.tsv" "$((WEBHOOK_PAIRS / 2))" "$WORK/webhooks-2i-$half.txt" "$prefix"
+		done
+		wrks=()
+		for half in a b; do
+			port=$PORT_A
+			[ "$half" = a ] || port=$PORT_B
+			wrk -t1 -c"$((wc / 2))" -d"$DURATION" --timeout 5s --latency -s "$BENCH/webhook.lua" \
+				"http://127.0.0.1:$port" -- "$WORK/webhooks-2i-$half.txt" 1 >"$WORK/wrk-2i-$half.txt" 2>&1 &
+			wrks+=($!)
+		done
+		wait "${wrks[@]}" || true
+		alive "$PID_A" "$WORK/webhooks-2i-a.log"
+		alive "$PID_B" "$WORK/webhooks-2i-b.log"
+		rate=$(awk '/^Requests\/sec:/ { s += $2 } END { printf "%.0f", s }' "$WORK"/wrk-2i-*.txt)
+		p99=$(awk '/^ +99%/ { print $2 }' "$WORK"/wrk-2i-*.txt | tr '\n' '/' | sed 's|/$||')
+		printf '%s\t%s\t-\t-\tp99 per instance %s\n' "webhooks, 2 instances on one database (c=$wc)" "$rate" "$p99" >>"$RESULTS"
+		WEBHOOK_SUMMARY+=("webhooks on 2 instances at $wc connections in all: $rate events/s (p99 $p99)")
+		stop_pid "$PID_A"
+		stop_pid "$PID_B"
+	fi
 fi
 
 # ---------------------------------------------------------------------------------------------
 # 4 + 5: lists over SEED_CALLS stored calls
+SEEDED_RSS=-
+if [ -n "${SKIP_HISTORY:-}" ] || [ "$BACKEND" != sqlite ]; then
+	echo "== history and admin lists skipped (SKIP_HISTORY, or a backend other than sqlite)" >&2
+else
 SEEDED="$WORK/seeded.db"
 env -i PATH="$PATH" LIVEKIT_API_KEY=$API_KEY LIVEKIT_API_SECRET=$API_SECRET \
 	CALLSTATE_SERVICE_TOKENS="$SVC_TOKEN" CALLSTATE_DB="sqlite:$SEEDED" "$BIN" migrate 2>"$WORK/migrate.log"
@@ -269,7 +345,7 @@ sed -e "s/@N@/$SEED_CALLS/g" -e "s/@BASE@/$BASE/g" "$BENCH/seed.sql" | sqlite3 "
 SEED_S=$(awk -v a="$SEED_START" -v b="$(date +%s%3N)" 'BEGIN { printf "%.1f", (b - a) / 1000 }')
 echo "== seeded in ${SEED_S}s: $(sqlite3 "$SEEDED" 'SELECT count(*) FROM calls') calls, $(du -h "$SEEDED" | cut -f1)" >&2
 PORT=$(free_port)
-start_callstate "$SEEDED" "$PORT" "$WORK/seeded.log"
+start_callstate seeded "$PORT" "$WORK/seeded.log"
 SEEDED_RSS=$(rss_kb "$CS_PID")
 # sanity: the first page of a user's history and of the admin filter
 curl -sf -H "Authorization: Bearer $SVC_TOKEN" "http://127.0.0.1:$PORT/v1/users/user-00042/calls" |
@@ -281,6 +357,7 @@ curl -sf -H "Authorization: Bearer $ADM_TOKEN" "http://127.0.0.1:$PORT/v1/calls?
 run_wrk "history GET /v1/users/{u}/calls ($SEED_LABEL)" "http://127.0.0.1:$PORT" "$BENCH/get.lua" "$SVC_TOKEN" "/v1/users/%s/calls" 10000
 run_wrk "admin GET /v1/calls?status=ended&kind=video ($SEED_LABEL)" "http://127.0.0.1:$PORT" "$BENCH/get.lua" "$ADM_TOKEN" "/v1/calls?status=ended&kind=video"
 stop_pid "$CS_PID"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # 6: peers
@@ -328,11 +405,28 @@ if [ -z "${SKIP_PEERS:-}" ] && [ -d "$PEERS" ]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
+# 7: connection attacks, against a fresh server and one real call
+ATTACK_REPORT=""
+if [ -z "${SKIP_ATTACK:-}" ] && command -v node >/dev/null; then
+	PORT=$(free_port)
+	start_callstate attack "$PORT" "$WORK/attack.log"
+	attack_call=$(curl -s -H "Authorization: Bearer $SVC_TOKEN" -H 'Content-Type: application/json' \
+		-d '{"caller":"attack-caller","callees":["attack-callee"],"kind":"audio","ring_timeout_s":300}' \
+		"http://127.0.0.1:$PORT/v1/calls" | jq -r .call.id)
+	echo "== attack: $ATTACK_IDLE idle + $ATTACK_SLOW slow-body connections, ${ATTACK_SECONDS}s" >&2
+	ATTACK_REPORT=$(node "$BENCH/attack.mjs" --url "http://127.0.0.1:$PORT" --pid "$CS_PID" \
+		--token "$SVC_TOKEN" --call "$attack_call" --user attack-callee \
+		--idle "$ATTACK_IDLE" --slow "$ATTACK_SLOW" --seconds "$ATTACK_SECONDS" 2>&1) || true
+	stop_pid "$CS_PID"
+fi
+
+# ---------------------------------------------------------------------------------------------
 echo
-echo "$("$BIN" --version 2>/dev/null | head -n1)  ($(nproc) CPUs, wrk -t$WRK_THREADS -c$CONNS -d$DURATION, server threads $SERVER_THREADS)"
+echo "$("$BIN" --version 2>/dev/null | head -n1) on $BACKEND  ($(nproc) CPUs, wrk -t$WRK_THREADS -c$CONNS -d$DURATION, server threads $SERVER_THREADS)"
 echo "RSS: idle ${IDLE_RSS} kB, after the token+create runs ${LOADED_RSS} kB, idle on the ${SEED_CALLS}-call DB ${SEEDED_RSS} kB"
 printf '%-52s %10s %9s %9s  %s\n' "benchmark" "req/s" "p50 ms" "p99 ms" "notes"
 while IFS=$'\t' read -r name rps p50 p99 notes; do
 	printf '%-52s %10s %9s %9s  %s\n' "$name" "$rps" "$p50" "$p99" "$notes"
 done <"$RESULTS"
 for line in "${WEBHOOK_SUMMARY[@]}"; do echo "$line"; done
+[ -z "$ATTACK_REPORT" ] || printf '%s\n' "$ATTACK_REPORT"
