@@ -8,7 +8,12 @@
  * - A call is locked with SELECT ... FOR UPDATE (rule 2); the timer pass takes a due call with
  *   FOR UPDATE SKIP LOCKED (rule 7).
  * - Expected conflicts never abort the transaction (rule 3): inserts that may meet an existing
- *   key are INSERT ... ON CONFLICT, and the row count tells the conflict.
+ *   key are INSERT ... ON CONFLICT, and the row count tells the conflict. A webhook's insert
+ *   is the exception: taken to be new, it is deferred to the next round trip, and an id
+ *   already stored fails that round trip and runs the function again with the insert
+ *   checked at once (rule 1), so that the function learns of the duplicate after all.
+ * - Round trips: writes whose results nobody reads wait for the next statement that has a
+ *   reader, or the COMMIT, and go with it in one pipeline.
  * - The feed (rule 4). A sequence hands out numbers at insert, not at commit, so a reader
  *   could page past a small seq whose transaction commits after a larger one. Events are
  *   inserted with seq NULL instead; once their transaction has committed, a numbering

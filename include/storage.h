@@ -8,7 +8,8 @@
  *
  *  1. Transactions. Writes happen only inside storage_transact(fn): fn runs in a transaction,
  *     and ERR_OK means it committed durably (flushed to disk). fn MAY RUN MORE THAN ONCE: a
- *     backend runs it again after a serialization failure or a deadlock, so fn starts from
+ *     backend runs it again after a serialization failure, a deadlock, or a guess of its own
+ *     gone wrong (PostgreSQL takes a webhook to be new until the commit), so fn starts from
  *     its inputs each time (it resets its outputs first), does nothing but storage_tx_* calls
  *     (no other I/O, no effect outside its arg), and keeps no pointer into the tx after it
  *     returns. Backends may group concurrent transactions into one commit; each fn then runs

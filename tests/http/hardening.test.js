@@ -174,6 +174,18 @@ describe('slow bodies and idle connections', () => {
     assert.ok(big.closed && big.ms < REQUEST_TIMEOUT_MS + 1000, `closed after ${big.ms} ms`);
   });
 
+  it('headers trickled byte by byte, and a connection that never sends, are closed at the request timeout', async () => {
+    const head = 'GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ' + 'y'.repeat(60) + '\r\n\r\n';
+    const trickle = [];
+    for (const ch of head) trickle.push(ch, 100); // 8 s for the whole head
+    const [slow, silent] = await Promise.all([rawExchange(srv.port, trickle), rawExchange(srv.port, [])]);
+    for (const [what, r] of [['trickled headers', slow], ['silent connection', silent]]) {
+      assert.ok(r.closed, `${what}: the server closed the connection`);
+      assert.ok(r.ms < REQUEST_TIMEOUT_MS + 1000, `${what}: closed after ${r.ms} ms`);
+      assert.notEqual(r.status, 200, `${what}: never served`);
+    }
+  });
+
   it('300 idle connections and 70 trickling bodies do not delay a new client', async () => {
     const sockets = [];
     let answers408 = 0;

@@ -7,15 +7,17 @@
 
 static char *nested(int depth, const char *open, const char *inner, const char *close)
 {
-	size_t cap = (size_t)depth * (strlen(open) + strlen(close)) + strlen(inner) + 1;
-	char *s = malloc(cap);
+	size_t lo = strlen(open), li = strlen(inner), lc = strlen(close);
+	char *s = malloc((size_t)depth * (lo + lc) + li + 1);
 	cr_assert_not_null(s);
-	s[0] = '\0';
-	for (int i = 0; i < depth; i++)
-		strcat(s, open);
-	strcat(s, inner);
-	for (int i = 0; i < depth; i++)
-		strcat(s, close);
+	char *at = s;
+	for (int i = 0; i < depth; i++, at += lo)
+		memcpy(at, open, lo);
+	memcpy(at, inner, li);
+	at += li;
+	for (int i = 0; i < depth; i++, at += lc)
+		memcpy(at, close, lc);
+	*at = '\0';
 	return s;
 }
 
