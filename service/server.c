@@ -78,6 +78,14 @@ static void log_request(const struct req *r, int64_t start_us)
 		  (double)(monotonic_us() - start_us) / 1000.0);
 }
 
+/* The bound on a request's arrival: CALLSTATE_REQUEST_TIMEOUT_MS, or CALLSTATE_IDLE_TIMEOUT_MS
+ * when smaller, since a request that stalls must not outlive an idle connection (API.md). */
+static int request_deadline_ms(const struct config *cfg)
+{
+	return cfg->request_timeout_ms < cfg->idle_timeout_ms ? cfg->request_timeout_ms
+							      : cfg->idle_timeout_ms;
+}
+
 static int on_request(struct mg_connection *conn, void *cbdata)
 {
 	const struct app *app = cbdata;
@@ -86,7 +94,7 @@ static int on_request(struct mg_connection *conn, void *cbdata)
 		.conn = conn,
 		.ri = mg_get_request_info(conn),
 		.app = app,
-		.body_deadline_ns = start * 1000 + (int64_t)app->cfg->request_timeout_ms * 1000000,
+		.body_deadline_ns = start * 1000 + (int64_t)request_deadline_ms(app->cfg) * 1000000,
 	};
 	const char *given = mg_get_header(conn, "X-Request-Id");
 	if (given && valid_request_id(given))
@@ -198,7 +206,7 @@ enum err server_start(const struct app *app, struct server **ret_srv)
 		 cfg->listen_port);
 	snprintf(threads, sizeof threads, "%d", cfg->threads);
 	snprintf(idle_timeout, sizeof idle_timeout, "%d", cfg->idle_timeout_ms);
-	snprintf(request_timeout, sizeof request_timeout, "%d", cfg->request_timeout_ms);
+	snprintf(request_timeout, sizeof request_timeout, "%d", request_deadline_ms(cfg));
 	const char *options[] = {
 		"listening_ports", listen,
 		"num_threads", threads,
