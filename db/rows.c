@@ -178,7 +178,7 @@ static void r_text(struct reader *r, int i, char *buf, size_t cap)
 {
 	const struct db_value *v = &r->in[i];
 	size_t n = v->type == DB_TEXT ? v->len : 0;
-	if ((v->type != DB_TEXT && v->type != DB_NULL) || n >= cap || memchr(v->p, 0, n)) {
+	if ((v->type != DB_TEXT && v->type != DB_NULL) || n >= cap || (n && memchr(v->p, 0, n))) {
 		r->ok = false;
 		n = 0;
 	}
