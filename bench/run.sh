@@ -103,6 +103,15 @@ wait_http() { # wait_http URL [TRIES]
 	return 1
 }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# thread_ticks PID: "<thread group> <CPU clock ticks>" per group of the process's threads (named
+# by the service: cs-writer, cs-checkpoint, ...; CivetWeb's civetweb-worker and -master).
+thread_ticks() {
+	local t
+	for t in /proc/"$1"/task/*; do
+		# comm may hold spaces; utime and stime are fields 14 and 15 after the ")".
+		printf '%s %s\n' "$(cat "$t/comm" 2>/dev/null)" "$(sed 's/.*) //' "$t/stat" 2>/dev/null | awk '{print $12 + $13}')"
+	done | awk 'NF == 2 { sub(/-[0-9]+$/, "", $1); n[$1] += $2 } END { for (k in n) print k, n[k] }' | sort
+}
 
 SVC_TOKEN="bench-svc-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 ADM_TOKEN="bench-adm-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -194,6 +203,29 @@ run_wrk() {
 	tail -n 1 "$RESULTS" >&2
 	LAST_WRK_OUT=$out
 }
+# per_event CONNS EVENTS: what one webhook cost in the run at CONNS connections: server CPU by
+# thread group (µs), and from the writer's totals (SQLite) and perf (when it may trace
+# syscalls) WAL pages, statements, VM steps, batch size, fsyncs, pwrites, context switches.
+per_event() {
+	local wc=$1 events=$2 hz
+	hz=$(getconf CLK_TCK)
+	[ "$events" -gt 0 ] 2>/dev/null || { echo "per event (c=$wc): no events"; return; }
+	join -a2 -e0 -o 0,1.2,2.2 "$WORK/ticks-before-$wc" "$WORK/ticks-after-$wc" |
+		awk -v n="$events" -v hz="$hz" -v c="$wc" '
+			{ us = ($3 - $2) * 1e6 / hz / n; total += us; if (us > 0) parts = parts sprintf(" %s %.1f", $1, us) }
+			END { printf "per event (c=%s): server CPU %.1f us:%s\n", c, total, parts }'
+	grep -h 'msg="sqlite writer totals"' "$WORK/webhooks-$wc.log" | tail -n 1 |
+		awk -v n="$events" '{
+			for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+			if (v["batches"] > 0)
+				printf "  writer: %.2f WAL pages, %.1f statements, %.0f VM steps per event; %.1f transactions per batch\n",
+					v["wal_frames"] / n, v["statements"] / n, v["vm_steps"] / n, v["transactions"] / v["batches"]
+		}'
+	[ -s "$WORK/perf-$wc.csv" ] && awk -F, -v n="$events" '
+		$1 ~ /^[0-9]+$/ { name = $3; sub(/^syscalls:sys_enter_/, "", name); parts = parts sprintf(" %s %.2f", name, $1 / n) }
+		END { if (parts != "") printf "  syscalls and switches per event:%s\n", parts }' "$WORK/perf-$wc.csv"
+	return 0
+}
 # note TEXT: appended to the notes of the last result line
 note() { sed -i '$ s/$/ '"$1"'/' "$RESULTS"; }
 
@@ -282,9 +314,22 @@ else
 		create_calls "$PORT" "$WORK/wh-members-$wc.tsv" "wh$wc"
 		prefix="b$wc$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 		gen_webhooks "$WORK/wh-members-$wc.tsv" "$WEBHOOK_PAIRS" "$WORK/webhooks-$wc.txt" "$prefix"
+		# A restart on the same database, so that the writer's totals (logged at exit) count
+		# the webhooks only, not the calls created for them.
+		stop_pid "$CS_PID"
+		start_callstate "webhooks$wc" "$PORT" "$WORK/webhooks-$wc.log"
+		thread_ticks "$CS_PID" >"$WORK/ticks-before-$wc"
+		PERF_PID=
+		if command -v perf >/dev/null; then
+			perf stat -x, -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync,syscalls:sys_enter_pwrite64,context-switches \
+				-p "$CS_PID" -o "$WORK/perf-$wc.csv" 2>/dev/null &
+			PERF_PID=$!
+		fi
 		RUN_CONNS=$wc run_wrk "webhooks POST /webhooks/livekit (c=$wc)" "http://127.0.0.1:$PORT" \
 			"$BENCH/webhook.lua" "$WORK/webhooks-$wc.txt" "$WRK_THREADS"
 		alive "$CS_PID" "$WORK/webhooks-$wc.log"
+		thread_ticks "$CS_PID" >"$WORK/ticks-after-$wc"
+		[ -z "$PERF_PID" ] || { kill -INT "$PERF_PID" 2>/dev/null; wait "$PERF_PID" 2>/dev/null || true; }
 		# Every 200 means stored: count what this run's ids left in the database.
 		stored=$(db_query "webhooks$wc" "SELECT count(*) FROM webhooks WHERE substr(id, 1, $((${#prefix} + 4))) = 'EV_${prefix}_'")
 		acked=$(awk '/requests in/ { t = $1 } /Non-2xx or 3xx responses:/ { n = $NF } END { print t - n }' "$LAST_WRK_OUT")
@@ -293,6 +338,7 @@ else
 		WEBHOOK_SUMMARY+=("$(awk -F'\t' -v c="$wc" 'END { printf "webhooks at %s connections: %s events/s, p50 %s ms, p99 %s ms", c, $2, $3, $4 }' "$RESULTS")")
 		rm -f "$WORK/webhooks-$wc.txt"
 		stop_pid "$CS_PID"
+		WEBHOOK_SUMMARY+=("$(per_event "$wc" "$stored")")
 	done
 	# Two instances on one PostgreSQL database, behind no balancer: a wrk of its own for each,
 	# with half the connections and events of its own, started together; their rates add up.

@@ -1584,7 +1584,7 @@ static enum err pg_migrate(struct storage *st, int *ret_applied)
 	/* The feed's tables exist now: number what other instances leave behind. */
 	struct pg_storage *s = to_pg(st);
 	return s->feed_ticker ? ERR_OK
-			      : ticker_start(FEED_TICK_MS, feed_tick, s, &s->feed_ticker);
+			      : ticker_start("cs-pg-feed", FEED_TICK_MS, feed_tick, s, &s->feed_ticker);
 }
 
 /* ---- open and close ---- */

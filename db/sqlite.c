@@ -1,6 +1,7 @@
 /* The SQLite backend. One writer thread owns the only write connection and commits whatever
  * transactions are queued in one group (one fsync per batch, each caller's function in its own
  * savepoint); reads use a pool of query_only connections. SQL is constant, prepared once. */
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -14,6 +15,7 @@
 #include "pool.h"
 #include "rows.h"
 #include "storage_impl.h"
+#include "threadname.h"
 
 #define BATCH_MAX 512 /* bounds a batch's savepoints and the latency of its first job */
 /* WAL size, in pages, past which the checkpointer is woken. SQLite's own automatic
@@ -268,6 +270,10 @@ struct sqlite_storage {
 	pthread_mutex_t checkpoint_mu; /* checkpoint_due, checkpoint_stop */
 	pthread_cond_t checkpoint_cond;
 	bool checkpoint_due, checkpoint_stop;
+	/* What the writer did, logged at close: the figures a write-path benchmark divides by
+	 * its events. Written by the writer thread only. */
+	uint64_t batches, transactions, wal_frames;
+	int wal_pages; /* the WAL's size after the last commit */
 };
 
 static struct sqlite_storage *to_sqlite(struct storage *st)
@@ -764,8 +770,11 @@ static void run_batch(struct sqlite_storage *s, struct job *batch)
 {
 	struct conn *w = &s->writer;
 	bool intact = exec_stmt(w, S_BEGIN_IMMEDIATE) == ERR_OK;
-	for (struct job *j = batch; j && intact; j = j->next)
+	s->batches++;
+	for (struct job *j = batch; j && intact; j = j->next) {
 		j->result = run_job(s, j, &intact);
+		s->transactions++;
+	}
 	if (intact && exec_stmt(w, S_COMMIT) == ERR_OK)
 		return;
 	if (!sqlite3_get_autocommit(w->db))
@@ -780,6 +789,9 @@ static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
 {
 	(void)name;
 	struct sqlite_storage *s = arg;
+	/* A smaller WAL than last time started over from its first frame. */
+	s->wal_frames += (uint64_t)(pages >= s->wal_pages ? pages - s->wal_pages : pages);
+	s->wal_pages = pages;
 	if (pages >= WAL_LIMIT_PAGES) {
 		int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
@@ -796,6 +808,7 @@ static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
 static void *checkpointer_main(void *arg)
 {
 	struct sqlite_storage *s = arg;
+	thread_name("cs-checkpoint");
 	pthread_mutex_lock(&s->checkpoint_mu);
 	while (!s->checkpoint_stop) {
 		struct timespec until;
@@ -837,6 +850,7 @@ static enum err checkpointer_start(struct sqlite_storage *s)
 static void *writer_main(void *arg)
 {
 	struct sqlite_storage *s = arg;
+	thread_name("cs-writer");
 	pthread_mutex_lock(&s->queue_mu);
 	for (;;) {
 		while (!s->head && !s->stopping)
@@ -1368,6 +1382,22 @@ out:
 
 /* ---- open and close ---- */
 
+static void log_writer_totals(struct sqlite_storage *s)
+{
+	uint64_t statements = 0, vm_steps = 0;
+	for (size_t i = 0; i < S_COUNT; i++) {
+		sqlite3_stmt *st = s->writer.stmt[i];
+		if (!st)
+			continue;
+		statements += (uint64_t)sqlite3_stmt_status(st, SQLITE_STMTSTATUS_RUN, 0);
+		vm_steps += (uint64_t)sqlite3_stmt_status(st, SQLITE_STMTSTATUS_VM_STEP, 0);
+	}
+	log_write(LOG_INFO,
+		  "msg=\"sqlite writer totals\" batches=%" PRIu64 " transactions=%" PRIu64
+		  " statements=%" PRIu64 " vm_steps=%" PRIu64 " wal_frames=%" PRIu64,
+		  s->batches, s->transactions, statements, vm_steps, s->wal_frames);
+}
+
 static void sqlite_free(struct sqlite_storage *s)
 {
 	if (s->thread_running) {
@@ -1386,8 +1416,10 @@ static void sqlite_free(struct sqlite_storage *s)
 	}
 	if (s->checkpoint_db)
 		sqlite3_close(s->checkpoint_db);
-	if (s->writer.db)
+	if (s->writer.db) {
+		log_writer_totals(s);
 		conn_close(&s->writer);
+	}
 	if (s->readers_ready) {
 		struct conn *cn;
 		while ((cn = pool_drain(&s->readers))) {

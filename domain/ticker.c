@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "threadname.h"
+
 struct ticker {
+	const char *name; /* a literal */
 	int period_ms;
 	ticker_fn fn;
 	void *arg;
@@ -20,6 +23,7 @@ struct ticker {
 static void *ticker_main(void *arg)
 {
 	struct ticker *t = arg;
+	thread_name(t->name);
 	pthread_mutex_lock(&t->lock);
 	while (!t->stopping) {
 		pthread_mutex_unlock(&t->lock);
@@ -39,12 +43,13 @@ static void *ticker_main(void *arg)
 	return NULL;
 }
 
-enum err ticker_start(int period_ms, ticker_fn fn, void *arg, struct ticker **ret_t)
+enum err ticker_start(const char *name, int period_ms, ticker_fn fn, void *arg,
+		      struct ticker **ret_t)
 {
 	struct ticker *t = calloc(1, sizeof *t);
 	if (!t)
 		return ERR_NOMEM;
-	*t = (struct ticker){.period_ms = period_ms, .fn = fn, .arg = arg};
+	*t = (struct ticker){.name = name, .period_ms = period_ms, .fn = fn, .arg = arg};
 	pthread_condattr_t attr;
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);

@@ -12,7 +12,8 @@ struct ticker;
  * a period. */
 typedef bool (*ticker_fn)(void *arg);
 
-/* Starts the thread: fn(arg) at once, then every period_ms. */
-enum err ticker_start(int period_ms, ticker_fn fn, void *arg, struct ticker **ret_t);
+/* Starts the thread, named name (15 bytes at most): fn(arg) at once, then every period_ms. */
+enum err ticker_start(const char *name, int period_ms, ticker_fn fn, void *arg,
+		      struct ticker **ret_t);
 /* Wakes the thread, lets its current round finish, joins it. NULL is accepted. */
 void ticker_stop(struct ticker *t);

@@ -96,7 +96,8 @@ enum err deadlines_start(int slots, struct deadlines **ret_d)
 		if (pthread_mutex_init(&d->slots[i].mu, NULL) != 0)
 			break;
 	d->n = i;
-	enum err e = i < slots ? ERR_NOMEM : ticker_start(DEADLINE_TICK_MS, watch, d, &d->watchdog);
+	enum err e = i < slots ? ERR_NOMEM
+			       : ticker_start("cs-deadlines", DEADLINE_TICK_MS, watch, d, &d->watchdog);
 	if (e != ERR_OK) {
 		slots_free(d, i);
 		return e;

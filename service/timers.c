@@ -79,7 +79,7 @@ enum err timers_start(const struct calls *cs, struct timers **ret_t)
 	if (!t)
 		return ERR_NOMEM;
 	t->cs = cs;
-	enum err e = ticker_start(TIMER_PERIOD_MS, timer_pass, t, &t->ticker);
+	enum err e = ticker_start("cs-timers", TIMER_PERIOD_MS, timer_pass, t, &t->ticker);
 	if (e != ERR_OK) {
 		free(t);
 		return e;
