@@ -110,6 +110,31 @@ bool rows_member_unchanged(const struct call *c, const struct call *loaded, size
 	       memcmp(&c->members[i], &loaded->members[i], sizeof c->members[i]) == 0;
 }
 
+static bool value_equal(const struct db_value *a, const struct db_value *b)
+{
+	if (a->type != b->type)
+		return false;
+	if (a->type == DB_INT)
+		return a->i == b->i;
+	return a->type == DB_NULL || (a->len == b->len && memcmp(a->p, b->p, a->len) == 0);
+}
+
+bool rows_call_only_unindexed_changed(const struct call *c, const struct call *loaded)
+{
+	static const bool unindexed[CC_COUNT] = {
+		[CC_ANSWERED_AT] = true,    [CC_ENDED_AT] = true,	  [CC_END_CAUSE] = true,
+		[CC_ROOM_END_REASON] = true, [CC_ROOM_FINISHED_AT] = true, [CC_RING_DEADLINE] = true,
+		[CC_JOIN_DEADLINE] = true,   [CC_VERSION] = true,
+	};
+	struct db_value now[CC_COUNT], before[CC_COUNT];
+	if (!loaded || !rows_call_values(c, now) || !rows_call_values(loaded, before))
+		return false;
+	for (size_t i = 0; i < CC_COUNT; i++)
+		if (!unindexed[i] && !value_equal(&now[i], &before[i]))
+			return false;
+	return true;
+}
+
 bool rows_session_unchanged(const struct call *c, const struct call *loaded, size_t i)
 {
 	const struct participant *p = &c->participants[i];

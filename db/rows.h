@@ -77,6 +77,12 @@ void rows_event_values(const struct event *ev, struct db_value out[EVENT_COUNT])
  * read at the start of the transaction, or NULL): a backend writes only the rows that changed. */
 bool rows_member_unchanged(const struct call *c, const struct call *loaded, size_t i);
 bool rows_session_unchanged(const struct call *c, const struct call *loaded, size_t i);
+/* Whether c differs from loaded (NULL: unknown, so it may) only in the columns that no index
+ * of calls holds and that change as a call goes on: answered_at, ended_at, end_cause,
+ * room_end_reason, room_finished_at, ring_deadline, join_deadline and version. SQLite rewrites
+ * the entry of every index whose column an UPDATE sets, changed or not, so its backend then
+ * sets only these (and the view). False also for a record rows_call_values() refuses. */
+bool rows_call_only_unindexed_changed(const struct call *c, const struct call *loaded);
 
 /* ---- the history list ----
  * Each backend has one statement per driving index; all take the same parameters:

@@ -1,14 +1,39 @@
 /* The SQLite backend. One writer thread owns the only write connection and commits whatever
- * transactions are queued in one group (one fsync per batch, each caller's function in its own
- * savepoint); reads use a pool of query_only connections. SQL is constant, prepared once. */
+ * transactions are queued in one group (each caller's function in its own savepoint); a syncer
+ * thread makes the committed batches durable and only then answers their callers; reads use a
+ * pool of query_only connections. SQL is constant, prepared once.
+ *
+ * Why an answer released by the syncer is durable. The writer commits with synchronous=NORMAL:
+ * COMMIT writes the batch's frames into the WAL (the OS's page cache) and returns without an
+ * fsync, so the writer goes on with the next batch at once. The syncer then calls fdatasync on
+ * the WAL file, and releases only the batches that had committed before that call began: their
+ * frames, and every frame before them, are on the disk. After a power cut, recovery replays
+ * the WAL up to its last valid commit frame, which is at or after theirs. The WAL is only ever
+ * written over from its start (a restart) once a checkpoint has copied all of it into the
+ * database and synced the database (SQLite does both before it lets the WAL restart, and syncs
+ * the new WAL header), so frames already released never vanish: they are in the database file
+ * by then. The WAL file is the same file for as long as the writer's connection is open (SQLite
+ * deletes it only when the last connection closes; journal_size_limit truncates it in place),
+ * so the syncer's descriptor keeps naming it. A failed fdatasync leaves unknown what reached
+ * the disk (and the kernel may forget the failure), so it is never retried: the storage then
+ * refuses every write and its ping fails until the service restarts and recovers from the files.
+ *
+ * What a read may see: a committed batch is visible to the readers before it is durable. Only
+ * a power cut in that window (a millisecond or so, not a crash of the process: the page cache
+ * survives that) could take back what such a read returned. The feed, whose readers keep a
+ * cursor, never shows an event before it is durable (storage.h rule 4; see sq_events_after). */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <semaphore.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "log.h"
@@ -66,6 +91,7 @@ enum stmt_id {
 	S_VIEW_BY_ID,
 	S_CALL_INSERT,
 	S_CALL_UPDATE,
+	S_CALL_UPDATE_UNINDEXED,
 	S_MEMBERS,
 	S_MEMBER_UPSERT,
 	S_PARTICIPANTS,
@@ -129,6 +155,13 @@ static const struct {
 			   " room_end_reason = ?13, room_finished_at = ?14, ring_timeout_s = ?15,"
 			   " ring_deadline = ?16, join_deadline = ?17, next_deadline = ?18,"
 			   " version = ?19, view = ?20 WHERE id = ?1"},
+	/* The usual update as a call goes on (rows_call_only_unindexed_changed): it leaves every
+	 * index of calls as it is, the full one rewrites an entry in each. */
+	[S_CALL_UPDATE_UNINDEXED] = {"call_update_unindexed",
+				     "UPDATE calls SET answered_at = ?10, ended_at = ?11,"
+				     " end_cause = ?12, room_end_reason = ?13,"
+				     " room_finished_at = ?14, ring_deadline = ?16,"
+				     " join_deadline = ?17, version = ?19, view = ?20 WHERE id = ?1"},
 	[S_MEMBERS] = {"members_get", "SELECT " MEMBER_COLS
 				      " FROM call_members WHERE call_id = ?1 ORDER BY position"},
 	[S_MEMBER_UPSERT] = {"member_upsert",
@@ -136,7 +169,7 @@ static const struct {
 			     ", call_rid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
 			     " ?13, (SELECT rid FROM calls WHERE id = ?1))"
 			     " ON CONFLICT (call_id, user_id) DO UPDATE SET"
-			     " position = excluded.position, created_at = excluded.created_at,"
+			     " position = excluded.position,"
 			     " role = excluded.role, invite = excluded.invite,"
 			     " name = excluded.name,"
 			     " in_room = excluded.in_room, left_call = excluded.left_call,"
@@ -151,7 +184,7 @@ static const struct {
 				  "INSERT INTO participants (call_id, " PARTICIPANT_COLS
 				  ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
 				  " ON CONFLICT (call_id, sid) DO UPDATE SET"
-				  " user_id = excluded.user_id, joined_at = excluded.joined_at,"
+				  " joined_at = excluded.joined_at,"
 				  " left_at = excluded.left_at,"
 				  " disconnect_reason = excluded.disconnect_reason,"
 				  " aborted = excluded.aborted,"
@@ -270,9 +303,28 @@ struct sqlite_storage {
 	pthread_mutex_t checkpoint_mu; /* checkpoint_due, checkpoint_stop */
 	pthread_cond_t checkpoint_cond;
 	bool checkpoint_due, checkpoint_stop;
+	/* The syncer: batches the writer committed, waiting for the WAL to reach the disk, in
+	 * commit order (a job's next links the batches one after the other). */
+	bool syncer_running;
+	pthread_t syncer;
+	pthread_mutex_t sync_mu; /* unsynced_*, sync_stop, feed_appended */
+	pthread_cond_t sync_cond;
+	struct job *unsynced_head, *unsynced_tail;
+	int64_t unsynced_feed; /* feed_appended when the newest unsynced batch was handed over */
+	bool sync_stop;
+	int wal_fd;            /* the syncer's descriptor of the WAL file; -1 before it opens it */
+	atomic_bool failed;    /* an fdatasync failed: nothing is written any more */
+	/* The feed's seqs up to feed_durable are durable; the readers show no seq past it. The
+	 * writer lowers it (to the seq before its first) when it appends to a feed with nothing
+	 * unsynced, before that commit can be seen; the syncer raises it after each fdatasync:
+	 * to INT64_MAX when no appended seq awaits a sync. feed_appended is the last seq the
+	 * writer appended (kept even if its savepoint rolled back: a seq reused later is still
+	 * above the bound). */
+	atomic_int_least64_t feed_durable;
+	int64_t feed_appended;
 	/* What the writer did, logged at close: the figures a write-path benchmark divides by
-	 * its events. Written by the writer thread only. */
-	uint64_t batches, transactions, wal_frames;
+	 * its events. Written by the writer thread only, but syncs by the syncer. */
+	uint64_t batches, transactions, wal_frames, syncs;
 	int wal_pages; /* the WAL's size after the last commit */
 };
 
@@ -495,12 +547,13 @@ static enum err conn_open(struct conn *cn, const char *path, int flags, const ch
 	return e;
 }
 
-/* WAL lets readers run beside the writer; synchronous=FULL fsyncs the WAL at each commit, so
- * storage_transact() returns only once its batch is durable. */
+/* WAL lets readers run beside the writer; synchronous=NORMAL commits without an fsync (the
+ * syncer's), yet still syncs the WAL and the database around each checkpoint and the WAL's
+ * header when it restarts, which the syncer's argument (at the top) relies on. */
 static enum err writer_open(struct conn *w, const char *path)
 {
 	enum err e = conn_open(w, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-			       "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
+			       "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
 			       " PRAGMA temp_store = MEMORY; PRAGMA trusted_schema = OFF;"
 			       " PRAGMA cache_size = -16384;"
 			       " PRAGMA journal_size_limit = " WAL_FILE_LIMIT ";");
@@ -709,7 +762,7 @@ static enum err write_row(struct conn *w, enum stmt_id id, const struct call *c,
 	enum err e = stmt_get(w, id, &b.st);
 	if (e != ERR_OK)
 		return e;
-	if (id == S_CALL_INSERT || id == S_CALL_UPDATE) {
+	if (id == S_CALL_INSERT || id == S_CALL_UPDATE || id == S_CALL_UPDATE_UNINDEXED) {
 		bind_call(&b, c);
 		bind_text(&b, VIEW_PARAM, view);
 	} else if (id == S_MEMBER_UPSERT)
@@ -717,12 +770,12 @@ static enum err write_row(struct conn *w, enum stmt_id id, const struct call *c,
 	else
 		bind_participant(&b, c->id, &c->participants[i]);
 	e = run_bound(w, id, &b);
-	if (e == ERR_OK && id == S_CALL_UPDATE && sqlite3_changes(w->db) == 0)
+	if (e == ERR_OK && id != S_CALL_INSERT && sqlite3_changes(w->db) == 0)
 		e = ERR_NOT_FOUND;
 	return e;
 }
 
-/* The call row (id: S_CALL_INSERT or S_CALL_UPDATE), then its members and sessions. The
+/* The call row (id: S_CALL_INSERT or an update), then its members and sessions. The
  * expected failures, ERR_CONFLICT and ERR_NOT_FOUND, come from the call row, before anything
  * is written, so a function may carry on after them; any other error leaves a part written
  * and the function must fail (its savepoint then undoes it). No savepoint per call here: each
@@ -763,13 +816,13 @@ static enum err run_job(struct sqlite_storage *s, struct job *j, bool *intact)
 	return e;
 }
 
-/* One transaction, one fsync, for the whole batch. Each job's result is its function's; if
- * the batch cannot commit, the jobs that had succeeded get ERR_UNAVAILABLE. Jobs start with
+/* One transaction for the whole batch. Each job's result is its function's; if the batch
+ * cannot commit, the jobs that had succeeded get ERR_UNAVAILABLE. Jobs start with
  * ERR_UNAVAILABLE, which is what the ones never run keep. */
 static void run_batch(struct sqlite_storage *s, struct job *batch)
 {
 	struct conn *w = &s->writer;
-	bool intact = exec_stmt(w, S_BEGIN_IMMEDIATE) == ERR_OK;
+	bool intact = !atomic_load(&s->failed) && exec_stmt(w, S_BEGIN_IMMEDIATE) == ERR_OK;
 	s->batches++;
 	for (struct job *j = batch; j && intact; j = j->next) {
 		j->result = run_job(s, j, &intact);
@@ -847,6 +900,103 @@ static enum err checkpointer_start(struct sqlite_storage *s)
 	return ERR_OK;
 }
 
+/* Opens the WAL file for the syncer and syncs its directory, so that the file's name survives
+ * a power cut as well as its frames. missing_ok: no WAL is no failure (at open, before the
+ * first write made one), and leaves wal_fd -1. */
+static bool wal_open(struct sqlite_storage *s, bool missing_ok)
+{
+	size_t n = strlen(s->path);
+	char *name = malloc(n + sizeof "-wal");
+	if (!name)
+		return false;
+	memcpy(name, s->path, n);
+	memcpy(name + n, "-wal", sizeof "-wal");
+	s->wal_fd = open(name, O_RDONLY | O_CLOEXEC);
+	int err = s->wal_fd < 0 ? errno : 0;
+	if (err == ENOENT && missing_ok) {
+		free(name);
+		return true;
+	}
+	if (!err) {
+		char *slash = strrchr(name, '/');
+		const char *dir_name = !slash ? "." : slash == name ? "/" : name;
+		if (slash && slash != name)
+			*slash = '\0';
+		int dir = open(dir_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dir < 0 || fsync(dir) != 0)
+			err = errno;
+		if (dir >= 0)
+			close(dir);
+	}
+	free(name);
+	if (err)
+		log_write(LOG_ERROR, "msg=\"cannot open the sqlite WAL to sync it\" err=\"%s\"",
+			  strerror(err));
+	return !err;
+}
+
+/* The syncer's fdatasync of the WAL. */
+static bool wal_sync(struct sqlite_storage *s)
+{
+	if (s->wal_fd < 0 && !wal_open(s, false))
+		return false;
+	s->syncs++;
+	if (fdatasync(s->wal_fd) == 0)
+		return true;
+	log_write(LOG_ERROR, "msg=\"fdatasync of the sqlite WAL failed: writes refused until a"
+		  " restart\" err=\"%s\"", strerror(errno));
+	return false;
+}
+
+/* Hands a run batch (first .. last, linked) to the syncer, which answers its callers once the
+ * batch is durable: whatever each job's result, it may rest on batches before it. */
+static void syncer_hand(struct sqlite_storage *s, struct job *first, struct job *last)
+{
+	pthread_mutex_lock(&s->sync_mu);
+	if (s->unsynced_tail)
+		s->unsynced_tail->next = first;
+	else
+		s->unsynced_head = first;
+	s->unsynced_tail = last;
+	s->unsynced_feed = s->feed_appended;
+	pthread_cond_signal(&s->sync_cond);
+	pthread_mutex_unlock(&s->sync_mu);
+}
+
+static void *syncer_main(void *arg)
+{
+	struct sqlite_storage *s = arg;
+	thread_name("cs-sync");
+	pthread_mutex_lock(&s->sync_mu);
+	for (;;) {
+		while (!s->unsynced_head && !s->sync_stop)
+			pthread_cond_wait(&s->sync_cond, &s->sync_mu);
+		struct job *batches = s->unsynced_head;
+		if (!batches)
+			break; /* stopping, and every batch answered */
+		int64_t feed = s->unsynced_feed;
+		s->unsynced_head = s->unsynced_tail = NULL;
+		pthread_mutex_unlock(&s->sync_mu);
+
+		bool durable = !atomic_load(&s->failed) && wal_sync(s);
+		if (!durable)
+			atomic_store(&s->failed, true);
+		pthread_mutex_lock(&s->sync_mu);
+		if (durable)
+			atomic_store(&s->feed_durable, s->feed_appended == feed ? INT64_MAX : feed);
+		pthread_mutex_unlock(&s->sync_mu);
+		for (struct job *j = batches, *next; j; j = next) {
+			next = j->next; /* j is its caller's again once posted */
+			if (!durable)
+				j->result = ERR_UNAVAILABLE;
+			sem_post(&j->done);
+		}
+		pthread_mutex_lock(&s->sync_mu);
+	}
+	pthread_mutex_unlock(&s->sync_mu);
+	return NULL;
+}
+
 static void *writer_main(void *arg)
 {
 	struct sqlite_storage *s = arg;
@@ -868,10 +1018,7 @@ static void *writer_main(void *arg)
 		pthread_mutex_unlock(&s->queue_mu);
 
 		run_batch(s, batch);
-		for (struct job *j = batch, *next; j; j = next) {
-			next = j->next; /* j is its caller's again once posted */
-			sem_post(&j->done);
-		}
+		syncer_hand(s, batch, last);
 		pthread_mutex_lock(&s->queue_mu);
 	}
 	pthread_mutex_unlock(&s->queue_mu);
@@ -996,7 +1143,9 @@ static enum err sq_tx_call_insert(struct storage_tx *tx, const struct call *c, c
 static enum err sq_tx_call_update(struct storage_tx *tx, const struct call *c,
 				  const struct call *loaded, const char *view)
 {
-	return write_call(tx_conn(tx), S_CALL_UPDATE, c, loaded, view);
+	enum stmt_id id = rows_call_only_unindexed_changed(c, loaded) ? S_CALL_UPDATE_UNINDEXED
+								       : S_CALL_UPDATE;
+	return write_call(tx_conn(tx), id, c, loaded, view);
 }
 
 /* The single writer commits in the order it inserts, so the rowid is already in commit
@@ -1011,7 +1160,17 @@ static enum err sq_tx_event_append(struct storage_tx *tx, const struct event *ev
 	struct db_value v[EVENT_COUNT];
 	rows_event_values(ev, v);
 	bind_values(&b, 1, v, EVENT_COUNT);
-	return run_bound(w, S_EVENT_INSERT, &b);
+	e = run_bound(w, S_EVENT_INSERT, &b);
+	if (e != ERR_OK)
+		return e;
+	struct sqlite_storage *s = to_sqlite(tx->st);
+	int64_t seq = sqlite3_last_insert_rowid(w->db);
+	pthread_mutex_lock(&s->sync_mu);
+	if (atomic_load(&s->feed_durable) == INT64_MAX)
+		atomic_store(&s->feed_durable, seq - 1);
+	s->feed_appended = seq;
+	pthread_mutex_unlock(&s->sync_mu);
+	return ERR_OK;
 }
 
 static enum err idempotency_read(struct conn *w, const char *caller, const char *key,
@@ -1126,6 +1285,8 @@ static enum err sq_ping(struct storage *st)
 	struct sqlite_storage *s = to_sqlite(st);
 	struct conn *cn;
 	int64_t one;
+	if (atomic_load(&s->failed))
+		return ERR_UNAVAILABLE;
 	enum err e = reader_begin(s, &cn, false);
 	if (e != ERR_OK)
 		return e;
@@ -1315,7 +1476,17 @@ static enum err sq_events_after(struct storage *st, int64_t after, int limit,
 		goto out;
 	bind_int(&b, 1, after);
 	bind_int(&b, 2, limit);
+	/* Read after the first step, which fixed this read's snapshot: the writer lowers the
+	 * bound before it commits an event, so an event in the snapshot past the bound is one
+	 * this read must not show yet (see feed_durable). Seqs ascend: the page ends there. */
+	int64_t durable = INT64_MAX;
 	while (e == ERR_OK && (rc = step_bound(&b)) == SQLITE_ROW) {
+		if (page.n == 0)
+			durable = atomic_load(&s->feed_durable);
+		if (sqlite3_column_int64(b.st, 0) > durable) {
+			rc = SQLITE_DONE;
+			break;
+		}
 		if (page.n == cap) {
 			size_t grown = cap ? cap * 2 : EVENTS_GROW;
 			struct event *p = realloc(page.events, grown * sizeof *p);
@@ -1394,8 +1565,9 @@ static void log_writer_totals(struct sqlite_storage *s)
 	}
 	log_write(LOG_INFO,
 		  "msg=\"sqlite writer totals\" batches=%" PRIu64 " transactions=%" PRIu64
-		  " statements=%" PRIu64 " vm_steps=%" PRIu64 " wal_frames=%" PRIu64,
-		  s->batches, s->transactions, statements, vm_steps, s->wal_frames);
+		  " statements=%" PRIu64 " vm_steps=%" PRIu64 " wal_frames=%" PRIu64
+		  " syncs=%" PRIu64,
+		  s->batches, s->transactions, statements, vm_steps, s->wal_frames, s->syncs);
 }
 
 static void sqlite_free(struct sqlite_storage *s)
@@ -1407,6 +1579,15 @@ static void sqlite_free(struct sqlite_storage *s)
 		pthread_mutex_unlock(&s->queue_mu);
 		pthread_join(s->thread, NULL);
 	}
+	if (s->syncer_running) {
+		pthread_mutex_lock(&s->sync_mu);
+		s->sync_stop = true;
+		pthread_cond_signal(&s->sync_cond);
+		pthread_mutex_unlock(&s->sync_mu);
+		pthread_join(s->syncer, NULL);
+	}
+	if (s->wal_fd >= 0)
+		close(s->wal_fd);
 	if (s->checkpointer_running) {
 		pthread_mutex_lock(&s->checkpoint_mu);
 		s->checkpoint_stop = true;
@@ -1433,6 +1614,8 @@ static void sqlite_free(struct sqlite_storage *s)
 		pthread_cond_destroy(&s->queue_cond);
 		pthread_mutex_destroy(&s->checkpoint_mu);
 		pthread_cond_destroy(&s->checkpoint_cond);
+		pthread_mutex_destroy(&s->sync_mu);
+		pthread_cond_destroy(&s->sync_cond);
 	}
 	free(s->path);
 	free(s);
@@ -1450,7 +1633,9 @@ static bool sync_init(struct sqlite_storage *s)
 	return pthread_mutex_init(&s->queue_mu, NULL) == 0 &&
 	       pthread_cond_init(&s->queue_cond, NULL) == 0 &&
 	       pthread_mutex_init(&s->checkpoint_mu, NULL) == 0 &&
-	       pthread_cond_init(&s->checkpoint_cond, NULL) == 0;
+	       pthread_cond_init(&s->checkpoint_cond, NULL) == 0 &&
+	       pthread_mutex_init(&s->sync_mu, NULL) == 0 &&
+	       pthread_cond_init(&s->sync_cond, NULL) == 0;
 }
 
 static const struct storage_impl sqlite_impl = {
@@ -1496,6 +1681,9 @@ enum err sqlite_storage_open(const char *path, const struct storage_options *opt
 		return ERR_NOMEM;
 	s->base.impl = &sqlite_impl;
 	s->tx.st = &s->base;
+	s->wal_fd = -1;
+	atomic_init(&s->failed, false);
+	atomic_init(&s->feed_durable, INT64_MAX);
 	s->path = strdup(path);
 	s->sync_ready = s->path && sync_init(s);
 	s->readers_ready = s->sync_ready && pool_init(&s->readers, opts->pool_size) == ERR_OK;
@@ -1504,10 +1692,19 @@ enum err sqlite_storage_open(const char *path, const struct storage_options *opt
 		goto out;
 	}
 	e = writer_open(&s->writer, path);
+	/* What a process killed before us committed may still be in the page cache only; the
+	 * readers are about to show it, so it is made durable first. */
+	if (e == ERR_OK && (!wal_open(s, true) || (s->wal_fd >= 0 && !wal_sync(s))))
+		e = ERR_UNAVAILABLE;
 	if (e == ERR_OK)
 		e = checkpointer_start(s);
 	if (e != ERR_OK)
 		goto out;
+	if (pthread_create(&s->syncer, NULL, syncer_main, s) != 0) {
+		e = ERR_NOMEM;
+		goto out;
+	}
+	s->syncer_running = true;
 	if (pthread_create(&s->thread, NULL, writer_main, s) != 0) {
 		e = ERR_NOMEM;
 		goto out;

@@ -189,7 +189,8 @@ enum err storage_tx_call_get_due(struct storage_tx *tx, const char *id, int64_t 
  * ERR_CONFLICT if the id or room exists. */
 enum err storage_tx_call_insert(struct storage_tx *tx, const struct call *c, const char *view);
 /* Write back every field of the call row and of each member; insert participants whose sid is
- * new and update the others. ERR_NOT_FOUND if the call is absent. */
+ * new and update the others (a session's user is the one it was inserted with: LiveKit gives
+ * each sid one identity). ERR_NOT_FOUND if the call is absent. */
 /* loaded, when not NULL, is the call as this transaction read it: members and sessions equal
  * to theirs in it are not written again. */
 enum err storage_tx_call_update(struct storage_tx *tx, const struct call *c,
