@@ -163,7 +163,7 @@ alive() {
 	local st=0
 	wait "$1" 2>/dev/null || st=$?
 	echo "callstate (pid $1) is gone (wait status $st); last lines of $2:" >&2
-	grep -v 'msg=request \|msg=webhook ' "$2" | tail -n 20 >&2
+	grep -v 'msg=request ' "$2" | tail -n 20 >&2
 	exit 1
 }
 

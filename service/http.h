@@ -16,6 +16,7 @@
 
 #define REQUEST_ID_MAX 128
 #define PATH_PARAM_MAX USER_ID_MAX /* decoded bytes; longer sets param_too_long */
+#define LOG_FIELDS_MAX 1024
 
 struct req {
 	struct mg_connection *conn;
@@ -32,6 +33,8 @@ struct req {
 	const char *allow;                     /* the Allow header of a 405 */
 	int status;                            /* what was answered, for the log */
 	enum role role;
+	/* Fields a route adds to the request's one log line (" key=value ...", escaped). */
+	char log_fields[LOG_FIELDS_MAX];
 };
 
 /* Answer with a JSON body (already serialized); returns the status for CivetWeb. */

@@ -1,6 +1,7 @@
 /* POST /webhooks/livekit: the raw body is kept byte for byte (its SHA-256 is signed), the
  * signature checked against every configured key, the event parsed and handed to the calls
  * service, and 200 sent only once it is durably stored. A 5xx makes LiveKit retry. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "log.h"
@@ -38,11 +39,12 @@ int handle_livekit_webhook(struct req *r)
 		e = ERR_UNAVAILABLE; /* never lose an event LiveKit would not resend */
 	if (e != ERR_OK)
 		return reply_error(r, e, e == ERR_UNAVAILABLE ? NULL : msg);
-	/* The event's name and id are the sender's text, escaped like any other. */
+	/* On the request's log line, the one line a request logs when it succeeds. The event's
+	 * name and id are the sender's text, escaped like any other. */
 	char event[LOGGED(WEBHOOK_EVENT_NAME_MAX)], id[LOGGED(WEBHOOK_ID_MAX)], key[160];
-	log_write(LOG_INFO, "msg=webhook request_id=%s event=%s id=%s key=%s duplicate=%d",
-		  r->request_id, log_value(event, sizeof event, we.name),
-		  log_value(id, sizeof id, we.id), log_value(key, sizeof key, key_id), duplicate);
+	snprintf(r->log_fields, sizeof r->log_fields, " event=%s webhook_id=%s key=%s duplicate=%d",
+		 log_value(event, sizeof event, we.name), log_value(id, sizeof id, we.id),
+		 log_value(key, sizeof key, key_id), duplicate);
 	static const char ok[] = "{\"status\":\"ok\"}";
 	return reply_json(r, 200, ok, sizeof ok - 1);
 }

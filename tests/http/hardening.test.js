@@ -379,7 +379,7 @@ describe('log lines cannot be forged', () => {
       assert.match(l, LOGFMT, `every line is logfmt: ${l}`);
       assert.ok(!l.startsWith(forged), `a forged line: ${l}`);
     }
-    const webhookLines = lines.filter((l) => l.includes('msg=webhook '));
+    const webhookLines = lines.filter((l) => l.includes('route=/webhooks/livekit '));
     assert.equal(webhookLines.length, 2);
     assert.ok(webhookLines.some((l) => l.includes('\\x0a' + forged)), webhookLines.join('\n'));
   });
