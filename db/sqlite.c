@@ -3,9 +3,9 @@
  * thread makes the committed batches durable and only then answers their callers; reads use a
  * pool of query_only connections. SQL is constant, prepared once.
  *
- * Why an answer released by the syncer is durable. The writer commits with synchronous=NORMAL:
- * COMMIT writes the batch's frames into the WAL (the OS's page cache) and returns without an
- * fsync, so the writer goes on with the next batch at once. The syncer then calls fdatasync on
+ * Why an answer released by the syncer is durable. Through its VFS (db/sqlite_vfs.c) the
+ * writer's COMMIT writes the batch's frames into the WAL (the OS's page cache) and returns
+ * without an fsync, so the writer goes on with the next batch at once. The syncer then calls fdatasync on
  * the WAL file, and releases only the batches that had committed before that call began: their
  * frames, and every frame before them, are on the disk. After a power cut, recovery replays
  * the WAL up to its last valid commit frame, which is at or after theirs. The WAL is only ever
@@ -39,6 +39,7 @@
 #include "log.h"
 #include "pool.h"
 #include "rows.h"
+#include "sqlite_vfs.h"
 #include "storage_impl.h"
 #include "threadname.h"
 
@@ -530,10 +531,12 @@ static void conn_close(struct conn *cn)
 	*cn = (struct conn){0};
 }
 
-/* NOMUTEX: SQLite's per-connection mutex is redundant, no connection is shared at once. */
-static enum err conn_open(struct conn *cn, const char *path, int flags, const char *pragmas)
+/* NOMUTEX: SQLite's per-connection mutex is redundant, no connection is shared at once. vfs
+ * NULL is the default one. */
+static enum err conn_open(struct conn *cn, const char *path, int flags, const char *vfs,
+			  const char *pragmas)
 {
-	int rc = sqlite3_open_v2(path, &cn->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+	int rc = sqlite3_open_v2(path, &cn->db, flags | SQLITE_OPEN_NOMUTEX, vfs);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_extended_result_codes(cn->db, 1);
 	if (rc == SQLITE_OK)
@@ -547,13 +550,16 @@ static enum err conn_open(struct conn *cn, const char *path, int flags, const ch
 	return e;
 }
 
-/* WAL lets readers run beside the writer; synchronous=NORMAL commits without an fsync (the
- * syncer's), yet still syncs the WAL and the database around each checkpoint and the WAL's
- * header when it restarts, which the syncer's argument (at the top) relies on. */
+/* WAL lets readers run beside the writer. Through the writer's VFS (db/sqlite_vfs.c) a commit
+ * writes its frames in one go and returns without an fsync (the syncer's), while the WAL and
+ * the database are still synced around each checkpoint and the WAL's header when it restarts,
+ * which the syncer's argument (at the top) relies on. */
 static enum err writer_open(struct conn *w, const char *path)
 {
+	if (!writer_vfs_register())
+		return ERR_INTERNAL;
 	enum err e = conn_open(w, path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-			       "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+			       WRITER_VFS_NAME, WRITER_VFS_PRAGMAS " PRAGMA foreign_keys = ON;"
 			       " PRAGMA temp_store = MEMORY; PRAGMA trusted_schema = OFF;"
 			       " PRAGMA cache_size = -16384;"
 			       " PRAGMA journal_size_limit = " WAL_FILE_LIMIT ";");
@@ -581,7 +587,7 @@ static enum err reader_open(const char *path, struct conn **ret_cn)
 		return ERR_NOMEM;
 	/* Pages are read through the file mapping, so each of up to CALLSTATE_THREADS readers
 	 * keeps only a small private cache. */
-	enum err e = conn_open(cn, path, SQLITE_OPEN_READWRITE,
+	enum err e = conn_open(cn, path, SQLITE_OPEN_READWRITE, NULL,
 			       "PRAGMA query_only = ON; PRAGMA trusted_schema = OFF;"
 			       " PRAGMA cache_size = -1024; PRAGMA mmap_size = 4294967296;");
 	if (e != ERR_OK) {
@@ -887,7 +893,7 @@ static void *checkpointer_main(void *arg)
 static enum err checkpointer_start(struct sqlite_storage *s)
 {
 	struct conn cn = {0};
-	enum err e = conn_open(&cn, s->path, SQLITE_OPEN_READWRITE,
+	enum err e = conn_open(&cn, s->path, SQLITE_OPEN_READWRITE, NULL,
 			       "PRAGMA synchronous = FULL; PRAGMA trusted_schema = OFF;");
 	if (e != ERR_OK)
 		return e;

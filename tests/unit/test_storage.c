@@ -1308,7 +1308,7 @@ static int64_t pragma_int(sqlite3 *db, const char *sql)
 
 struct writer_settings {
 	int writers;
-	int64_t synchronous, foreign_keys;
+	int64_t synchronous, checkpoint_fullfsync, foreign_keys;
 };
 
 static enum err tx_writer_settings(struct storage_tx *tx, void *arg)
@@ -1319,14 +1319,16 @@ static enum err tx_writer_settings(struct storage_tx *tx, void *arg)
 			continue;
 		ws->writers++;
 		ws->synchronous = pragma_int(seen[i], "PRAGMA synchronous");
+		ws->checkpoint_fullfsync = pragma_int(seen[i], "PRAGMA checkpoint_fullfsync");
 		ws->foreign_keys = pragma_int(seen[i], "PRAGMA foreign_keys");
 	}
 	return ERR_OK;
 }
 
-/* NORMAL: the writer commits without an fsync and the syncer thread makes each batch durable
- * before answering it (tests/http/crash.test.js cuts the power to show it). */
-Test(storage, sqlite_writer_is_wal_with_synchronous_normal)
+/* FULL with checkpoint_fullfsync: how the writer's VFS tells a commit's sync (left to the
+ * syncer thread, which answers each batch once durable: tests/http/crash.test.js cuts the power
+ * to show it) from a checkpoint's (db/sqlite_vfs.c). */
+Test(storage, sqlite_writer_is_wal_with_synchronous_full_and_checkpoint_fullfsync)
 {
 	if (!is_sqlite())
 		cr_skip_test("SQLite property");
@@ -1338,7 +1340,8 @@ Test(storage, sqlite_writer_is_wal_with_synchronous_normal)
 	cr_assert_eq(storage_transact(st, tx_writer_settings, &ws), ERR_OK);
 	sqlite3_reset_auto_extension();
 	cr_assert_eq(ws.writers, 1);
-	cr_assert_eq(ws.synchronous, 1, "synchronous=NORMAL is 1");
+	cr_assert_eq(ws.synchronous, 2, "synchronous=FULL is 2");
+	cr_assert_eq(ws.checkpoint_fullfsync, 1);
 	cr_assert_eq(ws.foreign_keys, 1);
 
 	/* WAL is a property of the file: any connection sees it. */
