@@ -103,14 +103,15 @@ wait_http() { # wait_http URL [TRIES]
 	return 1
 }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-# thread_ticks PID: "<thread group> <CPU clock ticks>" per group of the process's threads (named
-# by the service: cs-writer, cs-checkpoint, ...; CivetWeb's civetweb-worker and -master).
-thread_ticks() {
+# thread_cpu PID: "<thread group> <ns on a CPU>" per group of the process's threads (named by
+# the service: cs-writer, cs-checkpoint, ...; CivetWeb's civetweb-worker and -master). From
+# schedstat, not utime/stime: those are sampled at each clock tick, and a thread that wakes on
+# a timer runs right at the tick and gets charged far more than it ran.
+thread_cpu() {
 	local t
 	for t in /proc/"$1"/task/*; do
-		# comm may hold spaces; utime and stime are fields 14 and 15 after the ")".
-		printf '%s %s\n' "$(cat "$t/comm" 2>/dev/null)" "$(sed 's/.*) //' "$t/stat" 2>/dev/null | awk '{print $12 + $13}')"
-	done | awk 'NF == 2 { sub(/-[0-9]+$/, "", $1); n[$1] += $2 } END { for (k in n) print k, n[k] }' | sort
+		printf '%s %s\n' "$(cat "$t/comm" 2>/dev/null)" "$(cut -d' ' -f1 "$t/schedstat" 2>/dev/null)"
+	done | awk 'NF == 2 { sub(/-[0-9]+$/, "", $1); n[$1] += $2 } END { for (k in n) printf "%s %.0f\n", k, n[k] }' | sort
 }
 
 SVC_TOKEN="bench-svc-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -207,12 +208,11 @@ run_wrk() {
 # thread group (µs), and from the writer's totals (SQLite) and perf (when it may trace
 # syscalls) WAL pages, statements, VM steps, batch size, fsyncs, pwrites, context switches.
 per_event() {
-	local wc=$1 events=$2 hz
-	hz=$(getconf CLK_TCK)
+	local wc=$1 events=$2
 	[ "$events" -gt 0 ] 2>/dev/null || { echo "per event (c=$wc): no events"; return; }
-	join -a2 -e0 -o 0,1.2,2.2 "$WORK/ticks-before-$wc" "$WORK/ticks-after-$wc" |
-		awk -v n="$events" -v hz="$hz" -v c="$wc" '
-			{ us = ($3 - $2) * 1e6 / hz / n; total += us; if (us > 0) parts = parts sprintf(" %s %.1f", $1, us) }
+	join -a2 -e0 -o 0,1.2,2.2 "$WORK/cpu-before-$wc" "$WORK/cpu-after-$wc" |
+		awk -v n="$events" -v c="$wc" '
+			{ us = ($3 - $2) / 1e3 / n; total += us; if (us >= 0.05) parts = parts sprintf(" %s %.1f", $1, us) }
 			END { printf "per event (c=%s): server CPU %.1f us:%s\n", c, total, parts }'
 	grep -h 'msg="sqlite writer totals"' "$WORK/webhooks-$wc.log" | tail -n 1 |
 		awk -v n="$events" '{
@@ -318,7 +318,7 @@ else
 		# the webhooks only, not the calls created for them.
 		stop_pid "$CS_PID"
 		start_callstate "webhooks$wc" "$PORT" "$WORK/webhooks-$wc.log"
-		thread_ticks "$CS_PID" >"$WORK/ticks-before-$wc"
+		thread_cpu "$CS_PID" >"$WORK/cpu-before-$wc"
 		PERF_PID=
 		if command -v perf >/dev/null; then
 			perf stat -x, -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync,syscalls:sys_enter_pwrite64,context-switches \
@@ -328,7 +328,7 @@ else
 		RUN_CONNS=$wc run_wrk "webhooks POST /webhooks/livekit (c=$wc)" "http://127.0.0.1:$PORT" \
 			"$BENCH/webhook.lua" "$WORK/webhooks-$wc.txt" "$WRK_THREADS"
 		alive "$CS_PID" "$WORK/webhooks-$wc.log"
-		thread_ticks "$CS_PID" >"$WORK/ticks-after-$wc"
+		thread_cpu "$CS_PID" >"$WORK/cpu-after-$wc"
 		[ -z "$PERF_PID" ] || { kill -INT "$PERF_PID" 2>/dev/null; wait "$PERF_PID" 2>/dev/null || true; }
 		# Every 200 means stored: count what this run's ids left in the database.
 		stored=$(db_query "webhooks$wc" "SELECT count(*) FROM webhooks WHERE substr(id, 1, $((${#prefix} + 4))) = 'EV_${prefix}_'")
