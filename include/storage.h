@@ -39,7 +39,10 @@
  *     holds it, so the instances share the due calls instead of queueing on each.
  *  8. Reads outside a transaction see every transaction that storage_transact returned for,
  *     on any instance; a read of several statements (a call with its members and sessions)
- *     sees one snapshot.
+ *     sees one snapshot. A read may see a transaction a moment before that (SQLite answers a
+ *     batch once the syncer has made it durable, and its readers see it from the commit), but
+ *     the feed shows no event before it is durable, so a power cut never takes back a seq
+ *     that a reader saw (rule 4).
  *  9. Connections come from a pool of at most storage_options.pool_size; a thread waits for
  *     one, and gets ERR_UNAVAILABLE when none is free in time. No connection is used by two
  *     threads at once. All functions are safe to call from any thread.
