@@ -179,6 +179,53 @@ describe('kill -9 in the middle of a webhook burst', () => {
   killMidBurst('every webhook acknowledged before the kill is stored and applied after the restart', { powerCut: false });
 });
 
+describe('an fdatasync of the WAL that fails', { skip: BACKEND !== 'sqlite' || !POWERCUT_LIB }, () => {
+  const dir = makeTmpDir();
+  const secrets = makeSecrets();
+  const failFile = path.join(dir, 'fail-sync');
+  let srv;
+  let srv2;
+  after(async () => {
+    if (srv && !srv.exit) await srv.kill();
+    await shutdown(srv2);
+    removeTmpDir(dir);
+  });
+
+  it('answers 503 and fails readiness from then on; a restart has every acknowledged event', async () => {
+    srv = await startServer({ dir, secrets, env: { ...powerCutEnv(dir), POWERCUT_FAIL_FILE: failFile } });
+    const req = newCall(2, { ring_timeout_s: 300 });
+    const { call } = await srv.createCall(req);
+    const t0 = Date.now() - 60000;
+    const room = new LkRoom(call.room, { creationMs: t0 });
+    const s1 = room.session(req.callees[0], t0 + 1000);
+    const s2 = room.session(req.caller, t0 + 2000);
+    const first = room.joined(s1);
+    const second = room.joined(s2);
+    const send = async (ev) => postWebhook(srv, ev.body, await signWebhook(ev.body, secrets.apiKey, secrets.apiSecret));
+    assert.equal((await send(first)).status, 200, 'before the disk fails');
+
+    fs.writeFileSync(failFile, '');
+    for (let i = 0; i < 2; i++) {
+      const r = await send(second);
+      assert.equal(r.status, 503, `try ${i + 1} once the sync failed: ${r.text}`);
+    }
+    fs.rmSync(failFile);
+    const retried = await send(second);
+    assert.equal(retried.status, 503, 'a failed fdatasync is never retried: the storage stays refused until a restart');
+    assert.equal((await srv.request('GET', '/readyz', { token: 'none' })).status, 503, 'not ready');
+    assert.match(srv.stderr, /fdatasync of the sqlite WAL failed/);
+
+    srv.child.kill('SIGKILL');
+    await srv.exited;
+    cutPower(dir);
+    srv2 = await startServer({ dir, secrets });
+    const sessions = () => srv2.getCall(call.id).then((c) => c.participants.map((p) => p.sid));
+    assert.deepEqual(await sessions(), [s1.sid], 'the acknowledged join is there, the refused one is not');
+    assert.equal((await postWebhook(srv2, second.body, await signWebhook(second.body, secrets.apiKey, secrets.apiSecret))).status, 200);
+    assert.deepEqual((await sessions()).sort(), [s1.sid, s2.sid].sort(), 'the retried join is applied');
+  });
+});
+
 describe('a power cut in the middle of a webhook burst', { skip: BACKEND !== 'sqlite' || !POWERCUT_LIB }, () => {
   killMidBurst('every webhook acknowledged before the cut is on the disk and applied after the restart', { powerCut: true });
 });

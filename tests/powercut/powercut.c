@@ -11,6 +11,9 @@
  * wait for the lock the sync holds to be counted), so the copy never holds more than a power cut
  * would leave, save a rewrite in place of bytes of the span while the sync runs.
  *
+ * While the file named by $POWERCUT_FAIL_FILE exists, every sync of a file under the directory
+ * fails with EIO and makes nothing durable: a disk that stopped taking writes.
+ *
  * Each interposed call keeps errno as the real call left it. */
 #undef _FILE_OFFSET_BITS /* pwrite and pwrite64 are both interposed, each under its own name */
 #define _GNU_SOURCE
@@ -172,11 +175,18 @@ ssize_t write(int fd, const void *buf, size_t n)
 
 /* A truncation (ftruncate, not interposed) shows at the next sync, which gives the copy the
  * file's size. */
+static bool sync_fails(int fd)
+{
+	const char *trigger = getenv("POWERCUT_FAIL_FILE");
+	return trigger && lookup(fd) && access(trigger, F_OK) == 0;
+}
+
 static int synced(int (*real_sync)(int), int fd)
 {
 	pthread_mutex_lock(&mu);
-	int r = real_sync(fd);
-	int saved = errno;
+	bool fail = sync_fails(fd);
+	int r = fail ? -1 : real_sync(fd);
+	int saved = fail ? EIO : errno;
 	if (r == 0)
 		make_durable(fd);
 	pthread_mutex_unlock(&mu);
