@@ -71,20 +71,24 @@ function cutPower(dir) {
   fs.rmSync(path.join(dir, 'callstate.db-shm'), { force: true });
 }
 
+/** A directory for a server and the one restarted on its files, both stopped after the suite. */
+function restartPair() {
+  const pair = { dir: makeTmpDir(), secrets: makeSecrets(), first: null, second: null };
+  after(async () => {
+    if (pair.first && !pair.first.exit) await pair.first.kill();
+    await shutdown(pair.second);
+    removeTmpDir(pair.dir);
+  });
+  return pair;
+}
+
 function killMidBurst(title, { powerCut }) {
   const killAfter = powerCut ? KILL_AFTER.powerCut : KILL_AFTER.kill;
-  const dir = makeTmpDir();
-  const secrets = makeSecrets();
-  let srv;
-  let srv2;
-  after(async () => {
-    if (srv && !srv.exit) await srv.kill();
-    await shutdown(srv2);
-    removeTmpDir(dir);
-  });
+  const pair = restartPair();
+  const { dir, secrets } = pair;
 
   it(title, async () => {
-    srv = await startServer({ dir, secrets, env: powerCut ? powerCutEnv(dir) : {} });
+    const srv = pair.first = await startServer({ dir, secrets, env: powerCut ? powerCutEnv(dir) : {} });
     const calls = [];
     for (let k = 0; k < CALLS; k += 20) {
       calls.push(...(await Promise.all(Array.from({ length: 20 }, async () => {
@@ -129,7 +133,7 @@ function killMidBurst(title, { powerCut }) {
     }
 
     // Restart on the same database.
-    srv2 = await startServer({ dir, secrets });
+    const srv2 = pair.second = await startServer({ dir, secrets });
     const byId = async () => new Map(await Promise.all(calls.map(async ({ call }) => [call.id, assertCallShape(await srv2.getCall(call.id))])));
     let now = await byId();
     const missing = [];
@@ -180,19 +184,12 @@ describe('kill -9 in the middle of a webhook burst', () => {
 });
 
 describe('an fdatasync of the WAL that fails', { skip: BACKEND !== 'sqlite' || !POWERCUT_LIB }, () => {
-  const dir = makeTmpDir();
-  const secrets = makeSecrets();
+  const pair = restartPair();
+  const { dir, secrets } = pair;
   const failFile = path.join(dir, 'fail-sync');
-  let srv;
-  let srv2;
-  after(async () => {
-    if (srv && !srv.exit) await srv.kill();
-    await shutdown(srv2);
-    removeTmpDir(dir);
-  });
 
   it('answers 503 and fails readiness from then on; a restart has every acknowledged event', async () => {
-    srv = await startServer({ dir, secrets, env: { ...powerCutEnv(dir), POWERCUT_FAIL_FILE: failFile } });
+    const srv = pair.first = await startServer({ dir, secrets, env: { ...powerCutEnv(dir), POWERCUT_FAIL_FILE: failFile } });
     const req = newCall(2, { ring_timeout_s: 300 });
     const { call } = await srv.createCall(req);
     const t0 = Date.now() - 60000;
@@ -218,7 +215,7 @@ describe('an fdatasync of the WAL that fails', { skip: BACKEND !== 'sqlite' || !
     srv.child.kill('SIGKILL');
     await srv.exited;
     cutPower(dir);
-    srv2 = await startServer({ dir, secrets });
+    const srv2 = pair.second = await startServer({ dir, secrets });
     const sessions = () => srv2.getCall(call.id).then((c) => c.participants.map((p) => p.sid));
     assert.deepEqual(await sessions(), [s1.sid], 'the acknowledged join is there, the refused one is not');
     assert.equal((await postWebhook(srv2, second.body, await signWebhook(second.body, secrets.apiKey, secrets.apiSecret))).status, 200);
