@@ -24,8 +24,15 @@ static const struct route routes[] = {
 	{"POST", "/webhooks/livekit", handle_livekit_webhook},
 	{"GET", "/healthz", handle_healthz},
 	{"GET", "/readyz", handle_readyz},
+	{"GET", "/openapi.json", handle_openapi},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
+
+const struct route *router_routes(size_t *ret_n)
+{
+	*ret_n = N_ROUTES;
+	return routes;
+}
 
 /* The parameter's raw bytes come back through ret_param/ret_len; an encoded letter in a fixed
  * segment (/v1/%63alls) matches no route. */

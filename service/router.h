@@ -15,3 +15,5 @@ struct route {
  * On a match, r->route, r->param, r->param_too_long and r->param_invalid are set. allow gets
  * the methods of every route with this path ("" when no route has it), for a 405. */
 const struct route *router_find(struct req *r, char *allow, size_t allow_cap);
+/* Every route, *ret_n of them: what openapi.yaml must describe, no more and no less. */
+const struct route *router_routes(size_t *ret_n);

@@ -207,6 +207,25 @@ describe('health and graceful stop', () => {
     }
   });
 
+  it('GET /openapi.json: openapi.yaml as JSON, without auth; another method is 405', async () => {
+    const srv = await startServer();
+    try {
+      const r = await srv.request('GET', '/openapi.json', { token: 'none' });
+      assert.equal(r.status, 200, r.text);
+      assert.match(r.headers.get('content-type'), /^application\/json/);
+      assert.equal(r.body.openapi, '3.1.0');
+      const source = fs.readFileSync(new URL('../../openapi.yaml', import.meta.url), 'utf8');
+      const sourcePaths = [...source.matchAll(/^  (\/\S*):$/gm)].map((m) => m[1]);
+      assert.ok(sourcePaths.length > 10);
+      assert.deepEqual(Object.keys(r.body.paths), sourcePaths, 'served from this openapi.yaml');
+      const wrong = await srv.request('POST', '/openapi.json', { token: 'none' });
+      assert.equal(wrong.status, 405);
+      assert.equal(wrong.headers.get('allow'), 'GET');
+    } finally {
+      await shutdown(srv);
+    }
+  });
+
   it('SIGINT is graceful too', async () => {
     const srv = await startServer();
     await srv.createCall(newCall(1));
