@@ -101,6 +101,7 @@ enum stmt_id {
 	S_PARTICIPANT_UPSERT,
 	S_EVENT_INSERT,
 	S_EVENTS_AFTER,
+	S_AUDIT,
 	S_IDEM_CLAIM,
 	S_IDEM_GET,
 	S_DUE,
@@ -186,10 +187,18 @@ static const struct {
 				  " screen_share_at = excluded.screen_share_at,"
 				  " screen_share_ended_at = excluded.screen_share_ended_at"},
 	[S_EVENT_INSERT] = {"event_append", "INSERT INTO events (" EVENT_COLS
-					    ") VALUES ($1, $2, $3, $4, $5, $6)"},
+					    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"},
 	[S_EVENTS_AFTER] = {"events_after",
 			    "SELECT seq, " EVENT_COLS " FROM events WHERE seq > $1::bigint"
 			    " ORDER BY seq LIMIT $2::bigint"},
+	/* As db/sqlite.c's call_audit. An event not numbered yet shows no seq. */
+	[S_AUDIT] = {"call_audit",
+		     "SELECT 1 AS webhook, NULL::bigint, id, event, received_at AS at, NULL::bigint,"
+		     " NULL::text, NULL::text, convert_from(body, 'UTF8'),"
+		     " coalesce(call_version, 0) + 1 AS pos FROM webhooks WHERE call_id = $1::text"
+		     " UNION ALL SELECT 0, seq, id, type, at, call_version, cause, cause_ref, data,"
+		     " call_version FROM events WHERE call_id = $1::text"
+		     " ORDER BY pos, webhook DESC, at, id"},
 	/* Inserts the record, or replaces one created before $6 (expired); a live one stays and
 	 * the row count is 0. A claim of the same key in flight makes this wait for it. */
 	[S_IDEM_CLAIM] = {"idempotency_claim",
@@ -208,12 +217,14 @@ static const struct {
 		   " ORDER BY next_deadline, id LIMIT $4::bigint"},
 	[S_WEBHOOK_INSERT] = {"webhook_insert",
 			      "INSERT INTO webhooks (id, event, room, call_id, created_at,"
-			      " received_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+			      " received_at, body, call_version)"
+			      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
 			      " ON CONFLICT (id) DO NOTHING"},
 	/* Deferred, for an event taken to be new (see pg_tx_webhook_insert). */
 	[S_WEBHOOK_INSERT_NEW] = {"webhook_insert_new",
 				  "INSERT INTO webhooks (id, event, room, call_id, created_at,"
-				  " received_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7)"},
+				  " received_at, body, call_version)"
+				  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"},
 	[S_PRESENCE_LOCK] = {"presence_lock",
 			     "SELECT pg_advisory_xact_lock(" LOCK_PRESENCE ", hashtext($1::text))"},
 	/* As db/sqlite.c's presence_get: one row whatever exists. */
@@ -1184,6 +1195,8 @@ static enum err pg_tx_webhook_insert(struct storage_tx *tx, const struct webhook
 	PGresult *res = NULL;
 	struct db_value created = {.type = rec->created_at ? DB_INT : DB_NULL,
 				   .i = rec->created_at};
+	struct db_value version = {.type = rec->call_version ? DB_INT : DB_NULL,
+				   .i = rec->call_version};
 	p_text(&p, rec->id);
 	p_text(&p, rec->event);
 	p_text(&p, rec->room && *rec->room ? rec->room : NULL);
@@ -1191,6 +1204,7 @@ static enum err pg_tx_webhook_insert(struct storage_tx *tx, const struct webhook
 	p_value(&p, &created);
 	p_int(&p, rec->received_at);
 	p_blob(&p, rec->body, rec->body_len);
+	p_value(&p, &version);
 	if (!t->check_webhooks)
 		return err_of(tx_defer(t, S_WEBHOOK_INSERT_NEW, &p));
 	enum outcome o = tx_exec(t, S_WEBHOOK_INSERT, &p, &res);
@@ -1499,6 +1513,38 @@ static enum err pg_events_after(struct storage *st, int64_t after, int limit,
 	return ERR_OK;
 }
 
+static enum err pg_call_audit(struct storage *st, const char *id, struct audit_trail *ret)
+{
+	struct pg_storage *s = to_pg(st);
+	struct params p = {0};
+	p_text(&p, id);
+	struct conn *cn = NULL;
+	PGresult *res = NULL;
+	enum err e = read_one(s, S_AUDIT, &p, &cn, &res);
+	if (e != ERR_OK)
+		return e;
+	struct audit_trail trail = {0};
+	int rows = PQntuples(res);
+	if (rows) {
+		trail.entries = calloc((size_t)rows, sizeof *trail.entries);
+		if (!trail.entries)
+			e = ERR_NOMEM;
+	}
+	for (int r = 0; r < rows && e == ERR_OK; r++) {
+		struct db_value v[AUDIT_COUNT];
+		row_values(res, r, 0, AUDIT_COUNT, v, NULL, 0);
+		e = checked(rows_read_audit(v, &trail.entries[trail.n++]), S_AUDIT);
+	}
+	PQclear(res);
+	conn_give(s, cn);
+	if (e != ERR_OK) {
+		audit_trail_finish(&trail);
+		return e;
+	}
+	*ret = trail;
+	return ERR_OK;
+}
+
 static enum err pg_calls_due(struct storage *st, int64_t now, const struct due_call *after,
 			     size_t max, struct due_call *ret_calls, size_t *ret_n)
 {
@@ -1630,6 +1676,7 @@ static const struct storage_impl pg_impl = {
 	.call_get = pg_call_get,
 	.call_view = pg_call_view,
 	.calls_list = pg_calls_list,
+	.call_audit = pg_call_audit,
 	.events_after = pg_events_after,
 	.calls_due = pg_calls_due,
 };

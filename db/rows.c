@@ -102,6 +102,8 @@ void rows_event_values(const struct event *ev, struct db_value out[EVENT_COUNT])
 	out[3] = v_text(ev->call_id);
 	out[4] = v_time(ev->call_version);
 	out[5] = v_text(ev->data && *ev->data ? ev->data : "{}");
+	out[6] = v_text(change_source_name(ev->cause));
+	out[7] = v_text(ev->cause_ref);
 }
 
 bool rows_member_unchanged(const struct call *c, const struct call *loaded, size_t i)
@@ -346,7 +348,24 @@ enum err rows_read_event(const struct db_value in[EVENT_COUNT + 1], struct event
 	ev->at = r_int(&r, 3);
 	r_text(&r, 4, ev->call_id, sizeof ev->call_id);
 	ev->call_version = r_int(&r, 5);
+	ev->cause = (enum change_source)r_enum(&r, 7, change_source_parse, CHANGE_NONE);
+	r_text(&r, 8, ev->cause_ref, sizeof ev->cause_ref);
 	enum err e = r_dup(&r, 6, &ev->data);
+	return e == ERR_OK ? done(&r) : e;
+}
+
+enum err rows_read_audit(const struct db_value in[AUDIT_COUNT], struct audit_entry *a)
+{
+	struct reader r = {in, true};
+	a->webhook = r_int(&r, 0) != 0;
+	a->seq = r_int(&r, 1);
+	r_text(&r, 2, a->id, sizeof a->id);
+	r_text(&r, 3, a->type, sizeof a->type);
+	a->at = r_int(&r, 4);
+	a->call_version = r_int(&r, 5);
+	a->cause = (enum change_source)r_enum(&r, 6, change_source_parse, CHANGE_NONE);
+	r_text(&r, 7, a->cause_ref, sizeof a->cause_ref);
+	enum err e = r_dup(&r, 8, &a->body);
 	return e == ERR_OK ? done(&r) : e;
 }
 

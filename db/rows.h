@@ -60,8 +60,8 @@ enum call_col {
 	"screen_share_at, screen_share_ended_at"
 #define PARTICIPANT_COUNT 10
 /* Written as these; read back as "seq, " EVENT_COLS. */
-#define EVENT_COLS "id, type, at, call_id, call_version, data"
-#define EVENT_COUNT 6
+#define EVENT_COLS "id, type, at, call_id, call_version, data, cause, cause_ref"
+#define EVENT_COUNT 8
 /* A call's stored view: what lists and reads copy. */
 #define VIEW_COLS "c.id, c.created_at, c.next_deadline, c.view"
 #define VIEW_COUNT 4
@@ -106,6 +106,10 @@ enum err rows_read_participant(const struct db_value in[PARTICIPANT_COUNT],
 			       struct participant *p);
 /* "seq, " EVENT_COLS; ev->data is malloc'd. */
 enum err rows_read_event(const struct db_value in[EVENT_COUNT + 1], struct event *ev);
+/* A row of a call's audit trail, as both backends' audit statements give it: is a webhook
+ * (0/1), seq, id, type, at, call_version, cause, cause_ref, body; a->body is malloc'd. */
+#define AUDIT_COUNT 9
+enum err rows_read_audit(const struct db_value in[AUDIT_COUNT], struct audit_entry *a);
 /* VIEW_COLS; v->json is malloc'd. */
 enum err rows_read_view(const struct db_value in[VIEW_COUNT], struct call_view *v);
 /* call_id, request_hash (32 bytes), created_at. */

@@ -49,6 +49,9 @@
  * fsyncing it while every waiting request waits too. */
 #define CHECKPOINT_PAGES 1000
 #define CHECKPOINT_IDLE_S 1 /* also checkpoint what is there after this long */
+/* The audit tables are filled in bulk at most this often (see 0003_audit_trail.sql), by the
+ * checkpointer, which wakes at least once a second. */
+#define AUDIT_INDEX_INTERVAL_MS 1000
 /* Under sustained writes the checkpointer never reaches the WAL's end, and the WAL can only
  * start over once a checkpoint has: past this size the writer finishes the copy itself,
  * between two batches, so the WAL (and recovery after a crash) stays bounded. */
@@ -99,6 +102,10 @@ enum stmt_id {
 	S_PARTICIPANT_UPSERT,
 	S_EVENT_INSERT,
 	S_EVENTS_AFTER,
+	S_AUDIT,
+	S_AUDIT_INDEX_EVENTS,
+	S_AUDIT_INDEX_WEBHOOKS,
+	S_AUDIT_INDEXED,
 	S_IDEM_GET,
 	S_IDEM_CLAIM,
 	S_DUE,
@@ -194,9 +201,41 @@ static const struct {
 				  " screen_share_at = excluded.screen_share_at,"
 				  " screen_share_ended_at = excluded.screen_share_ended_at"},
 	[S_EVENT_INSERT] = {"event_append", "INSERT INTO events (" EVENT_COLS
-					    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)"},
+					    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
 	[S_EVENTS_AFTER] = {"events_after", "SELECT seq, " EVENT_COLS
 					    " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"},
+	/* AUDIT_COUNT columns, then the position: a webhook goes just before the change that
+	 * follows the version it found (struct audit_trail). The call's rows are those of the
+	 * audit tables and those past their marks, not indexed yet. */
+	[S_AUDIT] = {"call_audit",
+		     "SELECT 1 AS webhook, NULL, w.id, w.event, w.received_at AS at, NULL, NULL, NULL,"
+		     " CAST(w.body AS TEXT), coalesce(w.call_version, 0) + 1 AS pos"
+		     " FROM audit_webhooks a JOIN webhooks w ON w.id = a.webhook_id"
+		     " WHERE a.call_id = ?1"
+		     " UNION ALL SELECT 1, NULL, id, event, received_at, NULL, NULL, NULL,"
+		     " CAST(body AS TEXT), coalesce(call_version, 0) + 1 FROM webhooks"
+		     " WHERE rowid > (SELECT webhooks_upto FROM audit_indexed) AND call_id = ?1"
+		     " UNION ALL SELECT 0, e.seq, e.id, e.type, e.at, e.call_version, e.cause,"
+		     " e.cause_ref, e.data, e.call_version"
+		     " FROM audit_events a JOIN events e ON e.seq = a.seq WHERE a.call_id = ?1"
+		     " UNION ALL SELECT 0, seq, id, type, at, call_version, cause, cause_ref, data,"
+		     " call_version FROM events"
+		     " WHERE seq > (SELECT events_upto FROM audit_indexed) AND call_id = ?1"
+		     " ORDER BY pos, webhook DESC, at, id"},
+	[S_AUDIT_INDEX_EVENTS] = {"audit_index_events",
+				  "INSERT INTO audit_events (call_id, seq) SELECT call_id, seq"
+				  " FROM events WHERE seq > (SELECT events_upto FROM audit_indexed)"
+				  " AND call_id IS NOT NULL"},
+	[S_AUDIT_INDEX_WEBHOOKS] = {"audit_index_webhooks",
+				    "INSERT INTO audit_webhooks (call_id, webhook_id)"
+				    " SELECT call_id, id FROM webhooks"
+				    " WHERE rowid > (SELECT webhooks_upto FROM audit_indexed)"
+				    " AND call_id IS NOT NULL"},
+	[S_AUDIT_INDEXED] = {"audit_indexed",
+			     "UPDATE audit_indexed SET"
+			     " events_upto = coalesce((SELECT max(seq) FROM events), events_upto),"
+			     " webhooks_upto = coalesce((SELECT max(rowid) FROM webhooks),"
+			     " webhooks_upto)"},
 	[S_IDEM_GET] = {"idempotency_get",
 			"SELECT call_id, request_hash, created_at FROM idempotency_keys"
 			" WHERE caller = ?1 AND key = ?2"},
@@ -214,7 +253,8 @@ static const struct {
 				" ORDER BY next_deadline, id LIMIT ?4"},
 	[S_WEBHOOK_INSERT] = {"webhook_insert",
 			      "INSERT INTO webhooks (id, event, room, call_id, created_at,"
-			      " received_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
+			      " received_at, body, call_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
+			      " ?8)"},
 	/* One row whatever exists: the chat-set status; the call of the user's newest open session
 	 * (joined, not left, not aborted, not an observer, in a call they are a member of: as
 	 * domain/call_room.c counts them) and since when they have been in it, through reconnects
@@ -323,6 +363,9 @@ struct sqlite_storage {
 	 * above the bound). */
 	atomic_int_least64_t feed_durable;
 	int64_t feed_appended;
+	/* The writer appended events or webhooks of a call past the marks of audit_indexed;
+	 * the checkpointer then has them indexed, at most every AUDIT_INDEX_INTERVAL_MS. */
+	atomic_bool audit_behind;
 	/* What the writer did, logged at close: the figures a write-path benchmark divides by
 	 * its events. Written by the writer thread only, but syncs by the syncer. */
 	uint64_t batches, transactions, wal_frames, syncs;
@@ -864,9 +907,47 @@ static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
 	return SQLITE_OK;
 }
 
+static enum err sq_transact(struct storage *st, storage_tx_fn fn, void *arg);
+
+/* A transaction of the writer's: index what was appended past the marks. */
+static enum err audit_catch_up(struct storage_tx *tx, void *arg)
+{
+	struct sqlite_storage *s = arg;
+	struct conn *w = tx_conn(tx);
+	atomic_store(&s->audit_behind, false);
+	enum err e = exec_stmt(w, S_AUDIT_INDEX_EVENTS);
+	if (e == ERR_OK)
+		e = exec_stmt(w, S_AUDIT_INDEX_WEBHOOKS);
+	if (e == ERR_OK)
+		e = exec_stmt(w, S_AUDIT_INDEXED);
+	if (e != ERR_OK)
+		atomic_store(&s->audit_behind, true);
+	return e;
+}
+
+static int64_t monotonic_ms(void)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* Runs on the checkpointer, which does nothing else meanwhile. */
+static void audit_index_if_due(struct sqlite_storage *s, int64_t *last_ms)
+{
+	int64_t now = monotonic_ms();
+	if (!atomic_load(&s->audit_behind) || now - *last_ms < AUDIT_INDEX_INTERVAL_MS)
+		return;
+	*last_ms = now;
+	enum err e = sq_transact(&s->base, audit_catch_up, s);
+	if (e != ERR_OK)
+		log_write(LOG_WARN, "msg=\"audit index catch-up failed\" error=%s", err_code(e));
+}
+
 static void *checkpointer_main(void *arg)
 {
 	struct sqlite_storage *s = arg;
+	int64_t audit_indexed_ms = 0;
 	thread_name("cs-checkpoint");
 	pthread_mutex_lock(&s->checkpoint_mu);
 	while (!s->checkpoint_stop) {
@@ -880,6 +961,7 @@ static void *checkpointer_main(void *arg)
 			break;
 		s->checkpoint_due = false;
 		pthread_mutex_unlock(&s->checkpoint_mu);
+		audit_index_if_due(s, &audit_indexed_ms);
 		int rc = sqlite3_wal_checkpoint_v2(s->checkpoint_db, NULL, SQLITE_CHECKPOINT_PASSIVE,
 						   NULL, NULL);
 		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
@@ -1176,6 +1258,8 @@ static enum err sq_tx_event_append(struct storage_tx *tx, const struct event *ev
 		atomic_store(&s->feed_durable, seq - 1);
 	s->feed_appended = seq;
 	pthread_mutex_unlock(&s->sync_mu);
+	if (*ev->call_id)
+		atomic_store(&s->audit_behind, true);
 	return ERR_OK;
 }
 
@@ -1239,7 +1323,11 @@ static enum err sq_tx_webhook_insert(struct storage_tx *tx, const struct webhook
 	bind_int(&b, 6, rec->received_at);
 	/* A NULL pointer would bind SQL NULL; an empty body is still a body. */
 	bind_blob(&b, 7, rec->body ? rec->body : "", (int)rec->body_len);
-	return run_bound(w, S_WEBHOOK_INSERT, &b);
+	bind_time(&b, 8, rec->call_version); /* 0: no call owns the room */
+	e = run_bound(w, S_WEBHOOK_INSERT, &b);
+	if (e == ERR_OK && *rec->call_id)
+		atomic_store(&to_sqlite(tx->st)->audit_behind, true);
+	return e;
 }
 
 static enum err presence_read(struct conn *cn, const char *user, const char *except_call_id,
@@ -1521,6 +1609,55 @@ out:
 	return ERR_OK;
 }
 
+/* Room for one more entry at a->entries[a->n], zeroed; *cap is the allocated count. */
+static enum err audit_trail_reserve(struct audit_trail *a, size_t *cap)
+{
+	if (a->n == *cap) {
+		size_t grown = *cap ? *cap * 2 : 16;
+		struct audit_entry *p = realloc(a->entries, grown * sizeof *p);
+		if (!p)
+			return ERR_NOMEM;
+		a->entries = p;
+		*cap = grown;
+	}
+	a->entries[a->n] = (struct audit_entry){0};
+	return ERR_OK;
+}
+
+static enum err sq_call_audit(struct storage *st, const char *id, struct audit_trail *ret)
+{
+	struct sqlite_storage *s = to_sqlite(st);
+	struct audit_trail trail = {0};
+	struct binder b = {0};
+	struct conn *cn = NULL;
+	size_t cap = 0;
+	int rc = SQLITE_DONE;
+	enum err e = reader_begin(s, &cn, false);
+	if (e == ERR_OK)
+		e = stmt_get(cn, S_AUDIT, &b.st);
+	if (e != ERR_OK)
+		goto out;
+	bind_text(&b, 1, id);
+	while (e == ERR_OK && (rc = step_bound(&b)) == SQLITE_ROW) {
+		e = audit_trail_reserve(&trail, &cap);
+		if (e != ERR_OK)
+			break;
+		struct db_value v[AUDIT_COUNT];
+		row_values(b.st, 0, AUDIT_COUNT, v);
+		e = checked(rows_read_audit(v, &trail.entries[trail.n++]), S_AUDIT);
+	}
+	if (e == ERR_OK && rc != SQLITE_DONE)
+		e = db_fail(cn->db, rc, stmts[S_AUDIT].name);
+out:
+	read_done(s, cn, b.st);
+	if (e != ERR_OK) {
+		audit_trail_finish(&trail);
+		return e;
+	}
+	*ret = trail;
+	return ERR_OK;
+}
+
 static enum err sq_calls_due(struct storage *st, int64_t now, const struct due_call *after,
 			     size_t max, struct due_call *ret_calls, size_t *ret_n)
 {
@@ -1578,6 +1715,10 @@ static void log_writer_totals(struct sqlite_storage *s)
 
 static void sqlite_free(struct sqlite_storage *s)
 {
+	/* Nothing is left past the audit marks at rest (see 0003_audit_trail.sql). */
+	if (s->thread_running && atomic_load(&s->audit_behind) &&
+	    sq_transact(&s->base, audit_catch_up, s) != ERR_OK)
+		log_write(LOG_WARN, "msg=\"audit index catch-up failed at close\"");
 	if (s->thread_running) {
 		pthread_mutex_lock(&s->queue_mu);
 		s->stopping = true;
@@ -1665,6 +1806,7 @@ static const struct storage_impl sqlite_impl = {
 	.call_get = sq_call_get,
 	.call_view = sq_call_view,
 	.calls_list = sq_calls_list,
+	.call_audit = sq_call_audit,
 	.events_after = sq_events_after,
 	.calls_due = sq_calls_due,
 };
@@ -1690,6 +1832,7 @@ enum err sqlite_storage_open(const char *path, const struct storage_options *opt
 	s->wal_fd = -1;
 	atomic_init(&s->failed, false);
 	atomic_init(&s->feed_durable, INT64_MAX);
+	atomic_init(&s->audit_behind, false);
 	s->path = strdup(path);
 	s->sync_ready = s->path && sync_init(s);
 	s->readers_ready = s->sync_ready && pool_init(&s->readers, opts->pool_size) == ERR_OK;

@@ -169,6 +169,11 @@ enum err storage_calls_list(struct storage *st, const struct call_filter *f,
 	return st->impl->calls_list(st, f, ret_page);
 }
 
+enum err storage_call_audit(struct storage *st, const char *id, struct audit_trail *ret)
+{
+	return st->impl->call_audit(st, id, ret);
+}
+
 enum err storage_events_after(struct storage *st, int64_t after, int limit,
 			      struct event_page *ret_page)
 {
@@ -207,4 +212,14 @@ void event_page_finish(struct event_page *p)
 		event_finish(&p->events[i]);
 	free(p->events);
 	*p = (struct event_page){0};
+}
+
+void audit_trail_finish(struct audit_trail *a)
+{
+	if (!a)
+		return;
+	for (size_t i = 0; i < a->n; i++)
+		free(a->entries[i].body);
+	free(a->entries);
+	*a = (struct audit_trail){0};
 }

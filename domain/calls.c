@@ -28,10 +28,13 @@ static struct fsm_timeouts timeouts_of(const struct calls *cs)
 	return (struct fsm_timeouts){.join_timeout_s = cs->cfg.join_timeout_s};
 }
 
-static enum err append_event(struct storage_tx *tx, struct call *c, const char *type, int64_t now,
-			     char *data)
+const struct change_cause calls_timer_cause = {.source = CHANGE_TIMER};
+
+static enum err append_event(struct storage_tx *tx, struct call *c, const char *type,
+			     const struct change_cause *cause, int64_t now, char *data)
 {
 	struct event ev = {.at = now, .call_version = ++c->version, .data = data};
+	event_set_cause(&ev, cause);
 	ids_uuidv7(now, ev.id);
 	snprintf(ev.type, sizeof ev.type, "%s", type);
 	memcpy(ev.call_id, c->id, sizeof ev.call_id);
@@ -39,7 +42,7 @@ static enum err append_event(struct storage_tx *tx, struct call *c, const char *
 }
 
 enum err calls_record_change(struct storage_tx *tx, struct call *c, const struct fsm_events *fe,
-			     int64_t now, char **view)
+			     const struct change_cause *cause, int64_t now, char **view)
 {
 	free(*view);
 	*view = call_to_json_text(c);
@@ -47,7 +50,7 @@ enum err calls_record_change(struct storage_tx *tx, struct call *c, const struct
 		return ERR_NOMEM;
 	enum err e = ERR_OK;
 	for (size_t i = 0; i < fe->n && e == ERR_OK; i++)
-		e = append_event(tx, c, fe->types[i], now, *view);
+		e = append_event(tx, c, fe->types[i], cause, now, *view);
 	return e;
 }
 
@@ -64,6 +67,7 @@ struct action_job {
 	const char *id;
 	const char *user;
 	const char *name;
+	struct change_cause cause; /* of the action; its timers' changes are the timer's */
 	int64_t now;
 	enum err refusal;       /* the domain's answer, returned after the commit */
 	const char *msg;
@@ -136,7 +140,7 @@ static enum err action_tx(struct storage_tx *tx, void *arg)
 	call_fsm_tick(c, j->now, &t, &tick_ev);
 	changed = tick_ev.n > 0;
 	if (changed)
-		e = calls_record_change(tx, c, &tick_ev, j->now, &view);
+		e = calls_record_change(tx, c, &tick_ev, &calls_timer_cause, j->now, &view);
 	if (e != ERR_OK)
 		goto out;
 
@@ -150,12 +154,12 @@ static enum err action_tx(struct storage_tx *tx, void *arg)
 	 * a group call). */
 	if (j->refusal == ERR_OK && (act_ev.n > 0 || !same_member_state(before, c))) {
 		changed = true;
-		e = calls_record_change(tx, c, &act_ev, j->now, &view);
+		e = calls_record_change(tx, c, &act_ev, &j->cause, j->now, &view);
 	}
 	if (e == ERR_OK && !changed && c->next_deadline != stored_deadline) {
 		struct fsm_events none = {0};
 		changed = true;
-		e = calls_record_change(tx, c, &none, j->now, &view);
+		e = calls_record_change(tx, c, &none, &j->cause, j->now, &view);
 	}
 	if (e == ERR_OK && changed)
 		e = storage_tx_call_update(tx, c, loaded, view);
@@ -231,10 +235,17 @@ static const char *display_name(const struct member *m, const char *given)
 	return m && *m->name ? m->name : NULL;
 }
 
-enum err calls_accept(const struct calls *cs, const char *id, const char *user, const char *name,
-		      struct call_grant *ret, const char **ret_msg)
+static struct change_cause api_cause(const char *request_id)
 {
-	struct action_job j = {.act = ACT_ACCEPT, .id = id, .user = user, .name = name};
+	return (struct change_cause){.source = CHANGE_API, .ref = request_id};
+}
+
+enum err calls_accept(const struct calls *cs, const char *request_id, const char *id,
+		      const char *user, const char *name, struct call_grant *ret,
+		      const char **ret_msg)
+{
+	struct action_job j = {.act = ACT_ACCEPT, .id = id, .user = user, .name = name,
+			       .cause = api_cause(request_id)};
 	struct call_grant g = {0};
 	enum err e = run_action(cs, &j, &g.call, &g.call_json, ret_msg);
 	if (e == ERR_OK)
@@ -248,24 +259,27 @@ enum err calls_accept(const struct calls *cs, const char *id, const char *user, 
 	return ERR_OK;
 }
 
-enum err calls_decline(const struct calls *cs, const char *id, const char *user,
-		       struct call **ret_call, const char **ret_msg)
+enum err calls_decline(const struct calls *cs, const char *request_id, const char *id,
+		       const char *user, struct call **ret_call, const char **ret_msg)
 {
-	struct action_job j = {.act = ACT_DECLINE, .id = id, .user = user};
+	struct action_job j = {.act = ACT_DECLINE, .id = id, .user = user,
+			       .cause = api_cause(request_id)};
 	return run_action(cs, &j, ret_call, NULL, ret_msg);
 }
 
-enum err calls_leave(const struct calls *cs, const char *id, const char *user,
-		     struct call **ret_call, const char **ret_msg)
+enum err calls_leave(const struct calls *cs, const char *request_id, const char *id,
+		     const char *user, struct call **ret_call, const char **ret_msg)
 {
-	struct action_job j = {.act = ACT_LEAVE, .id = id, .user = user};
+	struct action_job j = {.act = ACT_LEAVE, .id = id, .user = user,
+			       .cause = api_cause(request_id)};
 	return run_action(cs, &j, ret_call, NULL, ret_msg);
 }
 
-enum err calls_end(const struct calls *cs, const char *id, const char *user, struct call **ret_call,
-		   const char **ret_msg)
+enum err calls_end(const struct calls *cs, const char *request_id, const char *id,
+		   const char *user, struct call **ret_call, const char **ret_msg)
 {
-	struct action_job j = {.act = ACT_END, .id = id, .user = user};
+	struct action_job j = {.act = ACT_END, .id = id, .user = user,
+			       .cause = api_cause(request_id)};
 	return run_action(cs, &j, ret_call, NULL, ret_msg);
 }
 
@@ -311,6 +325,19 @@ enum err calls_get(const struct calls *cs, const char *id, struct call **ret_cal
 		return e;
 	settle_view(cs, c, clock_now_ms(&cs->clock));
 	*ret_call = c;
+	return ERR_OK;
+}
+
+enum err calls_audit(const struct calls *cs, const char *id, struct audit_trail *ret)
+{
+	struct audit_trail trail = {0};
+	enum err e = storage_call_audit(cs->st, id, &trail);
+	if (e != ERR_OK)
+		return e;
+	/* Every call has its call.ringing event from its first write on. */
+	if (trail.n == 0)
+		return ERR_NOT_FOUND;
+	*ret = trail;
 	return ERR_OK;
 }
 
@@ -389,7 +416,8 @@ enum err calls_fire_due(const struct calls *cs, struct timer_pass *ret)
 	do {
 		e = storage_calls_due(cs->st, now, after, DUE_BATCH, due, &n);
 		for (size_t i = 0; e == ERR_OK && i < n; i++) {
-			struct action_job j = {.act = ACT_TIMER, .id = due[i].id};
+			struct action_job j = {.act = ACT_TIMER, .id = due[i].id,
+					       .cause = calls_timer_cause};
 			struct call *c = NULL;
 			const char *msg = NULL;
 			enum err one = run_action(cs, &j, &c, NULL, &msg);
@@ -484,7 +512,8 @@ bool calls_room_call_id(const char *room, char ret_id[ID_LEN + 1])
 /* A repeat of an earlier creation: the same call, settled if its timers expired. */
 static enum err replay_tx(struct storage_tx *tx, struct create_job *j, const char *call_id)
 {
-	struct action_job tick = {.cs = j->cs, .act = ACT_TICK, .id = call_id, .now = j->now};
+	struct action_job tick = {.cs = j->cs, .act = ACT_TICK, .id = call_id, .now = j->now,
+				  .cause = calls_timer_cause};
 	enum err e = action_tx(tx, &tick);
 	if (e == ERR_OK && tick.refusal != ERR_OK)
 		e = ERR_INTERNAL; /* an idempotency record whose call is gone */
@@ -527,6 +556,8 @@ static enum err create_tx(struct storage_tx *tx, void *arg)
 	}
 
 	struct event ev = {.at = j->now, .call_version = c->version, .data = j->fresh_view};
+	struct change_cause cause = api_cause(req->request_id);
+	event_set_cause(&ev, &cause);
 	ids_uuidv7(j->now, ev.id);
 	snprintf(ev.type, sizeof ev.type, "call.ringing");
 	memcpy(ev.call_id, c->id, sizeof ev.call_id);

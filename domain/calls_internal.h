@@ -6,8 +6,12 @@
 /* The id of the call a room belongs to: every call's room is named after its id. */
 bool calls_room_call_id(const char *room, char ret_id[ID_LEN + 1]);
 
+/* What a timer changes: ring and join timeouts, settled by the timer pass or on the way to
+ * another change. */
+extern const struct change_cause calls_timer_cause;
+
 /* Serialize the call as it is now into *view (replacing what it held; the caller frees it)
- * and append one feed event per type in fe carrying it, each with the next call_version.
- * The caller then writes the call with that view. */
+ * and append one feed event per type in fe carrying it, each with the next call_version and
+ * cause. The caller then writes the call with that view. */
 enum err calls_record_change(struct storage_tx *tx, struct call *c, const struct fsm_events *fe,
-			     int64_t now, char **view);
+			     const struct change_cause *cause, int64_t now, char **view);

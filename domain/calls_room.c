@@ -31,6 +31,8 @@ static void sort_by_user(size_t *order, size_t n, const char *const *users)
 static enum err apply_to_call(struct room_job *j, struct storage_tx *tx, struct call *c)
 {
 	struct fsm_timeouts t = {.join_timeout_s = j->cs->cfg.join_timeout_s};
+	/* The timers the event settles on the way count as its doing too: it came first. */
+	struct change_cause cause = {.source = CHANGE_WEBHOOK, .ref = j->we->id};
 	struct fsm_events ev = {0};
 	struct room_presence rp = {0};
 	char *view = NULL;
@@ -39,7 +41,7 @@ static enum err apply_to_call(struct room_job *j, struct storage_tx *tx, struct 
 		return ERR_NOMEM;
 	enum err e = call_fsm_room_event(c, j->we, j->now, &t, &ev, &rp);
 	if (e == ERR_OK)
-		e = calls_record_change(tx, c, &ev, j->now, &view);
+		e = calls_record_change(tx, c, &ev, &cause, j->now, &view);
 	if (e == ERR_OK)
 		e = storage_tx_call_update(tx, c, loaded, view);
 	free(view);
@@ -57,7 +59,7 @@ static enum err apply_to_call(struct room_job *j, struct storage_tx *tx, struct 
 		struct presence before, after;
 		presence_with_call(rp.users[i], &others[i], loaded, &before);
 		presence_with_call(rp.users[i], &others[i], c, &after);
-		e = presence_tx_append_change(tx, &before, &after, j->now);
+		e = presence_tx_append_change(tx, &before, &after, &cause, j->now);
 	}
 	call_free(loaded);
 	return e;
@@ -81,6 +83,7 @@ static enum err room_tx(struct storage_tx *tx, void *arg)
 		.event = we->name,
 		.room = we->room.name,
 		.call_id = c ? c->id : "",
+		.call_version = c ? c->version : 0,
 		.created_at = we->created_at * 1000,
 		.received_at = j->now,
 		.body = j->body,

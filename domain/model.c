@@ -1,6 +1,7 @@
 /* Construction, copying and naming of the plain model types. */
 #include "model.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -93,6 +94,12 @@ void event_finish(struct event *ev)
 	ev->data = NULL;
 }
 
+void event_set_cause(struct event *ev, const struct change_cause *cause)
+{
+	ev->cause = cause->source;
+	snprintf(ev->cause_ref, sizeof ev->cause_ref, "%s", cause->ref ? cause->ref : "");
+}
+
 static int name_index(const char *const *names, size_t n, const char *s)
 {
 	if (!s)
@@ -128,3 +135,5 @@ NAMES(member_role, role_names, [MEMBER_CALLER] = "caller", [MEMBER_CALLEE] = "ca
 NAMES(invite_state, invite_names, [INVITE_PENDING] = "pending", [INVITE_ACCEPTED] = "accepted",
       [INVITE_DECLINED] = "declined", [INVITE_MISSED] = "missed",
       [INVITE_CANCELLED] = "cancelled")
+NAMES(change_source, source_names, [CHANGE_NONE] = NULL, [CHANGE_API] = "api",
+      [CHANGE_WEBHOOK] = "webhook", [CHANGE_TIMER] = "timer")

@@ -106,7 +106,8 @@ void presence_with_call(const char *user, const struct presence_record *others,
 }
 
 enum err presence_tx_append_change(struct storage_tx *tx, const struct presence *before,
-				   const struct presence *after, int64_t now)
+				   const struct presence *after, const struct change_cause *cause,
+				   int64_t now)
 {
 	if (after->status == before->status && strcmp(after->call_id, before->call_id) == 0)
 		return ERR_OK;
@@ -115,6 +116,7 @@ enum err presence_tx_append_change(struct storage_tx *tx, const struct presence 
 	if (!ev.data)
 		return ERR_NOMEM;
 	ids_uuidv7(now, ev.id);
+	event_set_cause(&ev, cause);
 	snprintf(ev.type, sizeof ev.type, "presence.changed");
 	enum err e = storage_tx_event_append(tx, &ev);
 	free(ev.data);
@@ -124,6 +126,7 @@ enum err presence_tx_append_change(struct storage_tx *tx, const struct presence 
 struct presence_job {
 	const char *user;
 	enum presence_status status;
+	struct change_cause cause;
 	int64_t now;
 	struct presence result;
 };
@@ -145,14 +148,16 @@ static enum err presence_set_tx(struct storage_tx *tx, void *arg)
 	}
 	presence_compose(j->user, &rec, &j->result);
 	if (e == ERR_OK)
-		e = presence_tx_append_change(tx, &before, &j->result, j->now);
+		e = presence_tx_append_change(tx, &before, &j->result, &j->cause, j->now);
 	return e;
 }
 
-enum err presence_set(const struct calls *cs, const char *user, enum presence_status status,
-		      struct presence *ret)
+enum err presence_set(const struct calls *cs, const char *request_id, const char *user,
+		      enum presence_status status, struct presence *ret)
 {
-	struct presence_job j = {.user = user, .status = status, .now = clock_now_ms(&cs->clock)};
+	struct presence_job j = {.user = user, .status = status,
+				 .cause = {.source = CHANGE_API, .ref = request_id},
+				 .now = clock_now_ms(&cs->clock)};
 	enum err e = storage_transact(cs->st, presence_set_tx, &j);
 	if (e == ERR_OK)
 		*ret = j.result;

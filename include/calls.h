@@ -84,6 +84,7 @@ struct call_create_req {
 	const char *metadata;          /* compact JSON object, NULL = {} */
 	int ring_timeout_s;            /* 0 = the configured default */
 	const char *idempotency_key;   /* NULL = none */
+	const char *request_id;        /* the API request's id, for the audit trail; NULL = none */
 	unsigned char request_hash[32];/* of the canonical body, with an idempotency key */
 };
 
@@ -100,17 +101,19 @@ void call_grant_finish(struct call_grant *g);
 
 enum err calls_create(const struct calls *cs, const struct call_create_req *req,
 		      struct call_grant *ret, const char **ret_msg);
-enum err calls_accept(const struct calls *cs, const char *id, const char *user, const char *name,
-		      struct call_grant *ret, const char **ret_msg);
+/* request_id: the API request's id, kept as the cause of the change (NULL = none). */
+enum err calls_accept(const struct calls *cs, const char *request_id, const char *id,
+		      const char *user, const char *name, struct call_grant *ret,
+		      const char **ret_msg);
 enum err calls_token(const struct calls *cs, const char *id, const char *user, const char *name,
 		     struct call_grant *ret, const char **ret_msg);
-enum err calls_decline(const struct calls *cs, const char *id, const char *user,
-		       struct call **ret_call, const char **ret_msg);
-enum err calls_leave(const struct calls *cs, const char *id, const char *user,
-		     struct call **ret_call, const char **ret_msg);
+enum err calls_decline(const struct calls *cs, const char *request_id, const char *id,
+		       const char *user, struct call **ret_call, const char **ret_msg);
+enum err calls_leave(const struct calls *cs, const char *request_id, const char *id,
+		     const char *user, struct call **ret_call, const char **ret_msg);
 /* user NULL: an admin ends it without being a member. */
-enum err calls_end(const struct calls *cs, const char *id, const char *user, struct call **ret_call,
-		   const char **ret_msg);
+enum err calls_end(const struct calls *cs, const char *request_id, const char *id,
+		   const char *user, struct call **ret_call, const char **ret_msg);
 enum err calls_get(const struct calls *cs, const char *id, struct call **ret_call);
 /* The call object's JSON text (malloc'd), from the stored view unless a timer is due. */
 enum err calls_get_json(const struct calls *cs, const char *id, char **ret_json);
@@ -134,6 +137,10 @@ enum err calls_fire_due(const struct calls *cs, struct timer_pass *ret);
  * delivery, which changes nothing. */
 enum err calls_apply_webhook(const struct calls *cs, const struct webhook_event *we,
 			     const char *body, size_t body_len, bool *ret_duplicate);
+
+/* The audit trail of call id: its webhooks and its changes with their causes, in order
+ * (struct audit_trail). ERR_NOT_FOUND for an unknown call. */
+enum err calls_audit(const struct calls *cs, const char *id, struct audit_trail *ret);
 
 /* --- the call object of API.md, shared by the HTTP answers, the views and the feed --- */
 /* Compact JSON text of the call object; malloc'd, NULL on allocation failure. */

@@ -19,6 +19,7 @@
 #define ROOM_LEN (5 + ID_LEN)  /* "call_" + id */
 #define SID_MAX 64             /* LiveKit sids (PA_…, RM_…) are short; bounded on input */
 #define REASON_MAX 40          /* LiveKit enum names, e.g. "CLIENT_INITIATED" */
+#define CHANGE_REF_MAX 128     /* a request id (X-Request-Id, bounded) or a webhook's event id */
 
 enum call_kind { CALL_AUDIO, CALL_VIDEO };
 enum call_status { CALL_RINGING, CALL_ACTIVE, CALL_ENDED };
@@ -97,6 +98,14 @@ struct call {
 	struct participant *participants; /* heap, owned */
 };
 
+/* What made a change of a call or of presence: kept with each feed event, for the call's audit
+ * trail. CHANGE_NONE only in rows written before causes were kept. */
+enum change_source { CHANGE_NONE, CHANGE_API, CHANGE_WEBHOOK, CHANGE_TIMER };
+struct change_cause {
+	enum change_source source;
+	const char *ref; /* the request id (API) or the webhook's event id; NULL for a timer */
+};
+
 /* One entry of the events feed. */
 struct event {
 	int64_t seq;               /* set by storage on append */
@@ -106,6 +115,8 @@ struct event {
 	char call_id[ID_LEN + 1];  /* "" = null (presence events) */
 	int64_t call_version;      /* 0 = null */
 	char *data;                /* compact JSON text, owned */
+	enum change_source cause;  /* not in the feed's answers: the audit trail shows it */
+	char cause_ref[CHANGE_REF_MAX + 1];
 };
 
 /* Heap-allocate a zeroed call with metadata "{}". NULL on allocation failure. */
@@ -121,6 +132,8 @@ bool call_add_participant(struct call *c, const struct participant *p);
 struct member *call_member(struct call *c, const char *user);
 const struct member *call_member_const(const struct call *c, const char *user);
 void event_finish(struct event *ev);
+/* Record what made the change of ev; a ref longer than CHANGE_REF_MAX is cut. */
+void event_set_cause(struct event *ev, const struct change_cause *cause);
 
 /* Names used on the wire and in storage; *_parse return -1 for an unknown name. */
 const char *call_kind_name(enum call_kind k);
@@ -135,3 +148,5 @@ const char *member_role_name(enum member_role r);
 int member_role_parse(const char *s);
 const char *invite_state_name(enum invite_state s);
 int invite_state_parse(const char *s);
+const char *change_source_name(enum change_source s);  /* NULL for CHANGE_NONE */
+int change_source_parse(const char *s);

@@ -28,9 +28,10 @@ struct json_t *presence_to_json(const struct presence *p);
 /* Compact JSON text of the presence object; malloc'd, NULL on allocation failure. */
 char *presence_to_json_text(const struct presence *p);
 
-/* Set the chat status; appends presence.changed when what others see changed. */
-enum err presence_set(const struct calls *cs, const char *user, enum presence_status status,
-		      struct presence *ret);
+/* Set the chat status; appends presence.changed when what others see changed, caused by the
+ * API request request_id (NULL = none). */
+enum err presence_set(const struct calls *cs, const char *request_id, const char *user,
+		      enum presence_status status, struct presence *ret);
 enum err presence_get(const struct calls *cs, const char *user, struct presence *ret);
 
 /* The presence of a member of c, from the record of their other calls (read with c left
@@ -39,4 +40,5 @@ void presence_with_call(const char *user, const struct presence_record *others,
 			const struct call *c, struct presence *ret);
 /* Inside a transaction: append presence.changed when what others see changed. */
 enum err presence_tx_append_change(struct storage_tx *tx, const struct presence *before,
-				   const struct presence *after, int64_t now);
+				   const struct presence *after, const struct change_cause *cause,
+				   int64_t now);

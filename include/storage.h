@@ -102,6 +102,30 @@ struct event_page {
 };
 void event_page_finish(struct event_page *p);
 
+/* One entry of a call's audit trail: a LiveKit webhook of its room as received, or one of its
+ * feed events (a change of the call) with its cause. */
+#define AUDIT_ID_MAX 64    /* LiveKit event ids are bounded to this on input; event ids are UUIDs */
+#define AUDIT_TYPE_MAX 64  /* LiveKit event names are bounded to this on input */
+struct audit_entry {
+	bool webhook;
+	int64_t seq;                       /* a change's seq in the feed, 0 until it has one */
+	char id[AUDIT_ID_MAX + 1];         /* LiveKit's event id, or the feed event's id */
+	char type[AUDIT_TYPE_MAX + 1];     /* LiveKit's event name, or the feed event's type */
+	int64_t at;                        /* when received, or when changed */
+	int64_t call_version;              /* a change's call_version */
+	enum change_source cause;          /* a change's cause and its request or webhook id */
+	char cause_ref[CHANGE_REF_MAX + 1];
+	char *body;                        /* owned: the webhook body as received, or the call
+					    * object after the change */
+};
+/* In order: each change by call_version, and each webhook just before the first change made
+ * after it took the call's lock (rule 2), so a webhook comes before the changes it caused. */
+struct audit_trail {
+	struct audit_entry *entries;       /* owned, n entries */
+	size_t n;
+};
+void audit_trail_finish(struct audit_trail *a);
+
 /* Idempotency record of POST /v1/calls. */
 struct idempotency {
 	char call_id[ID_LEN + 1];
@@ -115,6 +139,8 @@ struct webhook_record {
 	const char *event;        /* event name as sent */
 	const char *room;         /* room name, "" when none */
 	const char *call_id;      /* "" when no call owns the room */
+	int64_t call_version;     /* the call's version as the webhook found it (before its
+				   * changes): orders it among the call's feed events */
 	int64_t created_at;       /* LiveKit's createdAt, ms */
 	int64_t received_at;
 	const char *body;         /* the exact bytes that were signed */
@@ -228,6 +254,8 @@ enum err storage_call_get(struct storage *st, const char *id, struct call **ret_
 enum err storage_call_view(struct storage *st, const char *id, struct call_view *ret_view);
 enum err storage_calls_list(struct storage *st, const struct call_filter *f,
 			    struct view_page *ret_page);
+/* The audit trail of call id (empty for an unknown call); one snapshot. */
+enum err storage_call_audit(struct storage *st, const char *id, struct audit_trail *ret);
 /* Events with seq > after, ascending, at most limit (rule 4: no smaller seq appears later). */
 enum err storage_events_after(struct storage *st, int64_t after, int limit,
 			      struct event_page *ret_page);

@@ -37,6 +37,7 @@ struct storage_impl {
 	enum err (*call_view)(struct storage *st, const char *id, struct call_view *ret_view);
 	enum err (*calls_list)(struct storage *st, const struct call_filter *f,
 			       struct view_page *ret_page);
+	enum err (*call_audit)(struct storage *st, const char *id, struct audit_trail *ret);
 	enum err (*events_after)(struct storage *st, int64_t after, int limit,
 				 struct event_page *ret_page);
 	enum err (*calls_due)(struct storage *st, int64_t now, const struct due_call *after,

@@ -107,6 +107,26 @@ int reply_json_value(struct req *r, int status, json_t *value)
 	return rc;
 }
 
+int reply_refusal(struct req *r, enum err e, const char *msg)
+{
+	if (e == ERR_UNAVAILABLE || e == ERR_INTERNAL || e == ERR_NOMEM)
+		msg = NULL; /* a 5xx never explains internals */
+	return reply_error(r, e, msg);
+}
+
+enum err req_call_id_param(const struct req *r, const char **ret_msg)
+{
+	if (r->param_invalid) {
+		*ret_msg = PATH_SEGMENT_MSG("id");
+		return ERR_INVALID;
+	}
+	if (r->param_too_long || strlen(r->param) != ID_LEN) {
+		*ret_msg = "no such call";
+		return ERR_NOT_FOUND;
+	}
+	return ERR_OK;
+}
+
 int reply_error(struct req *r, enum err e, const char *msg)
 {
 	json_t *body = json_pack("{s:{s:s, s:s}}", "error", "code", err_code(e), "message",

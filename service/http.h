@@ -41,6 +41,8 @@ struct req {
 int reply_json(struct req *r, int status, const char *body, size_t len);
 /* Answer {"error":{"code","message"}}; msg NULL uses the error's default message. */
 int reply_error(struct req *r, enum err e, const char *msg);
+/* reply_error, with msg left out of a 5xx: a 5xx never explains internals. */
+int reply_refusal(struct req *r, enum err e, const char *msg);
 /* Answer a jansson value (stolen) with status. */
 int reply_json_value(struct req *r, int status, json_t *value);
 
@@ -67,5 +69,8 @@ bool valid_user_id(const char *s);
 /* The 400 message of a path parameter that route_param() marked invalid. */
 #define PATH_SEGMENT_MSG(name)                                                                     \
 	name ": a path segment must not hold a malformed escape, %00, '/' or '\\', nor be . or .."
+/* The {id} of /v1/calls/{id}/…: ERR_INVALID for a malformed one, ERR_NOT_FOUND for one that
+ * cannot name a call, with *ret_msg. */
+enum err req_call_id_param(const struct req *r, const char **ret_msg);
 /* The {user} of the path: ERR_INVALID with *ret_msg unless it is a valid user id. */
 enum err req_user_param(const struct req *r, const char **ret_msg);

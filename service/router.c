@@ -17,6 +17,7 @@ static const struct route routes[] = {
 	{"POST", "/v1/calls/{id}/token", handle_call_token},
 	{"POST", "/v1/calls/{id}/leave", handle_call_leave},
 	{"POST", "/v1/calls/{id}/end", handle_call_end},
+	{"GET", "/v1/calls/{id}/events", handle_call_audit},
 	{"GET", "/v1/users/{user}/calls", handle_user_calls},
 	{"GET", "/v1/events", handle_events_list},
 	{"PUT", "/v1/presence/{user}", handle_presence_put},

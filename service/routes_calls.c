@@ -59,13 +59,6 @@ static int reply_grant(struct req *r, int status, const struct call_grant *g, bo
 	return rc;
 }
 
-static int reply_refusal(struct req *r, enum err e, const char *msg)
-{
-	if (e == ERR_UNAVAILABLE || e == ERR_INTERNAL || e == ERR_NOMEM)
-		msg = NULL; /* a 5xx never explains internals */
-	return reply_error(r, e, msg);
-}
-
 int handle_calls_create(struct req *r)
 {
 	struct call_create_req req = {0};
@@ -90,6 +83,7 @@ int handle_calls_create(struct req *r)
 			e = requests_hash(body, req.request_hash);
 		}
 	}
+	req.request_id = r->request_id;
 	if (e == ERR_OK)
 		e = calls_create(&r->app->calls, &req, &grant, &msg);
 	json_decref(body);
@@ -101,27 +95,13 @@ int handle_calls_create(struct req *r)
 	return rc;
 }
 
-/* The id of /v1/calls/{id}/…: a malformed id cannot name a call. */
-static enum err call_id_param(const struct req *r, const char **ret_msg)
-{
-	if (r->param_invalid) {
-		*ret_msg = PATH_SEGMENT_MSG("id");
-		return ERR_INVALID;
-	}
-	if (r->param_too_long || strlen(r->param) != ID_LEN) {
-		*ret_msg = "no such call";
-		return ERR_NOT_FOUND;
-	}
-	return ERR_OK;
-}
-
 int handle_call_get(struct req *r)
 {
 	char *json = NULL;
 	const char *msg = NULL;
 	enum err e = req_auth(r, ROLE_SERVICE);
 	if (e == ERR_OK)
-		e = call_id_param(r, &msg);
+		e = req_call_id_param(r, &msg);
 	if (e == ERR_OK)
 		e = calls_get_json(&r->app->calls, r->param, &json);
 	if (e == ERR_NOT_FOUND)
@@ -137,7 +117,7 @@ static enum err read_member_req(struct req *r, bool user_required, struct member
 				const char **ret_msg)
 {
 	json_t *body = NULL;
-	enum err e = call_id_param(r, ret_msg);
+	enum err e = req_call_id_param(r, ret_msg);
 	if (e == ERR_OK)
 		e = req_json_body(r, user_required, &body, ret_msg);
 	if (e == ERR_OK)
@@ -155,7 +135,8 @@ static int grant_action(struct req *r, bool accept)
 	if (e == ERR_OK)
 		e = read_member_req(r, true, &mr, &msg);
 	if (e == ERR_OK)
-		e = accept ? calls_accept(&r->app->calls, r->param, mr.user, mr.name, &grant, &msg)
+		e = accept ? calls_accept(&r->app->calls, r->request_id, r->param, mr.user, mr.name,
+					  &grant, &msg)
 			   : calls_token(&r->app->calls, r->param, mr.user, mr.name, &grant, &msg);
 	if (e != ERR_OK)
 		return reply_refusal(r, e, msg);
@@ -174,8 +155,9 @@ int handle_call_token(struct req *r)
 	return grant_action(r, false);
 }
 
-typedef enum err (*member_action_fn)(const struct calls *cs, const char *id, const char *user,
-				     struct call **ret_call, const char **ret_msg);
+typedef enum err (*member_action_fn)(const struct calls *cs, const char *request_id,
+				     const char *id, const char *user, struct call **ret_call,
+				     const char **ret_msg);
 
 static int member_action(struct req *r, member_action_fn fn, bool admin_may_omit_user)
 {
@@ -188,7 +170,7 @@ static int member_action(struct req *r, member_action_fn fn, bool admin_may_omit
 	if (e == ERR_OK)
 		e = read_member_req(r, user_required, &mr, &msg);
 	if (e == ERR_OK)
-		e = fn(&r->app->calls, r->param, *mr.user ? mr.user : NULL, &c, &msg);
+		e = fn(&r->app->calls, r->request_id, r->param, *mr.user ? mr.user : NULL, &c, &msg);
 	if (e != ERR_OK)
 		return reply_refusal(r, e, msg);
 	int rc = reply_call(r, 200, c);

@@ -35,7 +35,7 @@ int handle_presence_put(struct req *r)
 		e = requests_presence_status(body, &status, &msg);
 	json_decref(body);
 	if (e == ERR_OK)
-		e = presence_set(&r->app->calls, r->param, status, &p);
+		e = presence_set(&r->app->calls, r->request_id, r->param, status, &p);
 	if (e != ERR_OK)
 		return reply_error(r, e, e == ERR_UNAVAILABLE ? NULL : msg);
 	return reply_presence(r, &p);

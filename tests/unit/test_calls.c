@@ -107,12 +107,12 @@ Test(calls, every_change_commits_with_its_events)
 	struct call_grant g = {0};
 	const char *msg = NULL;
 	fake_now += 2000;
-	cr_assert_eq(calls_accept(&cs, c->id, "callee1", "Bob", &g, &msg), ERR_OK);
+	cr_assert_eq(calls_accept(&cs, NULL, c->id, "callee1", "Bob", &g, &msg), ERR_OK);
 	cr_assert_eq(g.call->status, CALL_ACTIVE);
 	call_grant_finish(&g);
 	struct call *left = NULL;
 	fake_now += 30000;
-	cr_assert_eq(calls_leave(&cs, c->id, "alice", &left, &msg), ERR_OK);
+	cr_assert_eq(calls_leave(&cs, NULL, c->id, "alice", &left, &msg), ERR_OK);
 	cr_assert_eq(left->outcome, OUTCOME_COMPLETED);
 	call_free(left);
 
@@ -136,8 +136,8 @@ Test(calls, refusals_change_nothing)
 	struct call *c = create(&req);
 	struct call_grant g = {0};
 	const char *msg = NULL;
-	cr_assert_eq(calls_accept(&cs, c->id, "mallory", NULL, &g, &msg), ERR_FORBIDDEN);
-	cr_assert_eq(calls_accept(&cs, "01900000-0000-7000-8000-000000000000", "alice", NULL, &g,
+	cr_assert_eq(calls_accept(&cs, NULL, c->id, "mallory", NULL, &g, &msg), ERR_FORBIDDEN);
+	cr_assert_eq(calls_accept(&cs, NULL, "01900000-0000-7000-8000-000000000000", "alice", NULL, &g,
 				  &msg),
 		     ERR_NOT_FOUND);
 	cr_assert_eq(calls_token(&cs, c->id, "mallory", NULL, &g, &msg), ERR_FORBIDDEN);
@@ -241,7 +241,7 @@ Test(calls, an_action_after_the_deadline_sees_the_settled_call)
 	fake_now = T0 + 5001; /* the timer thread has not run yet */
 	struct call_grant g = {0};
 	const char *msg = NULL;
-	cr_assert_eq(calls_accept(&cs, c->id, "callee1", NULL, &g, &msg), ERR_CONFLICT);
+	cr_assert_eq(calls_accept(&cs, NULL, c->id, "callee1", NULL, &g, &msg), ERR_CONFLICT);
 	cr_assert_eq(calls_token(&cs, c->id, "alice", NULL, &g, &msg), ERR_CONFLICT);
 	struct call *got = NULL;
 	cr_assert_eq(storage_call_get(st, c->id, &got), ERR_OK);
@@ -257,7 +257,7 @@ Test(calls, join_timeout_fails_the_call)
 	struct call_grant g = {0};
 	const char *msg = NULL;
 	fake_now = T0 + 1000;
-	cr_assert_eq(calls_accept(&cs, c->id, "callee1", NULL, &g, &msg), ERR_OK);
+	cr_assert_eq(calls_accept(&cs, NULL, c->id, "callee1", NULL, &g, &msg), ERR_OK);
 	call_grant_finish(&g);
 	fake_now = T0 + 1000 + 60000;
 	struct timer_pass pass;
@@ -296,7 +296,7 @@ Test(calls, idempotency_key_replays_the_same_call)
 
 	req.request_hash[0] = 7;
 	struct call *ended = NULL;
-	cr_assert_eq(calls_end(&cs, first->id, "alice", &ended, &msg), ERR_OK);
+	cr_assert_eq(calls_end(&cs, NULL, first->id, "alice", &ended, &msg), ERR_OK);
 	call_free(ended);
 	cr_assert_eq(calls_create(&cs, &req, &g, &msg), ERR_OK);
 	cr_assert(g.replayed);

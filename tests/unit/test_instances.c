@@ -303,7 +303,7 @@ static void move_presence(int instance, int k, void *arg)
 			}
 		} else {
 			struct presence p;
-			cr_assert_eq(presence_set(&instances[1], pr->user,
+			cr_assert_eq(presence_set(&instances[1], NULL, pr->user,
 						  n % 2 ? PRESENCE_AWAY : PRESENCE_ONLINE, &p),
 				     ERR_OK);
 		}
@@ -364,10 +364,10 @@ static void act(int instance, int k, void *arg)
 	struct call_grant g = {0};
 	snprintf(user, sizeof user, "act-callee%d", k % 6 + 1);
 	switch (k % 4) {
-	case 0: calls_accept(cs, ar->call_id, user, NULL, &g, &msg); break;
-	case 1: calls_decline(cs, ar->call_id, user, &c, &msg); break;
-	case 2: calls_leave(cs, ar->call_id, k < 8 ? "act" : user, &c, &msg); break;
-	default: calls_end(cs, ar->call_id, k == 11 ? NULL : user, &c, &msg); break;
+	case 0: calls_accept(cs, NULL, ar->call_id, user, NULL, &g, &msg); break;
+	case 1: calls_decline(cs, NULL, ar->call_id, user, &c, &msg); break;
+	case 2: calls_leave(cs, NULL, ar->call_id, k < 8 ? "act" : user, &c, &msg); break;
+	default: calls_end(cs, NULL, ar->call_id, k == 11 ? NULL : user, &c, &msg); break;
 	}
 	call_grant_finish(&g);
 	call_free(c);
@@ -417,7 +417,7 @@ static void write_many(int instance, int k, void *arg)
 		struct call_create_req req = request(caller, 1);
 		free(create(instance, &req));
 		struct presence p;
-		cr_assert_eq(presence_set(&instances[instance], caller, PRESENCE_ONLINE, &p), ERR_OK);
+		cr_assert_eq(presence_set(&instances[instance], NULL, caller, PRESENCE_ONLINE, &p), ERR_OK);
 	}
 	atomic_fetch_add(&fr->writers_done, 1);
 }
