@@ -24,8 +24,15 @@ static const struct route routes[] = {
 	{"POST", "/webhooks/livekit", handle_livekit_webhook},
 	{"GET", "/healthz", handle_healthz},
 	{"GET", "/readyz", handle_readyz},
+	{"GET", "/metrics", handle_metrics},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
+_Static_assert(N_ROUTES <= ROUTES_MAX, "GET /metrics keeps ROUTES_MAX slots of routes");
+
+const struct route *router_route(size_t i)
+{
+	return i < N_ROUTES ? &routes[i] : NULL;
+}
 
 /* The parameter's raw bytes come back through ret_param/ret_len; an encoded letter in a fixed
  * segment (/v1/%63alls) matches no route. */
@@ -81,6 +88,7 @@ const struct route *router_find(struct req *r, char *allow, size_t allow_cap)
 			continue;
 		found = &routes[i];
 		r->route = found->pattern;
+		r->route_slot = (int)i;
 		if (param)
 			route_param(r, param, len);
 	}

@@ -18,3 +18,4 @@ int handle_presence_list(struct req *r);
 int handle_livekit_webhook(struct req *r);
 int handle_healthz(struct req *r);
 int handle_readyz(struct req *r);
+int handle_metrics(struct req *r);
