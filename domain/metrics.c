@@ -162,7 +162,7 @@ void metrics_domain_text(struct metrics_text *t, const char *backend)
 	char labels[32];
 	snprintf(labels, sizeof labels, "backend=\"%s\"", backend);
 	metrics_family(t, "callstate_db_commit_batch_transactions", "histogram",
-		       "Transactions made durable by one commit.");
+		       "Transactions committed together by one commit.");
 	metrics_histogram_text(t, "callstate_db_commit_batch_transactions", labels,
 			       &commit_batches[b], &batch_bounds);
 }

@@ -10,7 +10,12 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { startServer, shutdown, newCall, ms, member, randomUUIDv7Like, rawSql, BACKEND } from './harness.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import {
+  startServer, shutdown, newCall, ms, member, randomUUIDv7Like, rawSql, makeTmpDir, removeTmpDir,
+  BACKEND,
+} from './harness.js';
 import { LkRoom, deliver, postWebhook, signWebhook, lkId, nowS } from './livekit-kit.js';
 
 const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
@@ -46,8 +51,8 @@ function value(parsed, name, labels = {}) {
 }
 
 let srv;
-async function scrape() {
-  const r = await srv.request('GET', '/metrics', { token: 'admin' });
+async function scrape(server = srv) {
+  const r = await server.request('GET', '/metrics', { token: 'admin' });
   assert.equal(r.status, 200, r.text);
   assert.equal(r.headers.get('content-type'), CONTENT_TYPE);
   return { ...parse(r.text), text: r.text };
@@ -219,6 +224,39 @@ describe('GET /metrics', () => {
       value(before, 'callstate_db_errors_total', { backend, kind });
     assert.equal(delta('internal'), 1, 'the one failed statement');
     assert.equal(delta('unavailable'), 0);
+  });
+
+  // The power cut library of crash.test.js fails the SQLite WAL's fdatasync on demand: the
+  // transaction ran and committed into the WAL, but storage_transact answers ERR_UNAVAILABLE.
+  const POWERCUT_LIB = process.env.CALLSTATE_POWERCUT_LIB;
+  it('counts nothing of a transaction that did not become durable', {
+    skip: BACKEND !== 'sqlite' ? 'a failed fdatasync is SQLite\'s' : !POWERCUT_LIB && 'needs CALLSTATE_POWERCUT_LIB (meson sets it)',
+  }, async () => {
+    const dir = makeTmpDir();
+    const failFile = path.join(dir, 'fail-sync');
+    const cut = await startServer({
+      dir, instances: 1,
+      env: { LD_PRELOAD: POWERCUT_LIB, POWERCUT_DIR: dir, POWERCUT_FAIL_FILE: failFile, ASAN_OPTIONS: 'verify_asan_link_order=0' },
+    });
+    try {
+      const { call } = await cut.createCall(newCall(1, { ring_timeout_s: 120 }));
+      const room = new LkRoom(call.room);
+      const joined = room.joined(room.session(call.caller, ms(call.created_at) + 100));
+      const before = await scrape(cut);
+      fs.writeFileSync(failFile, '');
+      const r = await postWebhook(cut, joined.body, await signWebhook(joined.body, cut.secrets.apiKey, cut.secrets.apiSecret));
+      assert.equal(r.status, 503, r.text);
+      const now = await scrape(cut);
+      const delta = (name, labels) => value(now, name, labels) - value(before, name, labels);
+      assert.equal(delta('callstate_time_to_join_seconds_count'), 0, 'the join was never durable');
+      assert.equal(delta('callstate_webhooks_total', { event: 'participant_joined', result: 'unavailable' }), 1);
+      assert.equal(delta('callstate_webhooks_total', { event: 'participant_joined', result: 'applied' }), 0);
+      assert.equal(delta('callstate_db_errors_total', { backend: 'sqlite', kind: 'unavailable' }), 1, 'the failed fdatasync');
+    } finally {
+      // The storage refuses every write from now on; the server is killed, not stopped.
+      await cut.kill();
+      removeTmpDir(dir);
+    }
   });
 
   it('passes promtool check metrics', { skip: promtoolSkip() }, async () => {
