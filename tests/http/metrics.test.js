@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   startServer, shutdown, newCall, ms, member, randomUUIDv7Like, rawSql, makeTmpDir, removeTmpDir,
-  BACKEND,
+  runCli, pollUntil, sleep, BACKEND,
 } from './harness.js';
 import { LkRoom, deliver, postWebhook, signWebhook, lkId, nowS } from './livekit-kit.js';
 
@@ -78,8 +78,14 @@ describe('GET /metrics', () => {
     assert.equal(r.status, 200);
     assert.equal(r.headers.get('content-type'), CONTENT_TYPE);
     const m = parse(r.text);
-    assert.equal(value(m, 'callstate_build_info', { version: '0.1.0', backends: 'sqlite,postgresql' }), 1,
-      `build info of this build: ${r.text.split('\n').filter((l) => l.startsWith('callstate_build_info'))}`);
+    const info = [...m.samples].filter(([k]) => k.startsWith('callstate_build_info{'));
+    assert.equal(info.length, 1, 'one build info sample');
+    const [labels, one] = info[0];
+    assert.equal(one, 1);
+    const backend = BACKEND === 'postgres' ? 'postgresql' : 'sqlite';
+    assert.match(labels, new RegExp(`backends=([a-z]+,)*${backend}(,[a-z]+)*[,}]`), `${labels}: this backend is built`);
+    const version = runCli(['--version'], {}).stdout.trim();
+    assert.ok(version.includes(labels.match(/version=([^,}]+)/)[1]), `${labels}: the version of callstate --version (${version})`);
     for (const [family, type] of Object.entries({
       callstate_http_requests_total: 'counter', callstate_http_request_duration_seconds: 'histogram',
       callstate_webhooks_total: 'counter', callstate_calls_ended_total: 'counter',
@@ -210,6 +216,24 @@ describe('GET /metrics', () => {
       'every committed transaction is in one commit batch');
     const batches = delta('callstate_db_commit_batch_transactions_count', { backend });
     assert.ok(batches >= 1 && batches <= writes, `${batches} batches of ${writes} transactions`);
+  });
+
+  it('counts a call that a timer ended, once', async () => {
+    const before = await scrape();
+    const { call } = await srv.createCall(newCall(1, { ring_timeout_s: 5 }));
+    const [ended] = await pollUntil(async () => (await srv.getCall(call.id)).outcome, 15000, 250);
+    assert.equal(ended, 'missed');
+    // A read shows the call as it will be; the count comes with the timer pass's commit.
+    const deltas = async () => {
+      const now = await scrape();
+      return ['completed', 'missed', 'declined', 'cancelled', 'failed'].map((outcome) =>
+        value(now, 'callstate_calls_ended_total', { outcome }) - value(before, 'callstate_calls_ended_total', { outcome }));
+    };
+    const [counted] = await pollUntil(async () => (await deltas())[1] === 1, 5000, 100);
+    assert.ok(counted, 'the missed call is counted once the timer settled it');
+    await sleep(1000); // several timer passes, and reads, later
+    await srv.getCall(call.id);
+    assert.deepEqual(await deltas(), [0, 1, 0, 0, 0]);
   });
 
   it('counts a database error by its kind', async () => {
