@@ -95,6 +95,7 @@ static _Atomic uint64_t calls_ended[OUTCOME_FAILED + 1];
 
 static const int64_t join_le_ms[] = {500, 1000, 2000, 3000, 5000, 10000, 15000, 20000, 30000,
 				     45000, 60000, 120000};
+_Static_assert(sizeof join_le_ms / sizeof join_le_ms[0] <= METRICS_BUCKETS_MAX, "buckets");
 static const struct metrics_bounds join_bounds = {
 	join_le_ms, sizeof join_le_ms / sizeof join_le_ms[0], 1e3};
 static struct metrics_histogram time_to_join;
@@ -123,9 +124,11 @@ static const char *const db_error_names[METRICS_DB_ERRORS] = {
 static _Atomic uint64_t db_errors[METRICS_BACKENDS][METRICS_DB_ERRORS];
 
 static const int64_t batch_le[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+_Static_assert(sizeof batch_le / sizeof batch_le[0] <= METRICS_BUCKETS_MAX, "buckets");
 static const struct metrics_bounds batch_bounds = {batch_le, sizeof batch_le / sizeof batch_le[0],
 						   1};
 static struct metrics_histogram commit_batches[METRICS_BACKENDS];
+
 void metrics_db_error(enum metrics_backend backend, enum metrics_db_error kind)
 {
 	add(&db_errors[backend][kind], 1);

@@ -16,6 +16,7 @@ static const int statuses[] = {200, 201, 400, 401, 403, 404, 405, 408, 409, 413,
 static const int64_t latency_le_us[] = {500,    1000,   2500,    5000,    10000,
 					25000,  50000,  100000,  250000,  500000,
 					1000000, 2500000, 5000000, 10000000};
+_Static_assert(sizeof latency_le_us / sizeof latency_le_us[0] <= METRICS_BUCKETS_MAX, "buckets");
 static const struct metrics_bounds latency_bounds = {
 	latency_le_us, sizeof latency_le_us / sizeof latency_le_us[0], 1e6};
 
