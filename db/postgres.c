@@ -46,6 +46,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "rows.h"
 #include "storage_impl.h"
@@ -350,12 +351,24 @@ static enum outcome classify(const char *state, bool connection_bad)
 	return OUT_INTERNAL;
 }
 
-/* The one place driver text is logged; a conflict is a client's duplicate, not a fault. */
+static void count_error(enum outcome o)
+{
+	if (o == OUT_RETRY)
+		metrics_db_error(METRICS_POSTGRES, METRICS_DB_SERIALIZATION);
+	else if (o == OUT_UNAVAILABLE)
+		metrics_db_error(METRICS_POSTGRES, METRICS_DB_UNAVAILABLE);
+	else if (o == OUT_INTERNAL)
+		metrics_db_error(METRICS_POSTGRES, METRICS_DB_INTERNAL);
+}
+
+/* The one place driver text is logged (and errors counted); a conflict is a client's
+ * duplicate, not a fault. */
 static enum outcome pg_fail(struct conn *cn, const PGresult *res, const char *op)
 {
 	bool bad = PQstatus(cn->pg) == CONNECTION_BAD;
 	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 	enum outcome o = classify(state, bad);
+	count_error(o);
 	const char *text = res ? PQresultErrorMessage(res) : PQerrorMessage(cn->pg);
 	char value[320];
 	log_write(o == OUT_CONFLICT || o == OUT_RETRY ? LOG_DEBUG : LOG_ERROR,
@@ -383,8 +396,10 @@ static enum err err_of(enum outcome o)
 /* A value the model cannot hold, read by statement id. */
 static enum err checked(enum err e, enum stmt_id id)
 {
-	if (e == ERR_INTERNAL)
+	if (e == ERR_INTERNAL) {
 		log_write(LOG_ERROR, "msg=\"unexpected value in database\" op=%s", stmts[id].name);
+		count_error(OUT_INTERNAL);
+	}
 	return e;
 }
 
@@ -953,6 +968,8 @@ static enum err pg_transact(struct storage *st, storage_tx_fn fn, void *arg)
 			/* Lost with the COMMIT sent: it may have committed, so it is not run again. */
 			if (o != OUT_OK && tx.cn->broken)
 				tx.retry = false;
+			if (o == OUT_OK)
+				metrics_commit_batch(METRICS_POSTGRES, 1);
 			e = err_of(o);
 		} else if (e == ERR_OK) {
 			e = ERR_INTERNAL; /* fn went on after a failure it was told of */

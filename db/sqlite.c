@@ -37,6 +37,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "rows.h"
 #include "sqlite_vfs.h"
@@ -405,10 +406,22 @@ static enum err map_rc(int rc)
 	}
 }
 
-/* The one place driver text is logged. A conflict is a client's duplicate, not a fault. */
+static void count_error(enum err e)
+{
+	if (e == ERR_UNAVAILABLE)
+		metrics_db_error(METRICS_SQLITE, METRICS_DB_UNAVAILABLE);
+	else if (e == ERR_NOMEM)
+		metrics_db_error(METRICS_SQLITE, METRICS_DB_NOMEM);
+	else if (e == ERR_INTERNAL)
+		metrics_db_error(METRICS_SQLITE, METRICS_DB_INTERNAL);
+}
+
+/* The one place driver text is logged (and errors counted). A conflict is a client's
+ * duplicate, not a fault. */
 static enum err db_fail(sqlite3 *db, int rc, const char *op)
 {
 	enum err e = map_rc(rc);
+	count_error(e);
 	/* rc may be ours (a refused binding), not the connection's last error. */
 	const char *msg =
 		sqlite3_extended_errcode(db) == rc ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
@@ -520,8 +533,10 @@ static void row_values(sqlite3_stmt *st, int first, size_t n, struct db_value *o
  * else (or a newer version). The one place that says so. */
 static enum err checked(enum err e, enum stmt_id id)
 {
-	if (e == ERR_INTERNAL)
+	if (e == ERR_INTERNAL) {
 		log_write(LOG_ERROR, "msg=\"unexpected value in database\" op=%s", stmts[id].name);
+		count_error(e);
+	}
 	return e;
 }
 
@@ -877,8 +892,13 @@ static void run_batch(struct sqlite_storage *s, struct job *batch)
 		j->result = run_job(s, j, &intact);
 		s->transactions++;
 	}
-	if (intact && exec_stmt(w, S_COMMIT) == ERR_OK)
+	if (intact && exec_stmt(w, S_COMMIT) == ERR_OK) {
+		size_t n = 0;
+		for (struct job *j = batch; j; j = j->next)
+			n++;
+		metrics_commit_batch(METRICS_SQLITE, n);
 		return;
+	}
 	if (!sqlite3_get_autocommit(w->db))
 		exec_stmt(w, S_ROLLBACK);
 	for (struct job *j = batch; j; j = j->next)
@@ -1031,6 +1051,7 @@ static bool wal_sync(struct sqlite_storage *s)
 	s->syncs++;
 	if (fdatasync(s->wal_fd) == 0)
 		return true;
+	metrics_db_error(METRICS_SQLITE, METRICS_DB_UNAVAILABLE);
 	log_write(LOG_ERROR, "msg=\"fdatasync of the sqlite WAL failed: writes refused until a"
 		  " restart\" err=\"%s\"", strerror(errno));
 	return false;

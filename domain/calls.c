@@ -11,6 +11,7 @@
 #include "calls_internal.h"
 #include "ids.h"
 #include "log.h"
+#include "metrics.h"
 
 #define IDEMPOTENCY_WINDOW_MS (24LL * 3600 * 1000)
 #define ROOM_PREFIX "call_"
@@ -54,6 +55,29 @@ enum err calls_record_change(struct storage_tx *tx, struct call *c, const struct
 	return e;
 }
 
+void calls_note_milestones(const struct call *before, const struct call *after,
+			   struct call_milestones *ret)
+{
+	ret->ended = before->outcome == OUTCOME_NONE ? after->outcome : OUTCOME_NONE;
+	ret->n_joined = 0;
+	for (size_t i = 0; i < after->n_members && i < before->n_members; i++) {
+		const struct member *was = &before->members[i], *is = &after->members[i];
+		/* A member who joined without ever being minted a token has no time to join. */
+		if (was->first_joined_at || !is->first_joined_at || !is->token_minted_at)
+			continue;
+		int64_t ms = is->first_joined_at - is->token_minted_at;
+		ret->join_ms[ret->n_joined++] = ms > 0 ? ms : 0;
+	}
+}
+
+void calls_count_milestones(const struct call_milestones *m)
+{
+	if (m->ended != OUTCOME_NONE)
+		metrics_call_ended(m->ended);
+	for (size_t i = 0; i < m->n_joined; i++)
+		metrics_time_to_join(m->join_ms[i]);
+}
+
 /* --- actions on an existing call --- */
 
 /* ACT_TICK settles the call's expired timers on the way to something else (an idempotent
@@ -74,6 +98,7 @@ struct action_job {
 	struct call *call;      /* the call after the change, owned by the job */
 	char *view;             /* its JSON when it changed, owned by the job */
 	bool changed;
+	struct call_milestones milestones;
 };
 
 static enum err apply_action(struct action_job *j, struct call *c, struct fsm_events *fe)
@@ -121,6 +146,7 @@ static enum err action_tx(struct storage_tx *tx, void *arg)
 	j->view = NULL;
 	j->refusal = ERR_OK;
 	j->msg = NULL;
+	j->milestones = (struct call_milestones){0};
 	enum err e = j->act == ACT_TIMER ? storage_tx_call_get_due(tx, j->id, j->now, &c)
 					 : storage_tx_call_get(tx, j->id, &c);
 	if (e == ERR_NOT_FOUND) {
@@ -163,6 +189,8 @@ static enum err action_tx(struct storage_tx *tx, void *arg)
 	}
 	if (e == ERR_OK && changed)
 		e = storage_tx_call_update(tx, c, loaded, view);
+	if (e == ERR_OK)
+		calls_note_milestones(loaded, c, &j->milestones);
 out:
 	call_free(loaded);
 	call_free(before);
@@ -184,6 +212,8 @@ static enum err run_action(const struct calls *cs, struct action_job *j, struct 
 	j->cs = cs;
 	j->now = clock_now_ms(&cs->clock);
 	enum err e = storage_transact(cs->st, action_tx, j);
+	if (e == ERR_OK)
+		calls_count_milestones(&j->milestones);
 	if (e == ERR_OK && j->refusal != ERR_OK) {
 		e = j->refusal;
 		*ret_msg = j->msg;

@@ -15,3 +15,16 @@ extern const struct change_cause calls_timer_cause;
  * cause. The caller then writes the call with that view. */
 enum err calls_record_change(struct storage_tx *tx, struct call *c, const struct fsm_events *fe,
 			     const struct change_cause *cause, int64_t now, char **view);
+
+/* What one transaction did to a call that GET /metrics counts: kept by the transaction
+ * function (which may run more than once, so it starts over each time) and counted with
+ * calls_count_milestones only once storage_transact returned ERR_OK. */
+struct call_milestones {
+	enum call_outcome ended;            /* OUTCOME_NONE unless the call ended */
+	size_t n_joined;                    /* members whose first join this was */
+	int64_t join_ms[CALL_MAX_MEMBERS];  /* their times to join */
+};
+/* Compares the call as the transaction loaded it with what it writes. */
+void calls_note_milestones(const struct call *before, const struct call *after,
+			   struct call_milestones *ret);
+void calls_count_milestones(const struct call_milestones *m);

@@ -15,6 +15,7 @@ struct room_job {
 	size_t body_len;
 	int64_t now;
 	bool duplicate;
+	struct call_milestones milestones;
 };
 
 /* order[0..n) by users[order[i]], ascending; n is at most CALL_MAX_MEMBERS. */
@@ -44,6 +45,8 @@ static enum err apply_to_call(struct room_job *j, struct storage_tx *tx, struct 
 		e = calls_record_change(tx, c, &ev, &cause, j->now, &view);
 	if (e == ERR_OK)
 		e = storage_tx_call_update(tx, c, loaded, view);
+	if (e == ERR_OK)
+		calls_note_milestones(loaded, c, &j->milestones);
 	free(view);
 	/* Presence of the members whose room state moved: their other calls read once, this
 	 * call merged in as loaded and as changed. The reads hold each user (storage.h rule 5),
@@ -72,6 +75,7 @@ static enum err room_tx(struct storage_tx *tx, void *arg)
 	struct call *c = NULL;
 	char call_id[ID_LEN + 1];
 	j->duplicate = false;
+	j->milestones = (struct call_milestones){0};
 	enum err e = ERR_NOT_FOUND;
 	if (calls_room_call_id(we->room.name, call_id))
 		e = storage_tx_call_get(tx, call_id, &c);
@@ -109,6 +113,8 @@ enum err calls_apply_webhook(const struct calls *cs, const struct webhook_event 
 		.now = clock_now_ms(&cs->clock),
 	};
 	enum err e = storage_transact(cs->st, room_tx, &j);
+	if (e == ERR_OK)
+		calls_count_milestones(&j.milestones);
 	if (e == ERR_OK && ret_duplicate)
 		*ret_duplicate = j.duplicate;
 	return e;

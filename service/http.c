@@ -9,6 +9,7 @@
 
 #include "deadline.h"
 #include "jsonutil.h"
+#include "metrics_http.h"
 
 static const char *reason_phrase(int status)
 {
@@ -50,8 +51,8 @@ static void drop_unread_body(struct req *r)
 		free(buf);
 }
 
-static int reply(struct req *r, int status, const char *content_type, const char *body,
-		 size_t len)
+int reply_typed(struct req *r, int status, const char *content_type, const char *body,
+		size_t len)
 {
 	char head[640];
 	char allow[64] = "";
@@ -77,6 +78,8 @@ static int reply(struct req *r, int status, const char *content_type, const char
 	size_t total = (size_t)n + len;
 	char *buf = total <= sizeof stackbuf ? stackbuf : malloc(total);
 	r->status = status;
+	/* Counted before the answer leaves, so that a client that has it sees it counted. */
+	metrics_http_request(r, monotonic_ns() / 1000 - r->start_us);
 	if (!buf) {
 		/* Out of memory for a large body: two writes still answer correctly. */
 		mg_write(r->conn, head, (size_t)n);
@@ -93,7 +96,7 @@ static int reply(struct req *r, int status, const char *content_type, const char
 
 int reply_json(struct req *r, int status, const char *body, size_t len)
 {
-	return reply(r, status, "application/json; charset=utf-8", body, len);
+	return reply_typed(r, status, "application/json; charset=utf-8", body, len);
 }
 
 int reply_json_value(struct req *r, int status, json_t *value)

@@ -23,10 +23,12 @@ struct req {
 	const struct mg_request_info *ri;
 	const struct app *app;
 	const char *route;                     /* the route pattern, for logs */
+	int route_slot;                        /* for GET /metrics: see router.h */
 	char request_id[REQUEST_ID_MAX + 1];
 	char param[PATH_PARAM_MAX + 1];        /* the {id} or {user} of the path, decoded */
 	bool param_too_long;
 	bool param_invalid;                    /* malformed, %00, '/', '\\', "." or ".." */
+	int64_t start_us;                      /* CLOCK_MONOTONIC: when the worker took it */
 	int64_t body_deadline_ns;              /* CLOCK_MONOTONIC: the body must be in by then */
 	bool body_read;                        /* the whole body was consumed */
 	bool must_close;                       /* answer with Connection: close, then close */
@@ -37,6 +39,9 @@ struct req {
 	char log_fields[LOG_FIELDS_MAX];
 };
 
+/* Answer with a body of content_type; returns the status for CivetWeb. */
+int reply_typed(struct req *r, int status, const char *content_type, const char *body,
+		size_t len);
 /* Answer with a JSON body (already serialized); returns the status for CivetWeb. */
 int reply_json(struct req *r, int status, const char *body, size_t len);
 /* Answer {"error":{"code","message"}}; msg NULL uses the error's default message. */

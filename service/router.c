@@ -26,8 +26,15 @@ static const struct route routes[] = {
 	{"GET", "/healthz", handle_healthz},
 	{"GET", "/readyz", handle_readyz},
 	{"GET", "/openapi.json", handle_openapi},
+	{"GET", "/metrics", handle_metrics},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
+_Static_assert(N_ROUTES <= ROUTES_MAX, "GET /metrics keeps ROUTES_MAX slots of routes");
+
+const struct route *router_route(size_t i)
+{
+	return i < N_ROUTES ? &routes[i] : NULL;
+}
 
 const struct route *router_routes(size_t *ret_n)
 {
@@ -89,6 +96,7 @@ const struct route *router_find(struct req *r, char *allow, size_t allow_cap)
 			continue;
 		found = &routes[i];
 		r->route = found->pattern;
+		r->route_slot = (int)i;
 		if (param)
 			route_param(r, param, len);
 	}

@@ -20,3 +20,4 @@ int handle_livekit_webhook(struct req *r);
 int handle_healthz(struct req *r);
 int handle_readyz(struct req *r);
 int handle_openapi(struct req *r);
+int handle_metrics(struct req *r);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "log.h"
+#include "metrics_http.h"
 #include "routes.h"
 
 /* Room for a logfmt value of n bytes of the sender's text: each may become \xNN. */
@@ -16,7 +17,7 @@ int handle_livekit_webhook(struct req *r)
 	size_t len = 0;
 	const char *key_id = NULL, *why = NULL, *msg = NULL;
 	struct webhook_event we;
-	bool duplicate = false;
+	bool duplicate = false, parsed = false;
 
 	enum err e = req_raw_body(r, &body, &len, &msg);
 	if (e == ERR_OK) {
@@ -29,6 +30,7 @@ int handle_livekit_webhook(struct req *r)
 	}
 	if (e == ERR_OK) {
 		e = webhook_event_parse(body, len, &we);
+		parsed = e == ERR_OK;
 		if (e == ERR_INVALID)
 			msg = "body: not a LiveKit webhook event";
 	}
@@ -37,6 +39,7 @@ int handle_livekit_webhook(struct req *r)
 	free(body);
 	if (e == ERR_NOMEM || e == ERR_INTERNAL)
 		e = ERR_UNAVAILABLE; /* never lose an event LiveKit would not resend */
+	metrics_http_webhook(parsed ? &we : NULL, e, duplicate);
 	if (e != ERR_OK)
 		return reply_error(r, e, e == ERR_UNAVAILABLE ? NULL : msg);
 	/* On the request's log line, the one line a request logs when it succeeds. The event's

@@ -60,13 +60,14 @@ static int dispatch(struct req *r)
 	if (route)
 		return route->handler(r);
 	r->route = "unmatched";
+	r->route_slot = ROUTE_SLOT_UNMATCHED;
 	if (!*allow)
 		return reply_error(r, ERR_NOT_FOUND, "no such route");
 	r->allow = allow;
 	return reply_error(r, ERR_METHOD, NULL);
 }
 
-static void log_request(const struct req *r, int64_t start_us)
+static void log_request(const struct req *r)
 {
 	char route[160], method[48];
 	log_write(LOG_INFO,
@@ -75,7 +76,7 @@ static void log_request(const struct req *r, int64_t start_us)
 		  log_value(method, sizeof method,
 			    r->ri->request_method ? r->ri->request_method : "-"),
 		  log_value(route, sizeof route, r->route), r->status,
-		  (double)(monotonic_us() - start_us) / 1000.0, r->log_fields);
+		  (double)(monotonic_us() - r->start_us) / 1000.0, r->log_fields);
 }
 
 /* The bound on a request's arrival: CALLSTATE_REQUEST_TIMEOUT_MS, or CALLSTATE_IDLE_TIMEOUT_MS
@@ -101,6 +102,7 @@ static int on_request(struct mg_connection *conn, void *cbdata)
 		.conn = conn,
 		.ri = mg_get_request_info(conn),
 		.app = app,
+		.start_us = start,
 		.body_deadline_ns = start * 1000 + (int64_t)request_deadline_ms(app->cfg) * 1000000,
 	};
 	const char *given = mg_get_header(conn, "X-Request-Id");
@@ -114,7 +116,7 @@ static int on_request(struct mg_connection *conn, void *cbdata)
 	 * with no deadline (see drop_unread_body). */
 	if (r.must_close)
 		mg_close_connection(conn);
-	log_request(&r, start);
+	log_request(&r);
 	return r.status ? r.status : 500;
 }
 
@@ -126,13 +128,13 @@ static int on_http_error(struct mg_connection *conn, int status, const char *msg
 	(void)msg; /* CivetWeb's wording, which may quote the request */
 	const struct mg_request_info *ri = mg_get_request_info(conn);
 	const struct server *srv = mg_get_user_data(mg_get_context(conn));
-	int64_t start = monotonic_us();
-	struct req r = {.conn = conn, .ri = ri, .app = srv->app, .route = "unparsed",
+	struct req r = {.conn = conn, .ri = ri, .app = srv->app, .start_us = monotonic_us(),
+			.route = "unparsed", .route_slot = ROUTE_SLOT_UNPARSED,
 			.must_close = true, .body_read = true};
 	new_request_id(r.request_id);
 	enum err e = status == 413 ? ERR_TOO_LARGE : status == 500 ? ERR_INTERNAL : ERR_INVALID;
 	reply_error(&r, e, e == ERR_INVALID ? "the request could not be parsed" : NULL);
-	log_request(&r, start);
+	log_request(&r);
 	return 0;
 }
 
