@@ -2,7 +2,7 @@
 # Sourced, not run.
 
 packages_build="meson ninja-build pkg-config gcc libcivetweb-dev libsqlite3-dev libpq-dev
-libjansson-dev libjwt-dev libssl-dev libcriterion-dev sqlite3 python3"
+libjansson-dev libjwt-dev libssl-dev libcriterion-dev sqlite3 python3 libsystemd-dev"
 
 as_root() {
 	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
