@@ -99,10 +99,11 @@ static int serve(const struct config *cfg, struct storage *st)
 		watchdog_e = notify_watchdog_start(st, &watchdog);
 		if (watchdog_e == ERR_OK)
 			sigwait(&stop_signals, &sig);
+		/* The last ping goes out before STOPPING=1, never after it. */
+		notify_watchdog_stop(watchdog);
 		notify_stopping();
 		log_write(LOG_INFO, "msg=stopping signal=%d", sig);
 	}
-	notify_watchdog_stop(watchdog);
 	server_stop(srv);
 	timers_stop(timers);
 	app_finish(&app);
