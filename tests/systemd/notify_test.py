@@ -5,9 +5,10 @@ would read them (node has no AF_UNIX datagram sockets, hence Python).
   - READY=1 only once the port answers and the database is migrated: it must not come at all
     when the port is taken or a migration fails, and /readyz answers 200 the moment it comes;
   - WATCHDOG=1 every half of WATCHDOG_USEC after READY=1;
-  - the pings stop while the database cannot take a write (SQLite: every fdatasync fails, by
-    tests/powercut's LD_PRELOAD library; PostgreSQL: its server is stopped, and the pings come
-    back once it runs again), the process staying up: systemd, not callstate, restarts it;
+  - the pings stop while the database cannot take a write, the process staying up (systemd,
+    not callstate, restarts it): on SQLite while every fdatasync fails, or hangs (the pings
+    come back when it returns), by tests/powercut's LD_PRELOAD library; on PostgreSQL while
+    its server is stopped (the pings come back once it runs again);
   - SIGTERM: STOPPING=1, no ping after it, exit 0.
 
 Run by meson (tests/meson.build) on each backend: CALLSTATE_BIN, CALLSTATE_TEST_BACKEND,
@@ -156,12 +157,18 @@ class Notify(unittest.TestCase):
         self.assertLess(max(gaps), WATCHDOG_S, f'pings {len(times)}, gaps {gaps}\n'
                         + svc.stderr())
 
-    def assert_no_pings(self, svc, seconds):
+    def assert_no_pings(self, svc, seconds, readyz=503):
         got = svc.receive(seconds)
         self.assertEqual(names(got), [], 'no ping while the database is dead\n' + svc.stderr())
         self.assertIsNone(svc.proc.poll(), 'the process is still up: systemd restarts it')
         self.assertEqual(http_status(svc.port, '/healthz'), 200)
-        self.assertEqual(http_status(svc.port, '/readyz'), 503)
+        self.assertEqual(http_status(svc.port, '/readyz'), readyz)
+
+    def assert_pings_again(self, svc):
+        got = svc.receive(10, 'WATCHDOG=1')
+        self.assertIn('WATCHDOG=1', names(got), 'pings again\n' + svc.stderr())
+        self.assertLessEqual(set(names(got)), {'WATCHDOG=1'})
+        self.assert_pinging(svc, 2 * WATCHDOG_S)
 
     def stop(self, svc):
         svc.proc.send_signal(signal.SIGTERM)
@@ -201,20 +208,35 @@ class Notify(unittest.TestCase):
         self.assertEqual(names(svc.receive(0.2)), [],
                          'no READY=1 from a service whose database is not migrated')
 
-    @unittest.skipUnless(BACKEND == 'sqlite', 'SQLite')
-    def test_no_pings_once_sqlite_cannot_sync(self):
+    def sqlite_on_powercut_disk(self, trigger_variable):
+        """A service whose disk (tests/powercut) misbehaves while a file exists: its path."""
         lib = os.environ.get('CALLSTATE_POWERCUT_LIB')
         if not lib:
             self.skipTest('needs CALLSTATE_POWERCUT_LIB (tests/powercut)')
         svc = Service(self, env={'LD_PRELOAD': lib, 'ASAN_OPTIONS': 'verify_asan_link_order=0'})
-        fail_file = os.path.join(svc.dir, 'disk-failed')
-        svc.env.update(POWERCUT_DIR=svc.dir, POWERCUT_FAIL_FILE=fail_file)
+        trigger = os.path.join(svc.dir, 'disk-trouble')
+        svc.env.update({'POWERCUT_DIR': svc.dir, trigger_variable: trigger})
         self.start_ready(svc)
         self.assert_pinging(svc, 2 * WATCHDOG_S)
-        open(fail_file, 'w').close()
-        # A check under way when the disk failed may still ping, once, at once.
+        open(trigger, 'w').close()
+        # A check under way when the trouble began may still ping, once, at once.
         svc.receive(WATCHDOG_S / 2)
+        return svc, trigger
+
+    @unittest.skipUnless(BACKEND == 'sqlite', 'SQLite')
+    def test_no_pings_once_sqlite_cannot_sync(self):
+        svc, _ = self.sqlite_on_powercut_disk('POWERCUT_FAIL_FILE')
         self.assert_no_pings(svc, 3 * WATCHDOG_S)
+        self.stop(svc)
+
+    @unittest.skipUnless(BACKEND == 'sqlite', 'SQLite')
+    def test_no_pings_while_sqlite_sync_hangs(self):
+        # The writer's batch waits for the syncer, stuck in fdatasync; the readers still
+        # answer (/readyz is 200), so only a check through the writer sees it.
+        svc, stall_file = self.sqlite_on_powercut_disk('POWERCUT_STALL_FILE')
+        self.assert_no_pings(svc, 3 * WATCHDOG_S, readyz=200)
+        os.unlink(stall_file)
+        self.assert_pings_again(svc)
         self.stop(svc)
 
     @unittest.skipUnless(BACKEND == 'postgres', 'PostgreSQL')
@@ -231,10 +253,7 @@ class Notify(unittest.TestCase):
         finally:
             pg_server('run')
         # Back by itself: the pings resume with no restart.
-        got = svc.receive(10, 'WATCHDOG=1')
-        self.assertIn('WATCHDOG=1', names(got), 'pings again once PostgreSQL is back\n'
-                      + svc.stderr())
-        self.assert_pinging(svc, 2 * WATCHDOG_S)
+        self.assert_pings_again(svc)
         self.stop(svc)
 
 
