@@ -213,7 +213,8 @@ class Notify(unittest.TestCase):
         lib = os.environ.get('CALLSTATE_POWERCUT_LIB')
         if not lib:
             self.skipTest('needs CALLSTATE_POWERCUT_LIB (tests/powercut)')
-        svc = Service(self, env={'LD_PRELOAD': lib, 'ASAN_OPTIONS': 'verify_asan_link_order=0'})
+        asan = ':'.join(filter(None, [os.environ.get('ASAN_OPTIONS'), 'verify_asan_link_order=0']))
+        svc = Service(self, env={'LD_PRELOAD': lib, 'ASAN_OPTIONS': asan})
         trigger = os.path.join(svc.dir, 'disk-trouble')
         svc.env.update({'POWERCUT_DIR': svc.dir, trigger_variable: trigger})
         self.start_ready(svc)
