@@ -1,6 +1,7 @@
 /* callstate: the command line. Loads the configuration, opens and migrates the database, and
  * serves HTTP until SIGTERM or SIGINT, then stops accepting, lets in-flight requests finish,
- * stops the timers and closes the database before exiting 0. */
+ * stops the timers and closes the database before exiting 0. Under systemd it says READY=1
+ * once listening, pings the watchdog while the database answers, and says STOPPING=1. */
 #include <civetweb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 
 #include "app.h"
 #include "log.h"
+#include "notify.h"
 #include "server.h"
 #include "timers.h"
 
@@ -69,6 +71,8 @@ static int serve(const struct config *cfg, struct storage *st)
 	struct app app;
 	struct server *srv = NULL;
 	struct timers *timers = NULL;
+	struct notify_watchdog *watchdog = NULL;
+	enum err watchdog_e = ERR_OK;
 	sigset_t stop_signals;
 	int sig = 0;
 
@@ -91,12 +95,23 @@ static int serve(const struct config *cfg, struct storage *st)
 		log_write(LOG_INFO, "msg=serving listen=%s:%d threads=%d backend=%s version=%s",
 			  cfg->listen_host, cfg->listen_port, cfg->threads,
 			  storage_backend_name(st), CALLSTATE_VERSION);
-		sigwait(&stop_signals, &sig);
+		notify_ready();
+		watchdog_e = notify_watchdog_start(st, &watchdog);
+		if (watchdog_e == ERR_OK)
+			sigwait(&stop_signals, &sig);
+		/* The last ping goes out before STOPPING=1, never after it. */
+		notify_watchdog_stop(watchdog);
+		notify_stopping();
 		log_write(LOG_INFO, "msg=stopping signal=%d", sig);
 	}
 	server_stop(srv);
 	timers_stop(timers);
 	app_finish(&app);
+	if (watchdog_e != ERR_OK) {
+		fprintf(stderr, "callstate: cannot start the watchdog thread (%s)\n",
+			err_code(watchdog_e));
+		return EXIT_FAILURE_RUN;
+	}
 	if (e != ERR_OK) {
 		fprintf(stderr, "callstate: CALLSTATE_LISTEN: cannot listen on %s:%d\n",
 			cfg->listen_host, cfg->listen_port);

@@ -2,7 +2,7 @@
 # Sourced, not run.
 
 packages_build="meson ninja-build pkg-config gcc libcivetweb-dev libsqlite3-dev libpq-dev
-libjansson-dev libjwt-dev libssl-dev libcriterion-dev sqlite3 python3 python3-yaml"
+libjansson-dev libjwt-dev libssl-dev libcriterion-dev sqlite3 python3 python3-yaml libsystemd-dev"
 
 as_root() {
 	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

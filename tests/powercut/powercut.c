@@ -12,7 +12,8 @@
  * would leave, save a rewrite in place of bytes of the span while the sync runs.
  *
  * While the file named by $POWERCUT_FAIL_FILE exists, every sync of a file under the directory
- * fails with EIO and makes nothing durable: a disk that stopped taking writes.
+ * fails with EIO and makes nothing durable: a disk that stopped taking writes. While the file
+ * named by $POWERCUT_STALL_FILE exists, every such sync waits for it to go: a disk that hangs.
  *
  * Each interposed call keeps errno as the real call left it. */
 #undef _FILE_OFFSET_BITS /* pwrite and pwrite64 are both interposed, each under its own name */
@@ -28,6 +29,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_FILES 64
@@ -181,8 +183,23 @@ static bool sync_fails(int fd)
 	return trigger && lookup(fd) && access(trigger, F_OK) == 0;
 }
 
+/* Waits without the lock, so that writes go on as they would into the page cache. */
+static void stall(int fd)
+{
+	const char *trigger = getenv("POWERCUT_STALL_FILE");
+	if (!trigger)
+		return;
+	pthread_mutex_lock(&mu);
+	bool tracked = lookup(fd);
+	pthread_mutex_unlock(&mu);
+	struct timespec pause = {0, 10000000};
+	while (tracked && access(trigger, F_OK) == 0)
+		nanosleep(&pause, NULL);
+}
+
 static int synced(int (*real_sync)(int), int fd)
 {
+	stall(fd);
 	pthread_mutex_lock(&mu);
 	bool fail = sync_fails(fd);
 	int r = fail ? -1 : real_sync(fd);
