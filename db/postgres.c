@@ -36,7 +36,10 @@
  *   advisory locks. With storage_options.unprepared every statement goes as an unnamed
  *   PQexecParams instead, and nothing at all outlives a transaction: that is what pgbouncer in
  *   transaction pooling mode needs. Settings belong in the URL (options=-c...). */
+#include <errno.h>
+#include <fcntl.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +53,7 @@
 #include "pool.h"
 #include "rows.h"
 #include "storage_impl.h"
+#include "threadname.h"
 #include "ticker.h"
 
 #define POOL_WAIT_MS 5000   /* the longest a thread waits for a free connection */
@@ -65,6 +69,9 @@
 #define LOCK_MIGRATE "1668481025"
 #define LOCK_FEED "1668481026"
 #define LOCK_PRESENCE "1668481027"
+/* The feed's numbering notifies this channel with the newest seq (see listener_main). */
+#define FEED_CHANNEL "callstate_feed"
+#define LISTEN_RETRY_MAX_MS 8000
 
 /* ---- statements ---- */
 
@@ -316,6 +323,13 @@ struct pg_storage {
 	pthread_cond_t feed_cond;
 	uint64_t feed_started, feed_done;
 	bool feed_running;
+	/* The listener: LISTENs on FEED_CHANNEL on a connection of its own, for the long polls
+	 * (base.feed); listener_wake stops it. Not run without prepared statements: pgbouncer
+	 * in transaction pooling mode keeps no LISTEN, and the waiters look again each second. */
+	bool feed_signal_ready;
+	bool listener_running;
+	pthread_t listener;
+	int listener_wake[2];
 };
 
 static struct pg_storage *to_pg(struct storage *st)
@@ -800,9 +814,11 @@ static const char feed_numbering[] =
 	" numbered AS (SELECT id, row_number() OVER (ORDER BY pos) AS n FROM todo),"
 	" counter AS (UPDATE feed_counter SET last_seq = last_seq + (SELECT count(*) FROM todo)"
 	" WHERE (SELECT count(*) FROM todo) > 0"
-	" RETURNING last_seq - (SELECT count(*) FROM todo) AS base)"
-	" UPDATE events e SET seq = counter.base + numbered.n"
-	" FROM numbered, counter WHERE e.id = numbered.id;"
+	" RETURNING last_seq - (SELECT count(*) FROM todo) AS base, last_seq AS top),"
+	" numbering AS (UPDATE events e SET seq = counter.base + numbered.n"
+	" FROM numbered, counter WHERE e.id = numbered.id)"
+	/* Delivered at the commit, to every instance's listener: the long polls. */
+	" SELECT pg_notify('" FEED_CHANNEL "', top::text) FROM counter;"
 	" COMMIT";
 
 /* ERR_OK when the numbering ran, whether or not there was anything to number. */
@@ -848,6 +864,104 @@ static bool feed_tick(void *arg)
 {
 	feed_number(arg);
 	return false;
+}
+
+/* ---- the feed's listener ---- */
+
+/* LISTEN, then the newest seq now: what was numbered while no one listened is not missed. */
+static enum err listener_connect(struct pg_storage *s, struct conn **ret_cn)
+{
+	struct conn *cn = NULL;
+	enum err e = conn_open(s->url, false, &cn);
+	if (e == ERR_OK)
+		e = err_of(exec_simple(cn, "LISTEN " FEED_CHANNEL, "listen"));
+	PGresult *res = e == ERR_OK ? PQexec(cn->pg, "SELECT last_seq FROM feed_counter") : NULL;
+	/* No feed_counter before the first migration: nothing to catch up on. */
+	if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		feed_signal_raise(&s->base.feed, strtoll(PQgetvalue(res, 0, 0), NULL, 10));
+	PQclear(res);
+	if (e != ERR_OK) {
+		conn_free(cn);
+		return e;
+	}
+	*ret_cn = cn;
+	return ERR_OK;
+}
+
+/* Sleeps until the connection has input or listener_wake is written (timeout_ms -1: no
+ * timeout); false when woken to stop. */
+static bool listener_sleep(struct pg_storage *s, const struct conn *cn, int timeout_ms)
+{
+	struct pollfd fds[2] = {{.fd = s->listener_wake[0], .events = POLLIN},
+				{.fd = cn ? PQsocket(cn->pg) : -1, .events = POLLIN}};
+	while (poll(fds, 2, timeout_ms) < 0 && errno == EINTR)
+		;
+	return !(fds[0].revents & POLLIN);
+}
+
+static void *listener_main(void *arg)
+{
+	struct pg_storage *s = arg;
+	struct conn *cn = NULL;
+	int retry_ms = FEED_RECHECK_MS;
+	thread_name("cs-pg-listen");
+	for (;;) {
+		if (!cn) {
+			if (listener_connect(s, &cn) != ERR_OK) {
+				if (!listener_sleep(s, NULL, retry_ms))
+					break;
+				retry_ms = retry_ms * 2 > LISTEN_RETRY_MAX_MS ? LISTEN_RETRY_MAX_MS
+									      : retry_ms * 2;
+				continue;
+			}
+			retry_ms = FEED_RECHECK_MS;
+			feed_signal_set_reliable(&s->base.feed, true);
+		}
+		if (!listener_sleep(s, cn, -1))
+			break;
+		if (!PQconsumeInput(cn->pg)) {
+			log_write(LOG_WARN, "msg=\"feed listener lost its connection; long polls look "
+					    "again every second until it is back\"");
+			feed_signal_set_reliable(&s->base.feed, false);
+			conn_free(cn);
+			cn = NULL;
+			continue;
+		}
+		PGnotify *n;
+		while ((n = PQnotifies(cn->pg))) {
+			feed_signal_raise(&s->base.feed, strtoll(n->extra, NULL, 10));
+			PQfreemem(n);
+		}
+	}
+	conn_free(cn);
+	return NULL;
+}
+
+static enum err listener_start(struct pg_storage *s)
+{
+	if (pipe(s->listener_wake) != 0)
+		return ERR_NOMEM;
+	fcntl(s->listener_wake[0], F_SETFD, FD_CLOEXEC);
+	fcntl(s->listener_wake[1], F_SETFD, FD_CLOEXEC);
+	if (pthread_create(&s->listener, NULL, listener_main, s) != 0) {
+		close(s->listener_wake[0]);
+		close(s->listener_wake[1]);
+		return ERR_NOMEM;
+	}
+	s->listener_running = true;
+	return ERR_OK;
+}
+
+static void listener_stop(struct pg_storage *s)
+{
+	if (!s->listener_running)
+		return;
+	while (write(s->listener_wake[1], "", 1) < 0 && errno == EINTR)
+		;
+	pthread_join(s->listener, NULL);
+	close(s->listener_wake[0]);
+	close(s->listener_wake[1]);
+	s->listener_running = false;
 }
 
 /* ---- transactions ---- */
@@ -1654,6 +1768,7 @@ static enum err pg_migrate(struct storage *st, int *ret_applied)
 
 static void pg_free(struct pg_storage *s)
 {
+	listener_stop(s);
 	ticker_stop(s->feed_ticker);
 	if (s->conns_ready) {
 		struct conn *cn;
@@ -1663,6 +1778,8 @@ static void pg_free(struct pg_storage *s)
 	}
 	pthread_cond_destroy(&s->feed_cond);
 	pthread_mutex_destroy(&s->feed_mu);
+	if (s->feed_signal_ready)
+		feed_signal_finish(&s->base.feed);
 	free(s->url);
 	free(s);
 }
@@ -1714,7 +1831,9 @@ enum err pg_storage_open(const char *url, const struct storage_options *opts,
 	s->prepare = !opts->unprepared;
 	s->url = strdup(url);
 	s->conns_ready = pool_init(&s->conns, opts->pool_size) == ERR_OK;
-	if (!s->url || !s->conns_ready) {
+	s->feed_signal_ready = feed_signal_init(&s->base.feed, 0, false) == ERR_OK;
+	if (!s->url || !s->conns_ready || !s->feed_signal_ready ||
+	    (s->prepare && listener_start(s) != ERR_OK)) {
 		pg_free(s);
 		return ERR_NOMEM;
 	}

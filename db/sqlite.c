@@ -945,17 +945,10 @@ static enum err audit_catch_up(struct storage_tx *tx, void *arg)
 	return e;
 }
 
-static int64_t monotonic_ms(void)
-{
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
 /* Runs on the checkpointer, which does nothing else meanwhile. */
 static void audit_index_if_due(struct sqlite_storage *s, int64_t *last_ms)
 {
-	int64_t now = monotonic_ms();
+	int64_t now = clock_monotonic_ms();
 	if (!atomic_load(&s->audit_behind) || now - *last_ms < AUDIT_INDEX_INTERVAL_MS)
 		return;
 	*last_ms = now;
@@ -1094,6 +1087,8 @@ static void *syncer_main(void *arg)
 		if (durable)
 			atomic_store(&s->feed_durable, s->feed_appended == feed ? INT64_MAX : feed);
 		pthread_mutex_unlock(&s->sync_mu);
+		if (durable)
+			feed_signal_raise(&s->base.feed, feed); /* the long polls (rule 4 holds) */
 		for (struct job *j = batches, *next; j; j = next) {
 			next = j->next; /* j is its caller's again once posted */
 			if (!durable)
@@ -1784,6 +1779,7 @@ static void sqlite_free(struct sqlite_storage *s)
 		pthread_cond_destroy(&s->checkpoint_cond);
 		pthread_mutex_destroy(&s->sync_mu);
 		pthread_cond_destroy(&s->sync_cond);
+		feed_signal_finish(&s->base.feed);
 	}
 	free(s->path);
 	free(s);
@@ -1803,7 +1799,8 @@ static bool sync_init(struct sqlite_storage *s)
 	       pthread_mutex_init(&s->checkpoint_mu, NULL) == 0 &&
 	       pthread_cond_init(&s->checkpoint_cond, NULL) == 0 &&
 	       pthread_mutex_init(&s->sync_mu, NULL) == 0 &&
-	       pthread_cond_init(&s->sync_cond, NULL) == 0;
+	       pthread_cond_init(&s->sync_cond, NULL) == 0 &&
+	       feed_signal_init(&s->base.feed, 0, true) == ERR_OK;
 }
 
 static const struct storage_impl sqlite_impl = {

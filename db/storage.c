@@ -174,6 +174,16 @@ enum err storage_call_audit(struct storage *st, const char *id, struct audit_tra
 	return st->impl->call_audit(st, id, ret);
 }
 
+enum err storage_events_wait(struct storage *st, int64_t *seen, int64_t deadline_ms)
+{
+	return feed_signal_wait(&st->feed, seen, deadline_ms);
+}
+
+void storage_events_interrupt(struct storage *st)
+{
+	feed_signal_interrupt(&st->feed);
+}
+
 enum err storage_events_after(struct storage *st, int64_t after, int limit,
 			      struct event_page *ret_page)
 {

@@ -15,3 +15,7 @@ static inline int64_t clock_now_ms(const struct clock *c)
 {
 	return c->now_ms(c->ctx);
 }
+
+/* CLOCK_MONOTONIC in milliseconds: for deadlines and intervals, which the wall clock's steps
+ * must not stretch or cut short. */
+int64_t clock_monotonic_ms(void);

@@ -29,6 +29,7 @@ struct config {
 	int threads;
 	int idle_timeout_ms;                /* keep-alive connections between requests */
 	int request_timeout_ms;             /* a first request's headers; any request's body */
+	int long_polls;                     /* GET /v1/events?wait= waiting at once, at most */
 	char *service_tokens[CONFIG_MAX_TOKENS];
 	size_t n_service_tokens;
 	char *admin_tokens[CONFIG_MAX_TOKENS];

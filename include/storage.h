@@ -257,6 +257,15 @@ enum err storage_calls_list(struct storage *st, const struct call_filter *f,
 /* The audit trail of call id (empty for an unknown call); one snapshot. */
 enum err storage_call_audit(struct storage *st, const char *id, struct audit_trail *ret);
 /* Events with seq > after, ascending, at most limit (rule 4: no smaller seq appears later). */
+/* Long polls: sleep, without polling, until an event newer than *seen may be in the feed
+ * (SQLite: once the syncer made it durable; PostgreSQL: once any instance numbered it, told by
+ * LISTEN/NOTIFY), then ERR_OK with *seen raised: read the feed again (the event may be of no
+ * interest, or, rarely, not be there after all: wait again with the new *seen). Start with
+ * *seen = the after of a read that found nothing. ERR_TIMEOUT at deadline_ms
+ * (clock_monotonic_ms) or after storage_events_interrupt. */
+enum err storage_events_wait(struct storage *st, int64_t *seen, int64_t deadline_ms);
+/* Ends every wait, now and to come, with ERR_TIMEOUT: for a graceful stop. */
+void storage_events_interrupt(struct storage *st);
 enum err storage_events_after(struct storage *st, int64_t after, int limit,
 			      struct event_page *ret_page);
 /* A call with a timer due: its id and next_deadline, which together order the due calls. */

@@ -3,6 +3,7 @@
  * storage_impl table; db/storage.c dispatches through it. Only db/ includes this header. */
 #pragma once
 
+#include "feed_signal.h"
 #include "storage.h"
 
 struct storage_impl {
@@ -46,6 +47,7 @@ struct storage_impl {
 
 struct storage {
 	const struct storage_impl *impl;
+	struct feed_signal feed; /* initialized and finished by the backend */
 };
 
 struct storage_tx {

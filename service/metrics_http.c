@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "router.h"
+#include "routes.h"
 
 /* Every status an answer can have (err_http_status, 200, 201); STATUS_OTHER is a safety net. */
 static const int statuses[] = {200, 201, 400, 401, 403, 404, 405, 408, 409, 413, 415, 500, 503};
@@ -174,5 +175,11 @@ void metrics_http_text(const struct app *app, struct metrics_text *t)
 		       CALLSTATE_VERSION, backends);
 	requests_text(t);
 	webhooks_text(t);
+	metrics_family(t, "callstate_long_polls_waiting", "gauge",
+		       "GET /v1/events?wait= polls waiting now, each holding a worker thread.");
+	metrics_printf(t, "callstate_long_polls_waiting %d\n", long_polls_waiting());
+	metrics_family(t, "callstate_long_polls_max", "gauge",
+		       "CALLSTATE_LONG_POLLS: polls that may wait at once; more get 503.");
+	metrics_printf(t, "callstate_long_polls_max %d\n", app->cfg->long_polls);
 	metrics_domain_text(t, storage_backend_name(app->st));
 }

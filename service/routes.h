@@ -14,6 +14,11 @@ int handle_call_end(struct req *r);
 int handle_call_audit(struct req *r);
 int handle_user_calls(struct req *r);
 int handle_events_list(struct req *r);
+/* A graceful stop: waiting long polls answer now (with what there is), and this returns once
+ * they have, before CivetWeb stops writing (at most 5 s). */
+void long_polls_end(struct storage *st);
+/* How many long polls wait now (GET /metrics). */
+int long_polls_waiting(void);
 int handle_presence_put(struct req *r);
 int handle_presence_list(struct req *r);
 int handle_livekit_webhook(struct req *r);

@@ -1,15 +1,35 @@
-/* GET /v1/events: the feed, paged by seq. Event data is stored as JSON text and copied into
- * the answer as is, never parsed again. */
+/* GET /v1/events: the feed, paged by seq, and a long poll with wait=S. Event data is stored as
+ * JSON text and copied into the answer as is, never parsed again. */
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "clock.h"
 #include "routes.h"
 #include "timefmt.h"
 
 #define EVENTS_LIMIT_DEFAULT 100
 #define EVENTS_LIMIT_MAX 500
+#define EVENTS_WAIT_MAX_S 30
+
+/* Long polls waiting now, at most CALLSTATE_LONG_POLLS. */
+static atomic_int long_polls;
+#define LONG_POLLS_END_MS 5000
+
+int long_polls_waiting(void)
+{
+	return atomic_load(&long_polls);
+}
+
+void long_polls_end(struct storage *st)
+{
+	storage_events_interrupt(st);
+	for (int waited = 0; atomic_load(&long_polls) > 0 && waited < LONG_POLLS_END_MS; waited++)
+		nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+}
 
 static bool parse_nonneg(const char *s, long long max, long long *ret)
 {
@@ -46,9 +66,23 @@ static size_t format_event(char *out, size_t cap, const struct event *ev)
 	return n < 0 ? 0 : (size_t)n;
 }
 
+/* A long poll's empty page: read again each time events past after may have come, until
+ * some have or wait_s seconds have passed. */
+static enum err wait_for_events(struct storage *st, int64_t after, int limit, int wait_s,
+				struct event_page *page)
+{
+	int64_t deadline = clock_monotonic_ms() + (int64_t)wait_s * 1000, seen = after;
+	enum err e = ERR_OK;
+	while (e == ERR_OK && page->n == 0 && storage_events_wait(st, &seen, deadline) == ERR_OK) {
+		event_page_finish(page);
+		e = storage_events_after(st, after, limit, page);
+	}
+	return e;
+}
+
 int handle_events_list(struct req *r)
 {
-	long long after = 0, limit = EVENTS_LIMIT_DEFAULT;
+	long long after = 0, limit = EVENTS_LIMIT_DEFAULT, wait_s = 0;
 	char buf[32];
 	enum err e = req_auth(r, ROLE_SERVICE);
 	if (e != ERR_OK)
@@ -59,11 +93,26 @@ int handle_events_list(struct req *r)
 	n = req_query(r, "limit", 0, buf, sizeof buf);
 	if (n != -1 && (n < 0 || !parse_nonneg(buf, EVENTS_LIMIT_MAX, &limit) || limit < 1))
 		return reply_error(r, ERR_INVALID, "limit: must be an integer from 1 to 500");
+	n = req_query(r, "wait", 0, buf, sizeof buf);
+	if (n != -1 && (n < 0 || !parse_nonneg(buf, EVENTS_WAIT_MAX_S, &wait_s)))
+		return reply_error(r, ERR_INVALID, "wait: must be an integer from 0 to 30");
 
 	struct event_page page = {0};
 	e = storage_events_after(r->app->st, after, (int)limit, &page);
-	if (e != ERR_OK)
-		return reply_error(r, e, NULL);
+	if (e == ERR_OK && page.n == 0 && wait_s > 0) {
+		/* Each waiting long poll holds a worker thread. */
+		if (atomic_fetch_add(&long_polls, 1) >= r->app->cfg->long_polls) {
+			atomic_fetch_sub(&long_polls, 1);
+			return reply_error(r, ERR_UNAVAILABLE,
+					   "too many long polls are waiting (CALLSTATE_LONG_POLLS)");
+		}
+		e = wait_for_events(r->app->st, after, (int)limit, (int)wait_s, &page);
+		atomic_fetch_sub(&long_polls, 1);
+	}
+	if (e != ERR_OK) {
+		event_page_finish(&page);
+		return reply_refusal(r, e, NULL);
+	}
 	size_t cap = 32;
 	for (size_t i = 0; i < page.n; i++)
 		cap += event_json_cap(&page.events[i]) + 1;

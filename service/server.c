@@ -20,6 +20,7 @@
 #include "http.h"
 #include "log.h"
 #include "router.h"
+#include "routes.h"
 
 struct server {
 	const struct app *app;
@@ -200,6 +201,9 @@ static void *on_init_thread(const struct mg_context *ctx, int thread_type)
 
 static void server_free(struct server *srv)
 {
+	/* mg_stop makes every later write of a handler fail. */
+	if (srv->ctx)
+		long_polls_end(srv->app->st);
 	if (srv->ctx)
 		mg_stop(srv->ctx);
 	deadlines_stop(srv->deadlines);

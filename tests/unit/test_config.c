@@ -87,6 +87,7 @@ Test(config, defaults)
 	cr_assert_eq(c.threads, 1536);
 	cr_assert_eq(c.idle_timeout_ms, 10000);
 	cr_assert_eq(c.request_timeout_ms, 5000);
+	cr_assert_eq(c.long_polls, 256);
 	cr_assert_eq(c.n_service_tokens, 1);
 	cr_assert_str_eq(c.service_tokens[0], SERVICE_TOKEN);
 	cr_assert_eq(c.n_admin_tokens, 0);
@@ -110,6 +111,7 @@ Test(config, every_setting_from_env)
 		       "CALLSTATE_THREADS=16384",
 		       "CALLSTATE_IDLE_TIMEOUT_MS=100",
 		       "CALLSTATE_REQUEST_TIMEOUT_MS=600000",
+		       "CALLSTATE_LONG_POLLS=16384",
 		       "CALLSTATE_ADMIN_TOKENS=adm1,adm2",
 		       "CALLSTATE_RING_TIMEOUT_S=5",
 		       "CALLSTATE_JOIN_TIMEOUT_S=3600",
@@ -130,6 +132,7 @@ Test(config, every_setting_from_env)
 	cr_assert_eq(c.threads, 16384);
 	cr_assert_eq(c.idle_timeout_ms, 100);
 	cr_assert_eq(c.request_timeout_ms, 600000);
+	cr_assert_eq(c.long_polls, 16384);
 	cr_assert_eq(c.n_admin_tokens, 2);
 	cr_assert_str_eq(c.admin_tokens[1], "adm2");
 	cr_assert_eq(c.ring_timeout_s, 5);
@@ -433,6 +436,8 @@ static const struct invalid invalid[] = {
 	{{"CALLSTATE_REQUEST_TIMEOUT_MS=99"}, INTEGER("CALLSTATE_REQUEST_TIMEOUT_MS", 100, 600000)},
 	{{"CALLSTATE_REQUEST_TIMEOUT_MS=600001"},
 	 INTEGER("CALLSTATE_REQUEST_TIMEOUT_MS", 100, 600000)},
+	{{"CALLSTATE_LONG_POLLS=0"}, INTEGER("CALLSTATE_LONG_POLLS", 1, 16384)},
+	{{"CALLSTATE_LONG_POLLS=16385"}, INTEGER("CALLSTATE_LONG_POLLS", 1, 16384)},
 	{{"CALLSTATE_SERVICE_TOKENS=a,,b"}, "CALLSTATE_SERVICE_TOKENS: entry 2 is empty"},
 	{{"CALLSTATE_SERVICE_TOKENS=a, "}, "CALLSTATE_SERVICE_TOKENS: entry 2 is empty"},
 	{{"CALLSTATE_SERVICE_TOKENS=a,b c"},
