@@ -19,6 +19,7 @@ static const struct route routes[] = {
 	{"POST", "/v1/calls/{id}/end", handle_call_end},
 	{"GET", "/v1/users/{user}/calls", handle_user_calls},
 	{"GET", "/v1/events", handle_events_list},
+	{"GET", "/v1/stats", handle_stats},
 	{"PUT", "/v1/presence/{user}", handle_presence_put},
 	{"GET", "/v1/presence", handle_presence_list},
 	{"POST", "/webhooks/livekit", handle_livekit_webhook},

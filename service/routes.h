@@ -18,3 +18,6 @@ int handle_presence_list(struct req *r);
 int handle_livekit_webhook(struct req *r);
 int handle_healthz(struct req *r);
 int handle_readyz(struct req *r);
+/* routes_history.c: the CSV form of GET /v1/calls (f is its parsed filter), and the stats. */
+int reply_calls_csv(struct req *r, struct call_filter *f);
+int handle_stats(struct req *r);
