@@ -4,7 +4,9 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { startServer, shutdown, uid, sleep, assertError, RFC3339_MS, ms } from './harness.js';
+import {
+  startServer, shutdown, uid, sleep, assertError, RFC3339_MS, ms, BACKEND, makeTmpDir, makeSecrets, dbUrlFor,
+} from './harness.js';
 import { LkRoom, deliver } from './livekit-kit.js';
 
 const enc = encodeURIComponent;
@@ -140,6 +142,53 @@ describe('GET /v1/calls?format=csv', () => {
     assertError(await srv.admin('GET', `/v1/calls?format=csv&cursor=${enc(page.body.next_cursor)}`), 400, 'bad_request', 'cursor');
     assertError(await srv.admin('GET', '/v1/calls?format=csv&since=yesterday'), 400, 'bad_request', 'since');
     assert.equal((await srv.admin('GET', '/v1/calls?format=json&limit=1')).status, 200);
+  });
+});
+
+/** Makes the stored view of a call unreadable, as a damaged row would be. */
+function breakView(dir, id) {
+  const r = BACKEND === 'sqlite'
+    ? spawnSync('python3', ['-c', 'import sqlite3, sys\n'
+      + 'db = sqlite3.connect(sys.argv[1])\n'
+      + 'assert db.execute("UPDATE calls SET view = \'{broken\' WHERE id = ?", (sys.argv[2],)).rowcount == 1\n'
+      + 'db.commit()', `${dir}/callstate.db`, id], { encoding: 'utf8' })
+    : spawnSync('psql', [dbUrlFor(dir), '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-v', `id=${id}`],
+      { input: "UPDATE calls SET view = '{broken' WHERE id = :'id';", encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+}
+
+describe('GET /v1/calls?format=csv failing midway', () => {
+  let srv;
+  after(async () => { await shutdown(srv); });
+
+  it('cuts the transfer short: never a short file that looks complete', async () => {
+    const dir = makeTmpDir();
+    const secrets = makeSecrets();
+    srv = await startServer({ dir, secrets });
+    await inBatches(520, 25, (i) => srv.createCall({ caller: uid('c'), callees: [uid('e')], kind: i % 2 ? 'audio' : 'video' }));
+    const calls = await jsonList(srv, 'format=json');
+    const broken = calls[510]; // on the second page of 500, after the first was sent
+    await srv.stop({ keepDir: true });
+    breakView(dir, broken.id);
+    srv = await startServer({ dir, secrets });
+
+    const res = await fetch(`${srv.base}/v1/calls?format=csv`, { headers: { Authorization: `Bearer ${secrets.adminToken}` } });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('transfer-encoding'), 'chunked');
+    const decoder = new TextDecoder();
+    let text = '';
+    let failure = null;
+    try {
+      for await (const chunk of res.body) text += decoder.decode(chunk, { stream: true });
+    } catch (e) {
+      failure = e;
+    }
+    assert.ok(failure, 'the transfer ended normally: a client would take the short CSV for all of it');
+    // What came before the failure is whole records: the header and every newer call.
+    const records = parseCsv(text);
+    assert.deepEqual(records, [HEADER, ...calls.slice(0, 510).map(csvRow)]);
+    assert.equal((await srv.request('GET', '/healthz', { token: 'none' })).status, 200, 'the server serves on');
+    assert.match(srv.stderr, /route=\/v1\/calls status=200 .*aborted=internal/);
   });
 });
 
