@@ -381,7 +381,21 @@ static void stream_flush(struct reply_stream *s)
 	memcpy(s->buf + CHUNK_PREFIX + s->len, "\r\n", CHUNK_SUFFIX);
 	size_t total = (size_t)n + s->len + CHUNK_SUFFIX;
 	s->broken = mg_write(s->r->conn, start, total) != (int)total;
+	s->flushed += s->len;
 	s->len = 0;
+}
+
+uint64_t reply_stream_mark(const struct reply_stream *s)
+{
+	return s->flushed + s->len;
+}
+
+bool reply_stream_rewind(struct reply_stream *s, uint64_t mark)
+{
+	if (mark < s->flushed)
+		return false;
+	s->len = (size_t)(mark - s->flushed);
+	return true;
 }
 
 bool reply_stream_write(struct reply_stream *s, const char *p, size_t n)

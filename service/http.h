@@ -54,6 +54,7 @@ struct reply_stream {
 	struct req *r;
 	char *buf;   /* owned until end or abort */
 	size_t len;  /* buffered bytes */
+	uint64_t flushed; /* bytes of body handed to the connection */
 	bool broken; /* a write failed: the client is gone */
 };
 /* Sends the head (with the extra header lines, each ending in CRLF); false for ERR_NOMEM,
@@ -62,6 +63,10 @@ bool reply_stream_begin(struct req *r, struct reply_stream *s, const char *conte
 			const char *extra);
 /* Buffers n bytes, sending each full chunk; false once the client is gone. */
 bool reply_stream_write(struct reply_stream *s, const char *p, size_t n);
+/* The body's length so far, to drop what follows it with reply_stream_rewind (a record that
+ * could not be completed); false when part of it has been sent already. */
+uint64_t reply_stream_mark(const struct reply_stream *s);
+bool reply_stream_rewind(struct reply_stream *s, uint64_t mark);
 /* Sends the rest and the terminating chunk; false if the client was gone. */
 bool reply_stream_end(struct reply_stream *s);
 void reply_stream_abort(struct reply_stream *s);

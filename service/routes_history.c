@@ -96,6 +96,7 @@ static enum err csv_row(struct reply_stream *s, const struct call_view *v)
 						     "caller"};
 	static const char *const after_callees[] = {"chat_id", "created_at", "answered_at",
 						    "ended_at", "duration_ms", "end_cause"};
+	uint64_t start = reply_stream_mark(s);
 	json_t *call = json_loads(v->json, 0, NULL);
 	if (!call)
 		return ERR_INTERNAL;
@@ -109,9 +110,14 @@ static enum err csv_row(struct reply_stream *s, const struct call_view *v)
 		reply_stream_write(s, ",", 1);
 		ok = csv_value(s, json_object_get(call, after_callees[i]));
 	}
-	reply_stream_write(s, "\r\n", 2);
 	json_decref(call);
-	return ok ? ERR_OK : ERR_INTERNAL;
+	if (!ok) {
+		/* No half record before the cut, unless its start already went out. */
+		reply_stream_rewind(s, start);
+		return ERR_INTERNAL;
+	}
+	reply_stream_write(s, "\r\n", 2);
+	return ERR_OK;
 }
 
 int reply_calls_csv(struct req *r, struct call_filter *f)
@@ -131,9 +137,11 @@ int reply_calls_csv(struct req *r, struct call_filter *f)
 	}
 	bool sent = reply_stream_write(&s, csv_header, sizeof csv_header - 1);
 	while (e == ERR_OK && sent) {
-		for (size_t i = 0; e == ERR_OK && i < page.n; i++, rows++)
+		for (size_t i = 0; e == ERR_OK && i < page.n; i++) {
 			e = csv_row(&s, &page.views[i]);
-		sent = reply_stream_write(&s, "", 0);
+			rows += e == ERR_OK;
+		}
+		sent = reply_stream_write(&s, "", 0); /* false once the client is gone */
 		if (e != ERR_OK || !page.more || !page.n)
 			break;
 		/* The next page starts after the last row sent: the keyset cursor of the JSON list. */

@@ -145,15 +145,15 @@ describe('GET /v1/calls?format=csv', () => {
   });
 });
 
-/** Makes the stored view of a call unreadable, as a damaged row would be. */
-function breakView(dir, id) {
+/** Replaces the stored view of a call, as a damaged row would be. */
+function breakView(dir, id, view) {
   const r = BACKEND === 'sqlite'
     ? spawnSync('python3', ['-c', 'import sqlite3, sys\n'
       + 'db = sqlite3.connect(sys.argv[1])\n'
-      + 'assert db.execute("UPDATE calls SET view = \'{broken\' WHERE id = ?", (sys.argv[2],)).rowcount == 1\n'
-      + 'db.commit()', `${dir}/callstate.db`, id], { encoding: 'utf8' })
-    : spawnSync('psql', [dbUrlFor(dir), '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-v', `id=${id}`],
-      { input: "UPDATE calls SET view = '{broken' WHERE id = :'id';", encoding: 'utf8' });
+      + 'assert db.execute("UPDATE calls SET view = ? WHERE id = ?", (sys.argv[3], sys.argv[2])).rowcount == 1\n'
+      + 'db.commit()', `${dir}/callstate.db`, id, view], { encoding: 'utf8' })
+    : spawnSync('psql', [dbUrlFor(dir), '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-v', `id=${id}`, '-v', `view=${view}`],
+      { input: "UPDATE calls SET view = :'view' WHERE id = :'id';", encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
 }
 
@@ -161,7 +161,9 @@ describe('GET /v1/calls?format=csv failing midway', () => {
   let srv;
   after(async () => { await shutdown(srv); });
 
-  it('cuts the transfer short: never a short file that looks complete', async () => {
+  // Not JSON; and JSON whose first fields are written before one (caller) is found wrong.
+  for (const damage of ['{broken', '{"id":"x","room":"y","kind":"audio","status":"ended","outcome":null,"caller":{}}']) {
+  it(`cuts the transfer short after the last whole record: view ${damage.slice(0, 12)}…`, async () => {
     const dir = makeTmpDir();
     const secrets = makeSecrets();
     srv = await startServer({ dir, secrets });
@@ -169,7 +171,7 @@ describe('GET /v1/calls?format=csv failing midway', () => {
     const calls = await jsonList(srv, 'format=json');
     const broken = calls[510]; // on the second page of 500, after the first was sent
     await srv.stop({ keepDir: true });
-    breakView(dir, broken.id);
+    breakView(dir, broken.id, damage);
     srv = await startServer({ dir, secrets });
 
     const res = await fetch(`${srv.base}/v1/calls?format=csv`, { headers: { Authorization: `Bearer ${secrets.adminToken}` } });
@@ -188,8 +190,11 @@ describe('GET /v1/calls?format=csv failing midway', () => {
     const records = parseCsv(text);
     assert.deepEqual(records, [HEADER, ...calls.slice(0, 510).map(csvRow)]);
     assert.equal((await srv.request('GET', '/healthz', { token: 'none' })).status, 200, 'the server serves on');
-    assert.match(srv.stderr, /route=\/v1\/calls status=200 .*aborted=internal/);
+    assert.match(srv.stderr, /route=\/v1\/calls status=200 .*rows=510 aborted=internal/);
+    await srv.stop();
+    srv = null;
   });
+  }
 });
 
 describe('GET /v1/stats', () => {
