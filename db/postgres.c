@@ -124,6 +124,7 @@ enum stmt_id {
 	S_LIST_OUTCOME,
 	S_LIST_CHAT,
 	S_LIST_USER,
+	S_STATS,
 	S_COUNT
 };
 
@@ -280,6 +281,8 @@ static const struct {
 			 " AND m.created_at >= $3::bigint AND " F_STATUS " AND " F_OUTCOME
 			 " AND " F_KIND " AND " F_CHAT
 			 " ORDER BY m.created_at DESC, m.call_id DESC LIMIT $8::bigint"},
+	[S_STATS] = {"call_stats", STATS_SQL("$1::bigint", "$2::bigint", "$3::bigint",
+					     "$4::bigint", "greatest")},
 };
 
 /* ---- state ---- */
@@ -1608,6 +1611,31 @@ static enum err pg_calls_list(struct storage *st, const struct call_filter *f,
 	return ERR_OK;
 }
 
+static enum err pg_call_stats(struct storage *st, int64_t since, int64_t until,
+			      int64_t join_timeout_ms, int64_t now, struct call_stats *ret)
+{
+	struct pg_storage *s = to_pg(st);
+	struct conn *cn = NULL;
+	PGresult *res = NULL;
+	struct params p = {0};
+	p_int(&p, since ? since : INT64_MIN);
+	p_int(&p, until ? until : INT64_MAX);
+	p_int(&p, join_timeout_ms);
+	p_int(&p, now);
+	enum err e = read_one(s, S_STATS, &p, &cn, &res);
+	if (e != ERR_OK)
+		return e;
+	e = ERR_INTERNAL;
+	if (PQntuples(res) == 1) {
+		struct db_value v[STATS_COUNT];
+		row_values(res, 0, 0, STATS_COUNT, v, NULL, 0);
+		e = checked(rows_read_stats(v, ret), S_STATS);
+	}
+	PQclear(res);
+	conn_give(s, cn);
+	return e;
+}
+
 static enum err pg_events_after(struct storage *st, int64_t after, int limit,
 				struct event_page *ret_page)
 {
@@ -1811,6 +1839,7 @@ static const struct storage_impl pg_impl = {
 	.call_view = pg_call_view,
 	.calls_list = pg_calls_list,
 	.call_audit = pg_call_audit,
+	.call_stats = pg_call_stats,
 	.events_after = pg_events_after,
 	.calls_due = pg_calls_due,
 };

@@ -418,6 +418,26 @@ enum err rows_read_presence(const struct db_value in[6], struct presence_record 
 	return done(&r);
 }
 
+enum err rows_read_stats(const struct db_value in[STATS_COUNT], struct call_stats *ret)
+{
+	struct reader r = {in, true};
+	struct call_stats st = {.calls = r_int(&r, 0)};
+	for (int o = OUTCOME_COMPLETED; o <= OUTCOME_FAILED; o++)
+		st.by_outcome[o] = r_int(&r, o);
+	st.ended = r_int(&r, 6);
+	st.answered = r_int(&r, 7);
+	st.duration_sum_ms = r_int(&r, 8);
+	st.accepted = r_int(&r, 9);
+	st.joined_in_time = r_int(&r, 10);
+	st.joins = r_int(&r, 11);
+	st.join_p50_ms = r_int(&r, 12);
+	st.join_p95_ms = r_int(&r, 13);
+	enum err e = done(&r);
+	if (e == ERR_OK)
+		*ret = st;
+	return e;
+}
+
 enum err rows_read_due(const struct db_value in[2], struct due_call *d)
 {
 	struct reader r = {in, true};

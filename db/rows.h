@@ -96,6 +96,39 @@ enum list_driver { LIST_BY_USER, LIST_BY_CHAT, LIST_BY_OUTCOME, LIST_BY_STATUS, 
 bool rows_list_values(const struct call_filter *f, struct db_value out[LIST_PARAM_COUNT],
 		      size_t *ret_n, enum list_driver *ret_driver);
 
+/* ---- the stats ----
+ * One statement, so one snapshot on either backend, over the calls created in [since, until)
+ * and their accepted members: the placeholders of since, until, the join timeout and now are
+ * the backend's, and greatest its two-argument max. Percentiles take the row at the
+ * nearest-rank offset, so no backend holds more than its sort of the times to join. */
+#define STATS_SQL(since, until, timeout, now, greatest)                                            \
+	"WITH c AS (SELECT id, status, outcome, answered_at, ended_at FROM calls"                   \
+	" WHERE created_at >= " since " AND created_at < " until "),"                              \
+	" m AS (SELECT m.first_joined_at, m.token_minted_at, c.status FROM c"                      \
+	" JOIN call_members m ON m.call_id = c.id WHERE m.invite = 'accepted'),"                   \
+	" s AS (SELECT " greatest "(first_joined_at - token_minted_at, 0) AS t FROM m"             \
+	" WHERE first_joined_at IS NOT NULL AND token_minted_at IS NOT NULL)"                      \
+	" SELECT a.*, b.*, (SELECT count(*) FROM s), " STATS_RANK(50, greatest) ", "               \
+	STATS_RANK(95, greatest) " FROM (SELECT count(*),"                                          \
+	" count(*) FILTER (WHERE outcome = 'completed'),"                                          \
+	" count(*) FILTER (WHERE outcome = 'missed'),"                                             \
+	" count(*) FILTER (WHERE outcome = 'declined'),"                                           \
+	" count(*) FILTER (WHERE outcome = 'cancelled'),"                                          \
+	" count(*) FILTER (WHERE outcome = 'failed'),"                                             \
+	" count(*) FILTER (WHERE status = 'ended'),"                                               \
+	" count(*) FILTER (WHERE status = 'ended' AND answered_at IS NOT NULL),"                   \
+	" sum(ended_at - answered_at) FILTER (WHERE status = 'ended') FROM c) a,"                  \
+	" (SELECT count(*) FILTER (WHERE first_joined_at IS NOT NULL OR status = 'ended'"          \
+	" OR token_minted_at + " timeout " <= " now "),"                                          \
+	" count(*) FILTER (WHERE first_joined_at IS NOT NULL AND (token_minted_at IS NULL"         \
+	" OR first_joined_at - token_minted_at <= " timeout ")) FROM m) b"
+#define STATS_RANK(p, greatest)                                                                    \
+	"(SELECT t FROM s ORDER BY t LIMIT 1 OFFSET (SELECT " greatest "((" #p                     \
+	" * count(*) + 99) / 100 - 1, 0) FROM s))"
+#define STATS_COUNT 14
+/* A row of STATS_SQL. */
+enum err rows_read_stats(const struct db_value in[STATS_COUNT], struct call_stats *ret);
+
 /* ---- reading: a row's values back into a record ----
  * Each returns ERR_OK, ERR_NOMEM, or ERR_INTERNAL for a value the model cannot hold (the
  * database holds something this build did not write): the caller logs which statement. */

@@ -119,6 +119,7 @@ enum stmt_id {
 	S_LIST_OUTCOME,
 	S_LIST_CHAT,
 	S_LIST_USER,
+	S_STATS,
 	S_COUNT
 };
 
@@ -303,6 +304,7 @@ static const struct {
 			 " AND m.created_at >= ?3 AND c.rid = m.call_rid AND " F_STATUS
 			 " AND " F_OUTCOME " AND " F_KIND " AND " F_CHAT
 			 " ORDER BY m.created_at DESC, m.call_id DESC LIMIT ?8"},
+	[S_STATS] = {"call_stats", STATS_SQL("?1", "?2", "?3", "?4", "max")},
 };
 
 /* ---- state ---- */
@@ -1566,6 +1568,34 @@ out:
 	return ERR_OK;
 }
 
+static enum err sq_call_stats(struct storage *st, int64_t since, int64_t until,
+			      int64_t join_timeout_ms, int64_t now, struct call_stats *ret)
+{
+	struct sqlite_storage *s = to_sqlite(st);
+	struct binder b = {0};
+	struct conn *cn = NULL;
+	enum err e = reader_begin(s, &cn, false);
+	if (e == ERR_OK)
+		e = stmt_get(cn, S_STATS, &b.st);
+	if (e != ERR_OK)
+		goto out;
+	bind_int(&b, 1, since ? since : INT64_MIN);
+	bind_int(&b, 2, until ? until : INT64_MAX);
+	bind_int(&b, 3, join_timeout_ms);
+	bind_int(&b, 4, now);
+	int rc = step_bound(&b);
+	if (rc == SQLITE_ROW) {
+		struct db_value v[STATS_COUNT];
+		row_values(b.st, 0, STATS_COUNT, v);
+		e = checked(rows_read_stats(v, ret), S_STATS);
+	} else {
+		e = db_fail(cn->db, rc == SQLITE_DONE ? SQLITE_INTERNAL : rc, stmts[S_STATS].name);
+	}
+out:
+	read_done(s, cn, b.st);
+	return e;
+}
+
 static enum err sq_events_after(struct storage *st, int64_t after, int limit,
 				struct event_page *ret_page)
 {
@@ -1825,6 +1855,7 @@ static const struct storage_impl sqlite_impl = {
 	.call_view = sq_call_view,
 	.calls_list = sq_calls_list,
 	.call_audit = sq_call_audit,
+	.call_stats = sq_call_stats,
 	.events_after = sq_events_after,
 	.calls_due = sq_calls_due,
 };

@@ -184,6 +184,12 @@ void storage_events_interrupt(struct storage *st)
 	feed_signal_interrupt(&st->feed);
 }
 
+enum err storage_call_stats(struct storage *st, int64_t since, int64_t until,
+			    int64_t join_timeout_ms, int64_t now, struct call_stats *ret)
+{
+	return st->impl->call_stats(st, since, until, join_timeout_ms, now, ret);
+}
+
 enum err storage_events_after(struct storage *st, int64_t after, int limit,
 			      struct event_page *ret_page)
 {

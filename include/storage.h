@@ -125,6 +125,19 @@ struct audit_trail {
 	size_t n;
 };
 void audit_trail_finish(struct audit_trail *a);
+/* What GET /v1/stats reports of the calls created in a time range (storage_call_stats). */
+struct call_stats {
+	int64_t calls;
+	int64_t by_outcome[OUTCOME_FAILED + 1]; /* by enum call_outcome; [OUTCOME_NONE] is 0 */
+	int64_t ended;
+	int64_t answered;         /* ended calls with answered_at */
+	int64_t duration_sum_ms;  /* of those: ended_at - answered_at */
+	int64_t accepted;         /* accepted members (callers included) whose join is settled */
+	int64_t joined_in_time;   /* of those, members who joined within the join timeout */
+	int64_t joins;            /* members with a time to join: token minted, then joined */
+	int64_t join_p50_ms;      /* nearest-rank percentiles of the time to join; 0 if no joins */
+	int64_t join_p95_ms;
+};
 
 /* Idempotency record of POST /v1/calls. */
 struct idempotency {
@@ -256,6 +269,15 @@ enum err storage_calls_list(struct storage *st, const struct call_filter *f,
 			    struct view_page *ret_page);
 /* The audit trail of call id (empty for an unknown call); one snapshot. */
 enum err storage_call_audit(struct storage *st, const char *id, struct audit_trail *ret);
+/* Aggregates of the calls with since <= created_at < until (0: unbounded), in one snapshot.
+ * A member's time to join runs from their token_minted_at (an accept, or the call's creation
+ * for the caller) to first_joined_at, 0 if they joined first; members accepted by joining the
+ * room (no token minted) count as joined in time but have no time to join. A member's join is
+ * settled once they joined, their call ended, or join_timeout_ms has passed since the token
+ * (as of now): an accepted member who may still join in time is left out of accepted. The
+ * p-th percentile is the value of rank ceil(p * joins / 100) in ascending order. */
+enum err storage_call_stats(struct storage *st, int64_t since, int64_t until,
+			    int64_t join_timeout_ms, int64_t now, struct call_stats *ret);
 /* Events with seq > after, ascending, at most limit (rule 4: no smaller seq appears later). */
 /* Long polls: sleep, without polling, until an event newer than *seen may be in the feed
  * (SQLite: once the syncer made it durable; PostgreSQL: once any instance numbered it, told by

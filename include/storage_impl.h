@@ -39,6 +39,8 @@ struct storage_impl {
 	enum err (*calls_list)(struct storage *st, const struct call_filter *f,
 			       struct view_page *ret_page);
 	enum err (*call_audit)(struct storage *st, const char *id, struct audit_trail *ret);
+	enum err (*call_stats)(struct storage *st, int64_t since, int64_t until,
+			       int64_t join_timeout_ms, int64_t now, struct call_stats *ret);
 	enum err (*events_after)(struct storage *st, int64_t after, int limit,
 				 struct event_page *ret_page);
 	enum err (*calls_due)(struct storage *st, int64_t now, const struct due_call *after,

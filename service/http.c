@@ -10,6 +10,7 @@
 #include "deadline.h"
 #include "jsonutil.h"
 #include "metrics_http.h"
+#include "timefmt.h"
 
 static const char *reason_phrase(int status)
 {
@@ -51,26 +52,33 @@ static void drop_unread_body(struct req *r)
 		free(buf);
 }
 
-int reply_typed(struct req *r, int status, const char *content_type, const char *body,
-		size_t len)
+/* The status line and headers; framing is the Content-Length or Transfer-Encoding line. */
+static int format_head(struct req *r, int status, const char *content_type, const char *framing,
+		       const char *extra, char *head, size_t cap)
 {
-	char head[640];
 	char allow[64] = "";
 	if (status == 405 && r->allow)
 		snprintf(allow, sizeof allow, "Allow: %s\r\n", r->allow);
 	drop_unread_body(r);
-	bool close = r->must_close;
-	int n = snprintf(head, sizeof head,
-			 "HTTP/1.1 %d %s\r\n"
-			 "Content-Type: %s\r\n"
-			 "Content-Length: %zu\r\n"
-			 "X-Request-Id: %s\r\n"
-			 "Cache-Control: no-store\r\n"
-			 "%s%s%s"
-			 "\r\n",
-			 status, reason_phrase(status), content_type, len, r->request_id,
-			 status == 401 ? "WWW-Authenticate: Bearer\r\n" : "", allow,
-			 close ? "Connection: close\r\n" : "");
+	return snprintf(head, cap,
+			"HTTP/1.1 %d %s\r\n"
+			"Content-Type: %s\r\n"
+			"%s\r\n"
+			"X-Request-Id: %s\r\n"
+			"Cache-Control: no-store\r\n"
+			"%s%s%s%s"
+			"\r\n",
+			status, reason_phrase(status), content_type, framing, r->request_id,
+			status == 401 ? "WWW-Authenticate: Bearer\r\n" : "", allow,
+			r->must_close ? "Connection: close\r\n" : "", extra);
+}
+
+int reply_typed(struct req *r, int status, const char *content_type, const char *body,
+		size_t len)
+{
+	char head[640], framing[48];
+	snprintf(framing, sizeof framing, "Content-Length: %zu", len);
+	int n = format_head(r, status, content_type, framing, "", head, sizeof head);
 	/* HEAD: the same head, no body (RFC 9110 §9.3.2). */
 	if (r->ri->request_method && strcmp(r->ri->request_method, "HEAD") == 0)
 		len = 0;
@@ -292,6 +300,15 @@ int req_query(const struct req *r, const char *name, int n, char *buf, size_t ca
 	return uri_query(r->ri->query_string, name, n, buf, cap);
 }
 
+enum err req_query_time(const struct req *r, const char *name, int64_t *ret)
+{
+	char buf[64];
+	int n = req_query(r, name, 0, buf, sizeof buf);
+	if (n == -1)
+		return ERR_OK;
+	return n > 0 && timefmt_parse(buf, ret) ? ERR_OK : ERR_INVALID;
+}
+
 /* Strict UTF-8: no overlongs, no surrogates, nothing above U+10FFFF. */
 static bool valid_utf8(const unsigned char *s, size_t len)
 {
@@ -350,4 +367,94 @@ enum err req_user_param(const struct req *r, const char **ret_msg)
 		return ERR_INVALID;
 	}
 	return ERR_OK;
+}
+
+/* ---- streamed answers ---- */
+
+/* Each chunk goes out in one write: its size line is written into the room left before the
+ * data, and its CRLF after it. */
+#define CHUNK_PREFIX 16 /* "%zx\r\n" of a size below 2^32 fits */
+#define CHUNK_SUFFIX 2
+
+bool reply_stream_begin(struct req *r, struct reply_stream *s, const char *content_type,
+			const char *extra)
+{
+	char head[768];
+	*s = (struct reply_stream){.r = r};
+	s->buf = malloc(CHUNK_PREFIX + REPLY_STREAM_CHUNK + CHUNK_SUFFIX);
+	if (!s->buf)
+		return false;
+	int n = format_head(r, 200, content_type, "Transfer-Encoding: chunked", extra, head,
+			    sizeof head);
+	r->status = 200;
+	metrics_http_request(r, monotonic_ns() / 1000 - r->start_us); /* as far as the head */
+	s->broken = mg_write(r->conn, head, (size_t)n) != n;
+	return true;
+}
+
+static void stream_flush(struct reply_stream *s)
+{
+	if (!s->len || s->broken) {
+		s->len = 0;
+		return;
+	}
+	char size[CHUNK_PREFIX + 1];
+	int n = snprintf(size, sizeof size, "%zx\r\n", s->len);
+	char *start = s->buf + CHUNK_PREFIX - n;
+	memcpy(start, size, (size_t)n);
+	memcpy(s->buf + CHUNK_PREFIX + s->len, "\r\n", CHUNK_SUFFIX);
+	size_t total = (size_t)n + s->len + CHUNK_SUFFIX;
+	s->broken = mg_write(s->r->conn, start, total) != (int)total;
+	s->flushed += s->len;
+	s->len = 0;
+}
+
+uint64_t reply_stream_mark(const struct reply_stream *s)
+{
+	return s->flushed + s->len;
+}
+
+bool reply_stream_rewind(struct reply_stream *s, uint64_t mark)
+{
+	if (mark < s->flushed)
+		return false;
+	s->len = (size_t)(mark - s->flushed);
+	return true;
+}
+
+bool reply_stream_write(struct reply_stream *s, const char *p, size_t n)
+{
+	while (n && !s->broken) {
+		size_t room = REPLY_STREAM_CHUNK - s->len;
+		size_t take = n < room ? n : room;
+		memcpy(s->buf + CHUNK_PREFIX + s->len, p, take);
+		s->len += take;
+		p += take;
+		n -= take;
+		if (s->len == REPLY_STREAM_CHUNK)
+			stream_flush(s);
+	}
+	return !s->broken;
+}
+
+bool reply_stream_end(struct reply_stream *s)
+{
+	stream_flush(s);
+	if (!s->broken)
+		s->broken = mg_write(s->r->conn, "0\r\n\r\n", 5) != 5;
+	if (s->broken)
+		s->r->must_close = true;
+	free(s->buf);
+	s->buf = NULL;
+	return !s->broken;
+}
+
+void reply_stream_abort(struct reply_stream *s)
+{
+	/* What is buffered goes out, the terminating chunk does not: the client's parser sees
+	 * the connection close in the middle of the body. */
+	stream_flush(s);
+	s->r->must_close = true;
+	free(s->buf);
+	s->buf = NULL;
 }

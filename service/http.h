@@ -51,6 +51,33 @@ int reply_refusal(struct req *r, enum err e, const char *msg);
 /* Answer a jansson value (stolen) with status. */
 int reply_json_value(struct req *r, int status, json_t *value);
 
+/* A 200 answer of unknown length, sent with chunked transfer encoding in chunks of
+ * REPLY_STREAM_CHUNK bytes, so memory stays the same however long it is. Once begun the
+ * status is sent: a failure later calls reply_stream_abort, which closes the connection
+ * without the terminating chunk, so that the client sees a truncated transfer and never a
+ * short body that looks complete. */
+#define REPLY_STREAM_CHUNK 65536
+struct reply_stream {
+	struct req *r;
+	char *buf;   /* owned until end or abort */
+	size_t len;  /* buffered bytes */
+	uint64_t flushed; /* bytes of body handed to the connection */
+	bool broken; /* a write failed: the client is gone */
+};
+/* Sends the head (with the extra header lines, each ending in CRLF); false for ERR_NOMEM,
+ * when nothing was sent and the caller still answers. */
+bool reply_stream_begin(struct req *r, struct reply_stream *s, const char *content_type,
+			const char *extra);
+/* Buffers n bytes, sending each full chunk; false once the client is gone. */
+bool reply_stream_write(struct reply_stream *s, const char *p, size_t n);
+/* The body's length so far, to drop what follows it with reply_stream_rewind (a record that
+ * could not be completed); false when part of it has been sent already. */
+uint64_t reply_stream_mark(const struct reply_stream *s);
+bool reply_stream_rewind(struct reply_stream *s, uint64_t mark);
+/* Sends the rest and the terminating chunk; false if the client was gone. */
+bool reply_stream_end(struct reply_stream *s);
+void reply_stream_abort(struct reply_stream *s);
+
 /* ERR_UNAUTHENTICATED or ERR_FORBIDDEN unless the bearer token has at least role need. */
 enum err req_auth(struct req *r, enum role need);
 /* Read and parse the JSON body. 415 for another content type, 413 over the limit, 400 for
@@ -65,6 +92,9 @@ enum err req_raw_body(struct req *r, char **ret_buf, size_t *ret_len, const char
 /* A query parameter, decoded, the n-th occurrence: its length, or URI_ABSENT, URI_TOO_LONG,
  * URI_INVALID (see uri.h). */
 int req_query(const struct req *r, const char *name, int n, char *buf, size_t cap);
+/* An RFC 3339 query parameter as Unix ms; *ret is left as it is when absent, ERR_INVALID when
+ * malformed. */
+enum err req_query_time(const struct req *r, const char *name, int64_t *ret);
 /* The value of a request header, or NULL. */
 const char *req_header(const struct req *r, const char *name);
 

@@ -20,6 +20,7 @@ static const struct route routes[] = {
 	{"GET", "/v1/calls/{id}/events", handle_call_audit},
 	{"GET", "/v1/users/{user}/calls", handle_user_calls},
 	{"GET", "/v1/events", handle_events_list},
+	{"GET", "/v1/stats", handle_stats},
 	{"PUT", "/v1/presence/{user}", handle_presence_put},
 	{"GET", "/v1/presence", handle_presence_list},
 	{"POST", "/webhooks/livekit", handle_livekit_webhook},

@@ -26,3 +26,6 @@ int handle_healthz(struct req *r);
 int handle_readyz(struct req *r);
 int handle_openapi(struct req *r);
 int handle_metrics(struct req *r);
+/* routes_history.c: the CSV form of GET /v1/calls (f is its parsed filter), and the stats. */
+int reply_calls_csv(struct req *r, struct call_filter *f);
+int handle_stats(struct req *r);

@@ -251,15 +251,6 @@ static enum err query_string(const struct req *r, const char *name, char *out, s
 	return n > 0 && valid_user_id(out) ? ERR_OK : ERR_INVALID;
 }
 
-static enum err query_time(const struct req *r, const char *name, int64_t *ret)
-{
-	char buf[64];
-	int n = req_query(r, name, 0, buf, sizeof buf);
-	if (n == -1)
-		return ERR_OK;
-	return n > 0 && timefmt_parse(buf, ret) ? ERR_OK : ERR_INVALID;
-}
-
 /* The filters every list shares: status, limit, cursor. */
 static enum err parse_common_filters(const struct req *r, struct call_filter *f,
 				     const char **ret_msg)
@@ -356,14 +347,17 @@ int handle_calls_list(struct req *r)
 		msg = "outcome: must be completed, missed, declined, cancelled or failed";
 	else if (query_enum(r, "kind", call_kind_parse, &f.kind) != ERR_OK)
 		msg = "kind: must be audio or video";
-	else if (query_time(r, "since", &f.since) != ERR_OK)
+	else if (req_query_time(r, "since", &f.since) != ERR_OK)
 		msg = "since: must be an RFC 3339 time";
-	else if (query_time(r, "until", &f.until) != ERR_OK)
+	else if (req_query_time(r, "until", &f.until) != ERR_OK)
 		msg = "until: must be an RFC 3339 time";
-	else if (req_query(r, "format", 0, format, sizeof format) != -1 &&
-		 strcmp(format, "json") != 0)
-		msg = "format: must be json";
+	int format_len = msg ? -1 : req_query(r, "format", 0, format, sizeof format);
+	bool csv = format_len > 0 && strcmp(format, "csv") == 0;
+	if (format_len != -1 && !csv && (format_len <= 0 || strcmp(format, "json") != 0))
+		msg = "format: must be json or csv";
+	if (csv && (req_query(r, "limit", 0, format, sizeof format) != -1 || *f.after_id))
+		msg = "format=csv answers every match at once: limit and cursor do not apply";
 	if (msg)
 		return reply_error(r, ERR_INVALID, msg);
-	return list_calls(r, &f);
+	return csv ? reply_calls_csv(r, &f) : list_calls(r, &f);
 }

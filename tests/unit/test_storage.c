@@ -1200,6 +1200,106 @@ Test(storage, calls_list_rejects_bad_filters)
 	cr_assert_null(page.views);
 }
 
+/* ---- stats ---- */
+
+/* A member of c accepted at token (0: by joining the room) who first joined at joined (0: never). */
+static void accept_member(struct call *c, size_t i, int64_t token, int64_t joined)
+{
+	c->members[i].invite = INVITE_ACCEPTED;
+	c->members[i].token_minted_at = token;
+	c->members[i].first_joined_at = joined;
+}
+
+static void end_call(struct call *c, enum call_outcome outcome, int64_t answered, int64_t ended)
+{
+	c->status = CALL_ENDED;
+	c->outcome = outcome;
+	c->end_cause = CAUSE_END_REQUEST;
+	c->answered_at = answered;
+	c->ended_at = ended;
+}
+
+/* Calls worked out by hand; the comments give each one's share of the answer. */
+Test(storage, call_stats_match_hand_computed_values)
+{
+	const int64_t t = base + 1000, timeout = 60000, now = t + 40 + 30000;
+	struct call *c[7];
+	/* completed, answered, 60 s long; caller joins after 500 ms, callee 2000 ms after accept */
+	c[0] = new_call(1, t, "alice");
+	add_member(c[0], "bob", MEMBER_CALLEE);
+	accept_member(c[0], 0, t, t + 500);
+	accept_member(c[0], 1, t + 1000, t + 3000);
+	end_call(c[0], OUTCOME_COMPLETED, t + 1000, t + 61000);
+	/* missed: not answered; caller joins after 100 ms */
+	c[1] = new_call(2, t + 10, "alice");
+	add_member(c[1], "bob", MEMBER_CALLEE)->invite = INVITE_MISSED;
+	accept_member(c[1], 0, t + 10, t + 110);
+	end_call(c[1], OUTCOME_MISSED, 0, t + 30010);
+	/* failed, answered, 60 s long; caller joins after 200 ms; callee never does (counts) */
+	c[2] = new_call(3, t + 20, "carol");
+	add_member(c[2], "dave", MEMBER_CALLEE);
+	accept_member(c[2], 0, t + 20, t + 220);
+	accept_member(c[2], 1, t + 1020, 0);
+	end_call(c[2], OUTCOME_FAILED, t + 1020, t + 61020);
+	/* active; caller joins after 70 s (too late); callee accepted by joining (no sample) */
+	c[3] = new_call(4, t + 30, "carol");
+	add_member(c[3], "dave", MEMBER_CALLEE);
+	accept_member(c[3], 0, t + 30, t + 70030);
+	accept_member(c[3], 1, 0, t + 5030);
+	c[3]->status = CALL_ACTIVE;
+	c[3]->answered_at = t + 5030;
+	/* ringing; caller not joined, 30 s of 60 left: not settled, left out */
+	c[4] = new_call(5, t + 40, "erin");
+	add_member(c[4], "frank", MEMBER_CALLEE);
+	accept_member(c[4], 0, t + 40, 0);
+	/* outside [t, t + 100): before and at the end */
+	c[5] = new_call(6, t - 1, "alice");
+	add_member(c[5], "bob", MEMBER_CALLEE);
+	end_call(c[5], OUTCOME_DECLINED, 0, t);
+	c[6] = new_call(7, t + 100, "alice");
+	add_member(c[6], "bob", MEMBER_CALLEE);
+	end_call(c[6], OUTCOME_CANCELLED, 0, t + 200);
+	for (size_t i = 0; i < 7; i++)
+		insert(c[i]);
+
+	struct call_stats s;
+	cr_assert_eq(storage_call_stats(st, t, t + 100, timeout, now, &s), ERR_OK);
+	cr_assert_eq(s.calls, 5);
+	cr_assert_eq(s.by_outcome[OUTCOME_COMPLETED], 1);
+	cr_assert_eq(s.by_outcome[OUTCOME_MISSED], 1);
+	cr_assert_eq(s.by_outcome[OUTCOME_DECLINED], 0);
+	cr_assert_eq(s.by_outcome[OUTCOME_CANCELLED], 0);
+	cr_assert_eq(s.by_outcome[OUTCOME_FAILED], 1);
+	cr_assert_eq(s.ended, 3);
+	cr_assert_eq(s.answered, 2);
+	cr_assert_eq(s.duration_sum_ms, 120000);
+	cr_assert_eq(s.accepted, 7);       /* all but the ringing call's caller */
+	cr_assert_eq(s.joined_in_time, 5); /* not the late caller, not the failed call's callee */
+	/* times to join: 100 200 500 2000 70000; ranks ceil(2.5) = 3 and ceil(4.75) = 5 */
+	cr_assert_eq(s.joins, 5);
+	cr_assert_eq(s.join_p50_ms, 500);
+	cr_assert_eq(s.join_p95_ms, 70000);
+
+	/* since is inclusive: from the failed call on. Once its window closed, the ringing
+	 * call's caller counts, as a failure. */
+	cr_assert_eq(storage_call_stats(st, t + 20, t + 100, timeout, t + 40 + timeout, &s), ERR_OK);
+	cr_assert_eq(s.calls, 3);
+	cr_assert_eq(s.ended, 1);
+	cr_assert_eq(s.answered, 1);
+	cr_assert_eq(s.accepted, 5);
+	cr_assert_eq(s.joined_in_time, 2);
+	cr_assert_eq(s.joins, 2); /* 200 70000: ranks 1 and 2 */
+	cr_assert_eq(s.join_p50_ms, 200);
+	cr_assert_eq(s.join_p95_ms, 70000);
+
+	/* nothing in range: zeros, no percentiles */
+	cr_assert_eq(storage_call_stats(st, t + 41, t + 100, timeout, now, &s), ERR_OK);
+	cr_assert_eq(s.calls, 0);
+	cr_assert_eq(s.ended + s.answered + s.accepted + s.joins + s.duration_sum_ms, 0);
+	for (size_t i = 0; i < 7; i++)
+		call_free(c[i]);
+}
+
 /* ---- timers ---- */
 
 Test(storage, calls_due_earliest_first)
