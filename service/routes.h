@@ -13,6 +13,7 @@ int handle_call_leave(struct req *r);
 int handle_call_end(struct req *r);
 int handle_call_audit(struct req *r);
 int handle_user_calls(struct req *r);
+int handle_user_data_delete(struct req *r);
 int handle_events_list(struct req *r);
 int handle_presence_put(struct req *r);
 int handle_presence_list(struct req *r);
