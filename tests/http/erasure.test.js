@@ -65,8 +65,10 @@ describe('DELETE /v1/users/{user}/data', () => {
     const other = uid('other');
     const pseudonym = pseudonymOf(user);
 
-    // 1: the user calls `near`, with a name and an idempotency key, then leaves.
-    const c1 = (await srv.createCall({ caller: user, caller_name: name, callees: [near], kind: 'audio', metadata: { topic: 'plans', owner: user } },
+    // 1: the user calls `near`, with a name and an idempotency key. The metadata makes the
+    // view longer than a page: each rewrite frees overflow pages, which SQLite would leave as
+    // they were without secure_delete.
+    const c1 = (await srv.createCall({ caller: user, caller_name: name, callees: [near], kind: 'audio', metadata: { topic: 'plans', owner: user, pad: 'p'.repeat(3800) } },
       { headers: { 'Idempotency-Key': 'erase-1' } })).call;
     // 2: `other` calls the user and `near`; the user accepts with their name and joins the room.
     const c2 = (await srv.createCall({ caller: other, callees: [user, near], kind: 'video' })).call;
