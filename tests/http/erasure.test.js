@@ -138,4 +138,20 @@ describe('DELETE /v1/users/{user}/data', () => {
     assert.deepEqual(again.body, { calls_updated: 0 }, 'a repeat finds nothing left');
     assert.equal((await srv.svc('GET', `/v1/calls/${c1.id}`)).body.caller, pseudonym, 'the same pseudonym');
   });
+
+  it('a user in more calls than one transaction takes (16): every call, counted once', async () => {
+    const user = uid('busy');
+    const calls = [];
+    for (let i = 0; i < 37; i++) {
+      const req = i % 2 ? { caller: user, callees: [uid('peer')], kind: 'audio' } : { caller: uid('peer'), callees: [user], kind: 'audio' };
+      calls.push((await srv.createCall(req)).call.id);
+    }
+    const r = await erase(user);
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.body, { calls_updated: 37 });
+    const list = await srv.svc('GET', `/v1/users/${pseudonymOf(user)}/calls?limit=100`);
+    assert.equal(list.status, 200, list.text);
+    assert.deepEqual(list.body.calls.map((c) => c.id).sort(), calls.sort(), 'the history moved to the pseudonym');
+    assert.equal((await srv.svc('GET', `/v1/users/${user}/calls`)).body.calls.length, 0);
+  });
 });
