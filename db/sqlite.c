@@ -60,6 +60,7 @@
 #define WAL_FILE_LIMIT "67108864" /* bytes a reset WAL file is truncated to */
 #define BUSY_TIMEOUT_MS 5000
 #define SCRUB_ATTEMPTS 5 /* TRUNCATE checkpoints of an erasure, each up to the busy timeout */
+#define SCRUB_PAUSE_MS 50
 #define LIST_LIMIT_MAX 500
 #define EVENTS_GROW 64 /* first allocation of an events page; a large limit need not be used */
 
@@ -1872,8 +1873,12 @@ static enum err sq_scrub(struct storage *st)
 	if (e != ERR_OK)
 		return e;
 	int rc = SQLITE_BUSY;
-	for (int attempt = 0; attempt < SCRUB_ATTEMPTS && rc == SQLITE_BUSY; attempt++)
+	for (int attempt = 0; attempt < SCRUB_ATTEMPTS && (rc & 0xff) == SQLITE_BUSY; attempt++) {
+		/* The checkpointer's own passive run makes this busy at once, without waiting. */
+		if (attempt)
+			nanosleep(&(struct timespec){0, SCRUB_PAUSE_MS * 1000000L}, NULL);
 		rc = sqlite3_wal_checkpoint_v2(cn.db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	}
 	e = rc == SQLITE_OK ? ERR_OK : db_fail(cn.db, rc, "wal_checkpoint_truncate");
 	conn_close(&cn);
 	return e;

@@ -91,17 +91,19 @@ enum err erasure_rewrite_json(const char *text, const char *user, const char *ps
 			      char **ret_text)
 {
 	enum json_load_result result;
-	*ret_text = NULL;
 	json_t *v = json_load_bounded(text, strlen(text), &result);
-	if (!v)
-		return result == JSON_LOAD_NOMEM ? ERR_NOMEM : ERR_OK;
+	if (!v && result == JSON_LOAD_NOMEM)
+		return ERR_NOMEM;
+	char *out = NULL;
 	enum err e = ERR_OK;
-	if (erase_item(v, user, pseudonym)) {
-		*ret_text = json_dumps(v, JSON_COMPACT);
-		if (!*ret_text)
+	if (v && erase_item(v, user, pseudonym)) {
+		out = json_dumps(v, JSON_COMPACT);
+		if (!out)
 			e = ERR_NOMEM;
 	}
 	json_decref(v);
+	if (e == ERR_OK)
+		*ret_text = out;
 	return e;
 }
 
