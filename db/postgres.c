@@ -125,6 +125,14 @@ enum stmt_id {
 	S_LIST_CHAT,
 	S_LIST_USER,
 	S_STATS,
+	S_USER_CALL_IDS,
+	S_WEBHOOK_REWRITE,
+	S_EVENT_REWRITE,
+	S_RENAME_MEMBER,
+	S_RENAME_SESSIONS,
+	S_RENAME_CALL,
+	S_FORGET_PRESENCE,
+	S_FORGET_IDEMPOTENCY,
 	S_COUNT
 };
 
@@ -283,6 +291,30 @@ static const struct {
 			 " ORDER BY m.created_at DESC, m.call_id DESC LIMIT $8::bigint"},
 	[S_STATS] = {"call_stats", STATS_SQL("$1::bigint", "$2::bigint", "$3::bigint",
 					     "$4::bigint", "greatest")},
+	[S_USER_CALL_IDS] = {"user_call_ids",
+			     "SELECT call_id FROM call_members WHERE user_id = $1::text"
+			     " AND call_id > $2::text UNION SELECT call_id FROM participants"
+			     " WHERE user_id = $1::text AND call_id > $2::text"
+			     " ORDER BY 1 LIMIT $3::bigint"},
+	[S_WEBHOOK_REWRITE] = {"webhook_rewrite",
+			       "UPDATE webhooks SET body = $2::bytea WHERE id = $1::text"},
+	[S_EVENT_REWRITE] = {"event_rewrite",
+			     "UPDATE events SET data = $2::text WHERE id = $1::text"},
+	[S_RENAME_MEMBER] = {"rename_member",
+			     "UPDATE call_members SET user_id = $3::text,"
+			     " name = CASE WHEN coalesce(name, '') = '' THEN name ELSE $3::text END"
+			     " WHERE call_id = $1::text AND user_id = $2::text"},
+	[S_RENAME_SESSIONS] = {"rename_sessions",
+			       "UPDATE participants SET user_id = $3::text"
+			       " WHERE call_id = $1::text AND user_id = $2::text"},
+	[S_RENAME_CALL] = {"rename_call",
+			   "UPDATE calls SET caller = CASE WHEN caller = $2::text THEN $3::text"
+			   " ELSE caller END, metadata = $4::text, view = $5::text"
+			   " WHERE id = $1::text"},
+	[S_FORGET_PRESENCE] = {"forget_presence",
+			       "DELETE FROM presence WHERE user_id = $1::text"},
+	[S_FORGET_IDEMPOTENCY] = {"forget_idempotency",
+				  "DELETE FROM idempotency_keys WHERE caller = $1::text"},
 };
 
 /* ---- state ---- */
@@ -1672,17 +1704,11 @@ static enum err pg_events_after(struct storage *st, int64_t after, int limit,
 	return ERR_OK;
 }
 
-static enum err pg_call_audit(struct storage *st, const char *id, struct audit_trail *ret)
+/* The rows of S_AUDIT into *ret. */
+static enum err audit_collect(const PGresult *res, struct audit_trail *ret)
 {
-	struct pg_storage *s = to_pg(st);
-	struct params p = {0};
-	p_text(&p, id);
-	struct conn *cn = NULL;
-	PGresult *res = NULL;
-	enum err e = read_one(s, S_AUDIT, &p, &cn, &res);
-	if (e != ERR_OK)
-		return e;
 	struct audit_trail trail = {0};
+	enum err e = ERR_OK;
 	int rows = PQntuples(res);
 	if (rows) {
 		trail.entries = calloc((size_t)rows, sizeof *trail.entries);
@@ -1694,14 +1720,28 @@ static enum err pg_call_audit(struct storage *st, const char *id, struct audit_t
 		row_values(res, r, 0, AUDIT_COUNT, v, NULL, 0);
 		e = checked(rows_read_audit(v, &trail.entries[trail.n++]), S_AUDIT);
 	}
-	PQclear(res);
-	conn_give(s, cn);
 	if (e != ERR_OK) {
 		audit_trail_finish(&trail);
 		return e;
 	}
 	*ret = trail;
 	return ERR_OK;
+}
+
+static enum err pg_call_audit(struct storage *st, const char *id, struct audit_trail *ret)
+{
+	struct pg_storage *s = to_pg(st);
+	struct params p = {0};
+	p_text(&p, id);
+	struct conn *cn = NULL;
+	PGresult *res = NULL;
+	enum err e = read_one(s, S_AUDIT, &p, &cn, &res);
+	if (e != ERR_OK)
+		return e;
+	e = audit_collect(res, ret);
+	PQclear(res);
+	conn_give(s, cn);
+	return e;
 }
 
 static enum err pg_calls_due(struct storage *st, int64_t now, const struct due_call *after,
@@ -1730,6 +1770,100 @@ static enum err pg_calls_due(struct storage *st, int64_t now, const struct due_c
 	if (e == ERR_OK)
 		*ret_n = n;
 	return e;
+}
+
+/* ---- erasure of a user ---- */
+
+static enum err pg_user_call_ids(struct storage *st, const char *user, const char *after_id,
+				 size_t max, char (*ret_ids)[ID_LEN + 1], size_t *ret_n)
+{
+	struct pg_storage *s = to_pg(st);
+	struct params p = {0};
+	p_text(&p, user);
+	p_text(&p, after_id);
+	p_int(&p, max > INT64_MAX ? INT64_MAX : (int64_t)max);
+	struct conn *cn = NULL;
+	PGresult *res = NULL;
+	enum err e = read_one(s, S_USER_CALL_IDS, &p, &cn, &res);
+	if (e != ERR_OK)
+		return e;
+	size_t n = 0;
+	int rows = PQntuples(res);
+	for (int r = 0; r < rows && n < max && e == ERR_OK; r++) {
+		const char *id = PQgetvalue(res, r, 0);
+		if (PQgetisnull(res, r, 0) || strlen(id) > ID_LEN)
+			e = checked(ERR_INTERNAL, S_USER_CALL_IDS);
+		else
+			memcpy(ret_ids[n++], id, strlen(id) + 1);
+	}
+	PQclear(res);
+	conn_give(s, cn);
+	if (e == ERR_OK)
+		*ret_n = n;
+	return e;
+}
+
+static enum err pg_tx_call_audit(struct storage_tx *tx, const char *id, struct audit_trail *ret)
+{
+	struct params p = {0};
+	p_text(&p, id);
+	PGresult *res = NULL;
+	enum outcome o = tx_exec(to_pg_tx(tx), S_AUDIT, &p, &res);
+	if (o != OUT_OK)
+		return err_of(o);
+	enum err e = audit_collect(res, ret);
+	PQclear(res);
+	return e;
+}
+
+static enum err pg_tx_audit_rewrite(struct storage_tx *tx, const struct audit_entry *entry)
+{
+	struct params p = {0};
+	p_text(&p, entry->id);
+	/* As stored: a webhook's body is bytea, an event's data text. */
+	if (entry->webhook)
+		p_blob(&p, entry->body, strlen(entry->body));
+	else
+		p_text(&p, entry->body);
+	return err_of(tx_defer(to_pg_tx(tx), entry->webhook ? S_WEBHOOK_REWRITE : S_EVENT_REWRITE,
+			       &p));
+}
+
+static enum err pg_tx_call_rename_user(struct storage_tx *tx, const char *id, const char *user,
+				       const char *pseudonym, const char *metadata,
+				       const char *view)
+{
+	struct pg_tx *t = to_pg_tx(tx);
+	struct params renamed = {0}, call = {0};
+	p_text(&renamed, id);
+	p_text(&renamed, user);
+	p_text(&renamed, pseudonym);
+	call = renamed;
+	p_text(&call, metadata);
+	p_text(&call, view);
+	enum outcome o = tx_defer(t, S_RENAME_MEMBER, &renamed);
+	if (o == OUT_OK)
+		o = tx_defer(t, S_RENAME_SESSIONS, &renamed);
+	if (o == OUT_OK)
+		o = tx_defer(t, S_RENAME_CALL, &call);
+	return err_of(o);
+}
+
+static enum err pg_tx_user_forget(struct storage_tx *tx, const char *user)
+{
+	struct pg_tx *t = to_pg_tx(tx);
+	struct params p = {0};
+	p_text(&p, user);
+	enum outcome o = tx_defer(t, S_FORGET_PRESENCE, &p);
+	return err_of(o == OUT_OK ? tx_defer(t, S_FORGET_IDEMPOTENCY, &p) : o);
+}
+
+/* Dead row versions stay in the files until VACUUM, which no transaction can run: the
+ * erasure answers for the live rows only (README, "Erasing a user"). */
+static enum err pg_scrub(struct storage *st)
+{
+	(void)st;
+	return ERR_OK;
 }
 
 /* ---- migrations ---- */
@@ -1842,6 +1976,12 @@ static const struct storage_impl pg_impl = {
 	.call_stats = pg_call_stats,
 	.events_after = pg_events_after,
 	.calls_due = pg_calls_due,
+	.user_call_ids = pg_user_call_ids,
+	.tx_call_audit = pg_tx_call_audit,
+	.tx_audit_rewrite = pg_tx_audit_rewrite,
+	.tx_call_rename_user = pg_tx_call_rename_user,
+	.tx_user_forget = pg_tx_user_forget,
+	.scrub = pg_scrub,
 };
 
 enum err pg_storage_open(const char *url, const struct storage_options *opts,

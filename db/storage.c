@@ -202,6 +202,39 @@ enum err storage_calls_due(struct storage *st, int64_t now, const struct due_cal
 	return st->impl->calls_due(st, now, after, max, ret_calls, ret_n);
 }
 
+enum err storage_user_call_ids(struct storage *st, const char *user, const char *after_id,
+			       size_t max, char (*ret_ids)[ID_LEN + 1], size_t *ret_n)
+{
+	return st->impl->user_call_ids(st, user, after_id, max, ret_ids, ret_n);
+}
+
+enum err storage_tx_call_audit(struct storage_tx *tx, const char *id, struct audit_trail *ret)
+{
+	return tx->st->impl->tx_call_audit(tx, id, ret);
+}
+
+enum err storage_tx_audit_rewrite(struct storage_tx *tx, const struct audit_entry *entry)
+{
+	return tx->st->impl->tx_audit_rewrite(tx, entry);
+}
+
+enum err storage_tx_call_rename_user(struct storage_tx *tx, const char *id, const char *user,
+				     const char *pseudonym, const char *metadata,
+				     const char *view)
+{
+	return tx->st->impl->tx_call_rename_user(tx, id, user, pseudonym, metadata, view);
+}
+
+enum err storage_tx_user_forget(struct storage_tx *tx, const char *user)
+{
+	return tx->st->impl->tx_user_forget(tx, user);
+}
+
+enum err storage_scrub(struct storage *st)
+{
+	return st->impl->scrub(st);
+}
+
 void call_view_finish(struct call_view *v)
 {
 	if (!v)

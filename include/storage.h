@@ -300,3 +300,29 @@ struct due_call {
  * so a call it cannot settle does not hide the calls due after it. */
 enum err storage_calls_due(struct storage *st, int64_t now, const struct due_call *after,
 			   size_t max, struct due_call *ret_calls, size_t *ret_n);
+
+/* --- erasure of a user (DELETE /v1/users/{user}/data): the domain rewrites, storage stores --- */
+/* Ids of the calls user is a member of or had a session in, ascending, after after_id (""
+ * from the first), at most max into ret_ids. */
+enum err storage_user_call_ids(struct storage *st, const char *user, const char *after_id,
+			       size_t max, char (*ret_ids)[ID_LEN + 1], size_t *ret_n);
+/* The audit trail of call id as storage_call_audit reads it, inside the transaction (it sees
+ * the transaction's own writes). */
+enum err storage_tx_call_audit(struct storage_tx *tx, const char *id, struct audit_trail *ret);
+/* Replace the stored text of one entry of a trail, found by its id: a webhook's body
+ * (entry->webhook) or a feed event's data; an entry that is gone is not an error. */
+enum err storage_tx_audit_rewrite(struct storage_tx *tx, const struct audit_entry *entry);
+/* In call id, locked by this transaction: user's member row and sessions take pseudonym as
+ * their user (a member's name, when they had one, too), the caller column too, and the call
+ * row takes metadata and view, which the domain rewrote. ERR_CONFLICT if pseudonym is a
+ * member already. */
+enum err storage_tx_call_rename_user(struct storage_tx *tx, const char *id, const char *user,
+				     const char *pseudonym, const char *metadata,
+				     const char *view);
+/* Delete user's chat-set presence and idempotency records. Hold the user first (rule 5). */
+enum err storage_tx_user_forget(struct storage_tx *tx, const char *user);
+/* Leave no readable copy of what was overwritten or deleted in the database's files where the
+ * backend can: SQLite zeroes freed content as it goes (secure_delete) and here checkpoints the
+ * WAL into the database and truncates it; PostgreSQL keeps dead row versions until VACUUM,
+ * which cannot run in a transaction: nothing is done there. */
+enum err storage_scrub(struct storage *st);

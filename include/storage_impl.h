@@ -45,6 +45,16 @@ struct storage_impl {
 				 struct event_page *ret_page);
 	enum err (*calls_due)(struct storage *st, int64_t now, const struct due_call *after,
 			      size_t max, struct due_call *ret_calls, size_t *ret_n);
+
+	enum err (*user_call_ids)(struct storage *st, const char *user, const char *after_id,
+				  size_t max, char (*ret_ids)[ID_LEN + 1], size_t *ret_n);
+	enum err (*tx_call_audit)(struct storage_tx *tx, const char *id, struct audit_trail *ret);
+	enum err (*tx_audit_rewrite)(struct storage_tx *tx, const struct audit_entry *entry);
+	enum err (*tx_call_rename_user)(struct storage_tx *tx, const char *id, const char *user,
+					const char *pseudonym, const char *metadata,
+					const char *view);
+	enum err (*tx_user_forget)(struct storage_tx *tx, const char *user);
+	enum err (*scrub)(struct storage *st);
 };
 
 struct storage {

@@ -19,6 +19,7 @@ static const struct route routes[] = {
 	{"POST", "/v1/calls/{id}/end", handle_call_end},
 	{"GET", "/v1/calls/{id}/events", handle_call_audit},
 	{"GET", "/v1/users/{user}/calls", handle_user_calls},
+	{"DELETE", "/v1/users/{user}/data", handle_user_data_delete},
 	{"GET", "/v1/events", handle_events_list},
 	{"GET", "/v1/stats", handle_stats},
 	{"PUT", "/v1/presence/{user}", handle_presence_put},

@@ -13,6 +13,7 @@ int handle_call_leave(struct req *r);
 int handle_call_end(struct req *r);
 int handle_call_audit(struct req *r);
 int handle_user_calls(struct req *r);
+int handle_user_data_delete(struct req *r);
 int handle_events_list(struct req *r);
 /* A graceful stop: waiting long polls answer now (with what there is), and this returns once
  * they have, before CivetWeb stops writing (at most 5 s). */
