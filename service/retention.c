@@ -3,7 +3,9 @@
  * it sleeps SWEEP_INTERVAL_MS. Small transactions keep the purge off the request path: on
  * SQLite the one writer runs each batch between the requests' own transactions, so a request
  * waits for one batch at most, never for the whole purge; on PostgreSQL a batch holds only
- * the rows it deletes, and instances purging at once share them (storage.h rule 11). */
+ * the rows it deletes, and instances purging at once share them (storage.h rule 11). The
+ * pause is twice what the batch took, queueing included, so the purge has a third of the
+ * writer at most and yields more of it the busier the service is. */
 #include "retention.h"
 
 #include <inttypes.h>
@@ -14,8 +16,9 @@
 #include "metrics.h"
 #include "ticker.h"
 
-#define PURGE_BATCH 500
-#define PURGE_PAUSE_MS 20   /* between batches: the writer's queue drains meanwhile */
+#define PURGE_BATCH 200     /* about 10 ms of SQLite's writer */
+#define PAUSE_FACTOR 2      /* the pause after a batch, in what the batch took */
+#define TICK_MS 10          /* how often the thread looks whether a pause is over */
 #define SWEEP_INTERVAL_MS (60 * 1000)
 #define DAY_MS (24LL * 60 * 60 * 1000)
 
@@ -25,7 +28,7 @@ struct retention {
 	int64_t keep_ms;
 	struct ticker *ticker;
 	/* Used by the ticker's thread only. */
-	int64_t next_sweep;  /* monotonic ms; 0: sweep now */
+	int64_t resume_at;   /* monotonic ms: the end of the pause, or the next sweep */
 	bool calls_done;     /* this sweep has no ended call left to purge */
 	uint64_t calls, unowned;
 };
@@ -58,19 +61,21 @@ static void sweep_done(struct retention *r, int64_t now)
 			  r->calls, r->unowned);
 	r->calls = r->unowned = 0;
 	r->calls_done = false;
-	r->next_sweep = now + SWEEP_INTERVAL_MS;
+	r->resume_at = now + SWEEP_INTERVAL_MS;
 }
 
-/* One batch, or nothing until the next sweep is due. Always false: the pause between
- * batches is the ticker's period. */
+/* One batch, or nothing while paused. Always false: the ticker's period is the pause's
+ * granularity. */
 static bool purge_round(void *arg)
 {
 	struct retention *r = arg;
-	int64_t now = monotonic_ms();
-	if (now < r->next_sweep)
+	int64_t start = monotonic_ms();
+	if (start < r->resume_at)
 		return false;
 	struct purge_job j = {.before = clock_now_ms(r->clk) - r->keep_ms, .calls = !r->calls_done};
 	enum err e = storage_transact(r->st, purge_tx, &j);
+	int64_t now = monotonic_ms();
+	r->resume_at = now + PAUSE_FACTOR * (now - start);
 	if (e != ERR_OK) {
 		log_write(LOG_WARN, "msg=\"retention batch failed, retried at the next sweep\" "
 				    "error=%s",
@@ -101,7 +106,7 @@ enum err retention_start(struct storage *st, const struct clock *clk, int days,
 	if (!r)
 		return ERR_NOMEM;
 	*r = (struct retention){.st = st, .clk = clk, .keep_ms = days * DAY_MS};
-	enum err e = ticker_start("cs-retention", PURGE_PAUSE_MS, purge_round, r, &r->ticker);
+	enum err e = ticker_start("cs-retention", TICK_MS, purge_round, r, &r->ticker);
 	if (e != ERR_OK) {
 		free(r);
 		return e;
