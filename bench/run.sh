@@ -494,6 +494,9 @@ else
 	BASE=$(($(date +%s%3N) - (30 * 24 + 1) * 3600000 - RETENTION_CALLS * 2000 - 60000))
 	echo "== seeding $RETENTION_CALLS old calls into retention.db" >&2
 	sed -e "s/@N@/$RETENTION_CALLS/g" -e "s/@BASE@/$BASE/g" "$BENCH/seed-retention.sql" | sqlite3 "$WORK/retention.db" >/dev/null
+	# The seed never syncs: without this the server's first checkpoint would flush its 2 GB,
+	# and the first run's fdatasyncs wait behind that.
+	sync
 	echo "== seeded: $(du -h "$WORK/retention.db" | cut -f1)" >&2
 	start_callstate retention "$PORT" "$WORK/retention.log"
 	RUN_CONNS=$wc run_wrk "webhooks, nothing purged, $RETENTION_CALLS old calls kept (c=$wc)" "http://127.0.0.1:$PORT" \

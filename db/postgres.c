@@ -285,8 +285,10 @@ static const struct {
 			   " gone_events AS (DELETE FROM events WHERE call_id IN"
 			   " (SELECT id FROM doomed)),"
 			   " gone_webhooks AS (DELETE FROM webhooks WHERE call_id IN"
-			   " (SELECT id COLLATE \"default\" FROM doomed))"
-			   " DELETE FROM calls WHERE id IN (SELECT id FROM doomed)"},
+			   " (SELECT id COLLATE \"default\" FROM doomed)),"
+			   " gone_calls AS (DELETE FROM calls WHERE id IN (SELECT id FROM doomed)"
+			   " RETURNING 1)"
+			   " SELECT count(*) FROM gone_calls"},
 	/* The feed is walked in seq order up to its first event at or after $1 (seq follows at
 	 * but for moments), so that no index on at is needed. Idempotency records are expired
 	 * long before: a live one points to a call too young to purge. */
@@ -1337,34 +1339,15 @@ static enum err read_one(struct pg_storage *s, enum stmt_id id, const struct par
 
 /* ---- retention ---- */
 
-/* Runs purge statement id with $1 = before and $2 = max; *ret_res is its result. */
-static enum outcome purge_exec(struct storage_tx *tx, enum stmt_id id, int64_t before,
-			       size_t max, PGresult **ret_res)
+/* Runs purge statement id with $1 = before and $2 = max; *ret_n is the count it answers. */
+static enum err purge_count(struct storage_tx *tx, enum stmt_id id, int64_t before, size_t max,
+			    size_t *ret_n)
 {
 	struct params p = {0};
+	PGresult *res = NULL;
 	p_int(&p, before);
 	p_int(&p, max > INT64_MAX ? INT64_MAX : (int64_t)max);
-	return tx_exec(to_pg_tx(tx), id, &p, ret_res);
-}
-
-static enum err pg_tx_purge_calls(struct storage_tx *tx, int64_t ended_before, size_t max,
-				  size_t *ret_n)
-{
-	PGresult *res = NULL;
-	enum outcome o = purge_exec(tx, S_PURGE_CALLS, ended_before, max, &res);
-	if (o != OUT_OK)
-		return err_of(o);
-	long n = affected(res);
-	PQclear(res);
-	*ret_n = n > 0 ? (size_t)n : 0;
-	return ERR_OK;
-}
-
-static enum err pg_tx_purge_unowned(struct storage_tx *tx, int64_t before, size_t max,
-				    size_t *ret_n)
-{
-	PGresult *res = NULL;
-	enum outcome o = purge_exec(tx, S_PURGE_UNOWNED, before, max, &res);
+	enum outcome o = tx_exec(to_pg_tx(tx), id, &p, &res);
 	if (o != OUT_OK)
 		return err_of(o);
 	enum err e = ERR_INTERNAL;
@@ -1374,7 +1357,19 @@ static enum err pg_tx_purge_unowned(struct storage_tx *tx, int64_t before, size_
 		e = ERR_OK;
 	}
 	PQclear(res);
-	return checked(e, S_PURGE_UNOWNED);
+	return checked(e, id);
+}
+
+static enum err pg_tx_purge_calls(struct storage_tx *tx, int64_t ended_before, size_t max,
+				  size_t *ret_n)
+{
+	return purge_count(tx, S_PURGE_CALLS, ended_before, max, ret_n);
+}
+
+static enum err pg_tx_purge_unowned(struct storage_tx *tx, int64_t before, size_t max,
+				    size_t *ret_n)
+{
+	return purge_count(tx, S_PURGE_UNOWNED, before, max, ret_n);
 }
 
 static enum err pg_ping(struct storage *st)

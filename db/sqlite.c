@@ -1450,11 +1450,13 @@ static enum err sq_tx_presence_set(struct storage_tx *tx, const char *user, int 
 
 /* ---- retention ---- */
 
-/* Runs the statements ids[0..n) with ?1 = before and ?2 = max, each deleting
- * ret_deleted[i] rows, then brings the webhooks' audit mark down (S_AUDIT_MARK_LOWER). */
-static enum err purge_steps(struct conn *w, const enum stmt_id *ids, size_t n, int64_t before,
-			    size_t max, size_t *ret_deleted)
+/* Runs the statements ids[0..n) with ?1 = before and ?2 = max, then brings the webhooks'
+ * audit mark down (S_AUDIT_MARK_LOWER); *ret_n counts the rows that ids[counted..n) deleted. */
+static enum err purge_steps(struct storage_tx *tx, const enum stmt_id *ids, size_t n,
+			    size_t counted, int64_t before, size_t max, size_t *ret_n)
 {
+	struct conn *w = tx_conn(tx);
+	size_t deleted = 0;
 	enum err e = ERR_OK;
 	for (size_t i = 0; e == ERR_OK && i < n; i++) {
 		struct binder b = {0};
@@ -1464,10 +1466,14 @@ static enum err purge_steps(struct conn *w, const enum stmt_id *ids, size_t n, i
 		bind_int(&b, 1, before);
 		bind_int(&b, 2, max > INT64_MAX ? INT64_MAX : (int64_t)max);
 		e = run_bound(w, ids[i], &b);
-		if (e == ERR_OK)
-			ret_deleted[i] = (size_t)sqlite3_changes(w->db);
+		if (e == ERR_OK && i >= counted)
+			deleted += (size_t)sqlite3_changes(w->db);
 	}
-	return e == ERR_OK ? exec_stmt(w, S_AUDIT_MARK_LOWER) : e;
+	if (e == ERR_OK)
+		e = exec_stmt(w, S_AUDIT_MARK_LOWER);
+	if (e == ERR_OK)
+		*ret_n = deleted;
+	return e;
 }
 
 static enum err sq_tx_purge_calls(struct storage_tx *tx, int64_t ended_before, size_t max,
@@ -1478,11 +1484,7 @@ static enum err sq_tx_purge_calls(struct storage_tx *tx, int64_t ended_before, s
 					     S_PURGE_AUDIT_EVENTS, S_PURGE_AUDIT_WEBHOOKS,
 					     S_PURGE_CALLS};
 	enum { N = sizeof steps / sizeof steps[0] };
-	size_t deleted[N];
-	enum err e = purge_steps(tx_conn(tx), steps, N, ended_before, max, deleted);
-	if (e == ERR_OK)
-		*ret_n = deleted[N - 1];
-	return e;
+	return purge_steps(tx, steps, N, N - 1, ended_before, max, ret_n);
 }
 
 static enum err sq_tx_purge_unowned(struct storage_tx *tx, int64_t before, size_t max,
@@ -1490,12 +1492,7 @@ static enum err sq_tx_purge_unowned(struct storage_tx *tx, int64_t before, size_
 {
 	static const enum stmt_id steps[] = {S_PURGE_LOOSE_EVENTS, S_PURGE_LOOSE_WEBHOOKS,
 					     S_PURGE_IDEMPOTENCY};
-	enum { N = sizeof steps / sizeof steps[0] };
-	size_t deleted[N];
-	enum err e = purge_steps(tx_conn(tx), steps, N, before, max, deleted);
-	if (e == ERR_OK)
-		*ret_n = deleted[0] + deleted[1] + deleted[2];
-	return e;
+	return purge_steps(tx, steps, sizeof steps / sizeof steps[0], 0, before, max, ret_n);
 }
 
 /* ---- reads ---- */
