@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1400,6 +1401,60 @@ Test(storage, purge_of_the_newest_webhooks_keeps_later_trails)
 	cr_assert_eq(trail_length(live->id), 1);
 	call_free(live);
 	call_free(old);
+}
+
+/* A transaction that holds an old call (a request on it, or another instance's purge). */
+struct holder {
+	const char *id;
+	sem_t held, release;
+	enum err result;
+};
+
+static enum err tx_hold(struct storage_tx *tx, void *arg)
+{
+	struct holder *h = arg;
+	struct call *c = NULL;
+	enum err e = storage_tx_call_get(tx, h->id, &c);
+	call_free(c);
+	sem_post(&h->held);
+	sem_wait(&h->release);
+	return e;
+}
+
+static void *hold_main(void *arg)
+{
+	struct holder *h = arg;
+	h->result = storage_transact(st, tx_hold, h);
+	return NULL;
+}
+
+/* Storage.h rule 11 on PostgreSQL: the purge passes over a call another transaction holds,
+ * without waiting for it, and takes it once it is free. */
+Test(storage, purge_skips_calls_another_transaction_holds, .timeout = 30)
+{
+	if (is_sqlite())
+		cr_skip_test("PostgreSQL property: SQLite's one writer runs one transaction at a time");
+	struct call *held_call, *free_call;
+	ended_call(&held_call, 1, base, base + 10);
+	ended_call(&free_call, 2, base + 20, base + 30);
+	struct holder h = {.id = held_call->id};
+	cr_assert_eq(sem_init(&h.held, 0, 0), 0);
+	cr_assert_eq(sem_init(&h.release, 0, 0), 0);
+	pthread_t holder_thread;
+	cr_assert_eq(pthread_create(&holder_thread, NULL, hold_main, &h), 0);
+	sem_wait(&h.held);
+	cr_assert_eq(purge(true, base + 1000, 100), 1, "only the call nobody holds");
+	struct call *gone = NULL;
+	cr_assert_eq(storage_call_get(st, free_call->id, &gone), ERR_NOT_FOUND);
+	sem_post(&h.release);
+	pthread_join(holder_thread, NULL);
+	cr_assert_eq(h.result, ERR_OK);
+	cr_assert_eq(purge(true, base + 1000, 100), 1, "the other one, once free");
+	cr_assert_eq(storage_call_get(st, held_call->id, &gone), ERR_NOT_FOUND);
+	sem_destroy(&h.held);
+	sem_destroy(&h.release);
+	call_free(held_call);
+	call_free(free_call);
 }
 
 /* What no call owns ages out by its own time: presence events, webhooks of unknown rooms and
