@@ -12,6 +12,8 @@
 #   6. peers, when they can run: the bare CivetWeb ceiling and the Node SDK peer (tokens, webhooks)
 #   7. connection attacks (attack.mjs): ATTACK_IDLE idle connections and ATTACK_SLOW trickling
 #      bodies held open, while a new client asks /healthz and a token every 50 ms
+#   8. retention (SQLite): webhooks as in 3 on a database holding RETENTION_CALLS calls ended
+#      long ago, first kept, then while CALLSTATE_RETENTION_DAYS purges them; and the purge rate
 # and prints callstate's idle RSS and a table of req/s, p50 and p99.
 #
 # BACKEND=postgres runs callstate on a throwaway PostgreSQL server (tools/pg.sh), a database of
@@ -22,8 +24,9 @@
 # Environment knobs: DURATION (10s), CONNS (32), WRK_THREADS (2), SEED_CALLS (1000000),
 # SERVER_THREADS (1536, the service's default), MEMBERS (2000 calls created for the token bench),
 # WEBHOOK_CONNS ("32 64"), WEBHOOK_PAIRS (60000 joined/left pairs generated per webhook run),
-# ATTACK_IDLE (1000), ATTACK_SLOW (200), ATTACK_SECONDS (20), SKIP_WEBHOOKS=1, SKIP_HISTORY=1,
-# SKIP_PEERS=1, SKIP_ATTACK=1, SKIP_BUILD=1 (use build-release as it is), CALLSTATE_BIN (use
+# ATTACK_IDLE (1000), ATTACK_SLOW (200), ATTACK_SECONDS (20), RETENTION_CALLS (1000000),
+# RETENTION_IDLE_S (30: how long the purge is timed alone after its webhook run),
+# SKIP_WEBHOOKS=1, SKIP_HISTORY=1, SKIP_PEERS=1, SKIP_ATTACK=1, SKIP_RETENTION=1, SKIP_BUILD=1 (use build-release as it is), CALLSTATE_BIN (use
 # this binary, no build).
 set -euo pipefail
 
@@ -42,6 +45,8 @@ WEBHOOK_PAIRS=${WEBHOOK_PAIRS:-60000}
 ATTACK_IDLE=${ATTACK_IDLE:-1000}
 ATTACK_SLOW=${ATTACK_SLOW:-200}
 ATTACK_SECONDS=${ATTACK_SECONDS:-20}
+RETENTION_CALLS=${RETENTION_CALLS:-1000000}
+RETENTION_IDLE_S=${RETENTION_IDLE_S:-30}
 BACKEND=${BACKEND:-sqlite}
 case "$BACKEND" in sqlite | postgres) ;; *) echo "BACKEND must be sqlite or postgres" >&2; exit 2 ;; esac
 if [ "$SEED_CALLS" -ge 1000000 ] && [ $((SEED_CALLS % 1000000)) -eq 0 ]; then SEED_LABEL="$((SEED_CALLS / 1000000))M calls"
@@ -143,8 +148,9 @@ db_query() {
 		psql "$PG_URL/bench_$1" -X -q -t -A -c "$2"
 	fi
 }
-start_callstate() { # start_callstate NAME PORT LOG → sets CS_PID
-	env -i PATH="$PATH" \
+start_callstate() { # start_callstate NAME PORT LOG → sets CS_PID; CS_ENV: more NAME=value
+	# shellcheck disable=SC2086 # CS_ENV is a list of assignments
+	env -i PATH="$PATH" ${CS_ENV:-} \
 		LIVEKIT_API_KEY=$API_KEY LIVEKIT_API_SECRET=$API_SECRET \
 		CALLSTATE_SERVICE_TOKENS="$SVC_TOKEN" CALLSTATE_ADMIN_TOKENS="$ADM_TOKEN" \
 		CALLSTATE_DB="$(db_url "$1")" CALLSTATE_LISTEN="127.0.0.1:$2" \
@@ -467,6 +473,53 @@ if [ -z "${SKIP_ATTACK:-}" ] && command -v node >/dev/null; then
 fi
 
 # ---------------------------------------------------------------------------------------------
+# 8: webhooks while retention purges RETENTION_CALLS calls that ended long ago
+# (bench/seed-retention.sql), against the same load on the same database with nothing to purge.
+RETENTION_REPORT=""
+metric() { # metric PORT NAME → the value of an unlabelled metric
+	curl -s -H "Authorization: Bearer $ADM_TOKEN" "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n { print $2 }'
+}
+if [ -n "${SKIP_RETENTION:-}" ] || [ "$BACKEND" != sqlite ] || ! have_sdk; then
+	echo "== retention skipped (SKIP_RETENTION, a backend other than sqlite, or no SDKs)" >&2
+else
+	wc=$(echo "$WEBHOOK_CONNS" | awk '{print $1}')
+	PORT=$(free_port)
+	start_callstate retention "$PORT" "$WORK/retention.log"
+	create_calls "$PORT" "$WORK/rt-members.tsv" rt
+	for run in kept purged; do
+		gen_webhooks "$WORK/rt-members.tsv" "$WEBHOOK_PAIRS" "$WORK/rt-$run.txt" "r$run$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+	done
+	stop_pid "$CS_PID"
+	# Every seeded call ended an hour before the 30 days that are kept, or earlier.
+	BASE=$(($(date +%s%3N) - (30 * 24 + 1) * 3600000 - RETENTION_CALLS * 2000 - 60000))
+	echo "== seeding $RETENTION_CALLS old calls into retention.db" >&2
+	sed -e "s/@N@/$RETENTION_CALLS/g" -e "s/@BASE@/$BASE/g" "$BENCH/seed-retention.sql" | sqlite3 "$WORK/retention.db" >/dev/null
+	# The seed never syncs: without this the server's first checkpoint would flush its 2 GB,
+	# and the first run's fdatasyncs wait behind that.
+	sync
+	echo "== seeded: $(du -h "$WORK/retention.db" | cut -f1)" >&2
+	start_callstate retention "$PORT" "$WORK/retention.log"
+	RUN_CONNS=$wc run_wrk "webhooks, nothing purged, $RETENTION_CALLS old calls kept (c=$wc)" "http://127.0.0.1:$PORT" \
+		"$BENCH/webhook.lua" "$WORK/rt-kept.txt" "$WRK_THREADS"
+	alive "$CS_PID" "$WORK/retention.log"
+	stop_pid "$CS_PID"
+	PURGE_START=$(date +%s%3N)
+	CS_ENV="CALLSTATE_RETENTION_DAYS=30" start_callstate retention "$PORT" "$WORK/retention.log"
+	RUN_CONNS=$wc run_wrk "webhooks during the purge of $RETENTION_CALLS calls (c=$wc)" "http://127.0.0.1:$PORT" \
+		"$BENCH/webhook.lua" "$WORK/rt-purged.txt" "$WRK_THREADS"
+	alive "$CS_PID" "$WORK/retention.log"
+	DURING=$(metric "$PORT" callstate_calls_purged_total)
+	DURING_S=$(awk -v a="$PURGE_START" -v b="$(date +%s%3N)" 'BEGIN { printf "%.1f", (b - a) / 1000 }')
+	note "purged $DURING calls in ${DURING_S}s from the start"
+	# Then the purge alone for RETENTION_IDLE_S, rather than to its end: the bench stays short.
+	sleep "$RETENTION_IDLE_S"
+	AFTER=$(metric "$PORT" callstate_calls_purged_total)
+	RETENTION_REPORT="retention: $DURING calls purged in the first ${DURING_S}s (under the webhook load, $(awk -v n="$DURING" -v s="$DURING_S" 'BEGIN { printf "%.0f", n / s }')/s), then $((AFTER - DURING)) in ${RETENTION_IDLE_S}s without load ($(((AFTER - DURING) / RETENTION_IDLE_S))/s)"
+	stop_pid "$CS_PID"
+	rm -f "$WORK"/rt-*.txt
+fi
+
+# ---------------------------------------------------------------------------------------------
 echo
 echo "$("$BIN" --version 2>/dev/null | head -n1) on $BACKEND  ($(nproc) CPUs, wrk -t$WRK_THREADS -c$CONNS -d$DURATION, server threads $SERVER_THREADS)"
 echo "RSS: idle ${IDLE_RSS} kB, after the token+create runs ${LOADED_RSS} kB, idle on the ${SEED_CALLS}-call DB ${SEEDED_RSS} kB"
@@ -476,3 +529,4 @@ while IFS=$'\t' read -r name rps p50 p99 notes; do
 done <"$RESULTS"
 for line in "${WEBHOOK_SUMMARY[@]}"; do echo "$line"; done
 [ -z "$ATTACK_REPORT" ] || printf '%s\n' "$ATTACK_REPORT"
+[ -z "$RETENTION_REPORT" ] || printf '%s\n' "$RETENTION_REPORT"

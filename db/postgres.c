@@ -133,6 +133,8 @@ enum stmt_id {
 	S_RENAME_CALL,
 	S_FORGET_PRESENCE,
 	S_FORGET_IDEMPOTENCY,
+	S_PURGE_CALLS,
+	S_PURGE_UNOWNED,
 	S_COUNT
 };
 
@@ -315,6 +317,40 @@ static const struct {
 			       "DELETE FROM presence WHERE user_id = $1::text"},
 	[S_FORGET_IDEMPOTENCY] = {"forget_idempotency",
 				  "DELETE FROM idempotency_keys WHERE caller = $1::text"},
+	/* One statement, so one round trip: the calls are locked first (SKIP LOCKED: storage.h
+	 * rule 11), then their events, webhooks and the calls themselves go, members and
+	 * sessions with them (ON DELETE CASCADE). The count is the calls'. */
+	[S_PURGE_CALLS] = {"purge_calls",
+			   "WITH doomed AS (SELECT id FROM calls WHERE created_at < $1::bigint"
+			   " AND ended_at < $1::bigint ORDER BY created_at, id LIMIT $2::bigint"
+			   " FOR UPDATE SKIP LOCKED),"
+			   " gone_events AS (DELETE FROM events WHERE call_id IN"
+			   " (SELECT id FROM doomed)),"
+			   " gone_webhooks AS (DELETE FROM webhooks WHERE call_id IN"
+			   " (SELECT id COLLATE \"default\" FROM doomed)),"
+			   " gone_calls AS (DELETE FROM calls WHERE id IN (SELECT id FROM doomed)"
+			   " RETURNING 1)"
+			   " SELECT count(*) FROM gone_calls"},
+	/* The feed is walked in seq order up to its first event at or after $1 (seq follows at
+	 * but for moments), so that no index on at is needed. Idempotency records are expired
+	 * long before: a live one points to a call too young to purge. */
+	[S_PURGE_UNOWNED] = {"purge_unowned",
+			     "WITH loose_events AS (DELETE FROM events WHERE id IN (SELECT id"
+			     " FROM events WHERE call_id IS NULL AND seq < coalesce((SELECT seq"
+			     " FROM events WHERE seq IS NOT NULL AND at >= $1::bigint ORDER BY seq"
+			     " LIMIT 1), (SELECT last_seq + 1 FROM feed_counter)) ORDER BY seq"
+			     " LIMIT $2::bigint FOR UPDATE SKIP LOCKED) RETURNING 1),"
+			     " loose_webhooks AS (DELETE FROM webhooks WHERE id IN (SELECT id"
+			     " FROM webhooks WHERE call_id IS NULL AND received_at < $1::bigint"
+			     " ORDER BY received_at LIMIT $2::bigint FOR UPDATE SKIP LOCKED)"
+			     " RETURNING 1),"
+			     " expired_keys AS (DELETE FROM idempotency_keys WHERE (caller, key) IN"
+			     " (SELECT caller, key FROM idempotency_keys WHERE created_at < $1::bigint"
+			     " ORDER BY created_at LIMIT $2::bigint FOR UPDATE SKIP LOCKED)"
+			     " RETURNING 1)"
+			     " SELECT (SELECT count(*) FROM loose_events)"
+			     " + (SELECT count(*) FROM loose_webhooks)"
+			     " + (SELECT count(*) FROM expired_keys)"},
 };
 
 /* ---- state ---- */
@@ -1450,6 +1486,41 @@ static enum err read_one(struct pg_storage *s, enum stmt_id id, const struct par
 	return err_of(o);
 }
 
+/* ---- retention ---- */
+
+/* Runs purge statement id with $1 = before and $2 = max; *ret_n is the count it answers. */
+static enum err purge_count(struct storage_tx *tx, enum stmt_id id, int64_t before, size_t max,
+			    size_t *ret_n)
+{
+	struct params p = {0};
+	PGresult *res = NULL;
+	p_int(&p, before);
+	p_int(&p, max > INT64_MAX ? INT64_MAX : (int64_t)max);
+	enum outcome o = tx_exec(to_pg_tx(tx), id, &p, &res);
+	if (o != OUT_OK)
+		return err_of(o);
+	enum err e = ERR_INTERNAL;
+	if (PQntuples(res) == 1 && PQnfields(res) == 1) {
+		long long n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		*ret_n = n > 0 ? (size_t)n : 0;
+		e = ERR_OK;
+	}
+	PQclear(res);
+	return checked(e, id);
+}
+
+static enum err pg_tx_purge_calls(struct storage_tx *tx, int64_t ended_before, size_t max,
+				  size_t *ret_n)
+{
+	return purge_count(tx, S_PURGE_CALLS, ended_before, max, ret_n);
+}
+
+static enum err pg_tx_purge_unowned(struct storage_tx *tx, int64_t before, size_t max,
+				    size_t *ret_n)
+{
+	return purge_count(tx, S_PURGE_UNOWNED, before, max, ret_n);
+}
+
 static enum err pg_ping(struct storage *st)
 {
 	struct pg_storage *s = to_pg(st);
@@ -1967,6 +2038,8 @@ static const struct storage_impl pg_impl = {
 	.tx_webhook_insert = pg_tx_webhook_insert,
 	.tx_presence_get = pg_tx_presence_get,
 	.tx_presence_set = pg_tx_presence_set,
+	.tx_purge_calls = pg_tx_purge_calls,
+	.tx_purge_unowned = pg_tx_purge_unowned,
 	.presence_get = pg_presence_get,
 	.call_access = pg_call_access,
 	.call_get = pg_call_get,

@@ -79,6 +79,13 @@
 	" AND (c.created_at, c.id) < (?1, ?2) AND c.created_at >= ?3"                              \
 	" ORDER BY c.created_at DESC, c.id DESC LIMIT ?8"
 
+/* The calls one purge batch deletes (?1 the end before which, ?2 how many): the same rows in
+ * each statement of the batch, since only the writer changes calls and it runs them in one
+ * transaction, the calls last. calls_created finds them (storage.h). */
+#define PURGED_CALLS                                                                               \
+	"SELECT id FROM calls WHERE created_at < ?1 AND ended_at < ?1"                             \
+	" ORDER BY created_at, id LIMIT ?2"
+
 enum stmt_id {
 	S_BEGIN, /* readers: one snapshot across the statements of a read */
 	S_BEGIN_IMMEDIATE,
@@ -130,6 +137,15 @@ enum stmt_id {
 	S_RENAME_CALL,
 	S_FORGET_PRESENCE,
 	S_FORGET_IDEMPOTENCY,
+	S_PURGE_EVENTS,
+	S_PURGE_WEBHOOKS,
+	S_PURGE_AUDIT_EVENTS,
+	S_PURGE_AUDIT_WEBHOOKS,
+	S_PURGE_CALLS,
+	S_PURGE_LOOSE_EVENTS,
+	S_PURGE_LOOSE_WEBHOOKS,
+	S_PURGE_IDEMPOTENCY,
+	S_AUDIT_MARK_LOWER,
 	S_COUNT
 };
 
@@ -334,6 +350,45 @@ static const struct {
 	[S_FORGET_PRESENCE] = {"forget_presence", "DELETE FROM presence WHERE user_id = ?1"},
 	[S_FORGET_IDEMPOTENCY] = {"forget_idempotency",
 				  "DELETE FROM idempotency_keys WHERE caller = ?1"},
+	/* A call's events and webhooks are those of the audit tables and those past their marks,
+	 * as for S_AUDIT. Members and sessions go with the call (ON DELETE CASCADE). */
+	[S_PURGE_EVENTS] = {"purge_events",
+			    "DELETE FROM events WHERE seq IN (SELECT seq FROM audit_events"
+			    " WHERE call_id IN (" PURGED_CALLS ") UNION ALL SELECT seq FROM events"
+			    " WHERE seq > (SELECT events_upto FROM audit_indexed)"
+			    " AND call_id IN (" PURGED_CALLS "))"},
+	[S_PURGE_WEBHOOKS] = {"purge_webhooks",
+			      "DELETE FROM webhooks WHERE id IN (SELECT webhook_id FROM audit_webhooks"
+			      " WHERE call_id IN (" PURGED_CALLS ") UNION ALL SELECT id FROM webhooks"
+			      " WHERE rowid > (SELECT webhooks_upto FROM audit_indexed)"
+			      " AND call_id IN (" PURGED_CALLS "))"},
+	[S_PURGE_AUDIT_EVENTS] = {"purge_audit_events", "DELETE FROM audit_events"
+							" WHERE call_id IN (" PURGED_CALLS ")"},
+	[S_PURGE_AUDIT_WEBHOOKS] = {"purge_audit_webhooks", "DELETE FROM audit_webhooks"
+							    " WHERE call_id IN (" PURGED_CALLS ")"},
+	[S_PURGE_CALLS] = {"purge_calls", "DELETE FROM calls WHERE id IN (" PURGED_CALLS ")"},
+	/* The feed is walked in seq order up to its first event at or after ?1 (seq follows at
+	 * but for moments), so a pass reads what it deletes and no more: events has no index on
+	 * at, and no write should pay for one. */
+	[S_PURGE_LOOSE_EVENTS] = {"purge_loose_events",
+				  "DELETE FROM events WHERE seq IN (SELECT seq FROM events"
+				  " WHERE call_id IS NULL AND seq < coalesce((SELECT seq FROM events"
+				  " WHERE at >= ?1 ORDER BY seq LIMIT 1),"
+				  " (SELECT max(seq) + 1 FROM events)) ORDER BY seq LIMIT ?2)"},
+	[S_PURGE_LOOSE_WEBHOOKS] = {"purge_loose_webhooks",
+				    "DELETE FROM webhooks WHERE id IN (SELECT id FROM webhooks"
+				    " WHERE call_id IS NULL AND received_at < ?1"
+				    " ORDER BY received_at LIMIT ?2)"},
+	[S_PURGE_IDEMPOTENCY] = {"purge_idempotency",
+				 "DELETE FROM idempotency_keys WHERE (caller, key) IN"
+				 " (SELECT caller, key FROM idempotency_keys WHERE created_at < ?1"
+				 " ORDER BY created_at LIMIT ?2)"},
+	/* webhooks has no AUTOINCREMENT: once its newest rows are deleted, the next insert
+	 * takes a rowid at or below webhooks_upto, which the audit catch-up would never index.
+	 * The mark comes down to the newest row left; nothing between was left unindexed. */
+	[S_AUDIT_MARK_LOWER] = {"audit_mark_lower",
+				"UPDATE audit_indexed SET webhooks_upto = min(webhooks_upto,"
+				" coalesce((SELECT max(rowid) FROM webhooks), 0))"},
 };
 
 /* ---- state ---- */
@@ -1424,6 +1479,53 @@ static enum err sq_tx_presence_set(struct storage_tx *tx, const char *user, int 
 	return run_bound(w, S_PRESENCE_SET, &b);
 }
 
+/* ---- retention ---- */
+
+/* Runs the statements ids[0..n) with ?1 = before and ?2 = max, then brings the webhooks'
+ * audit mark down (S_AUDIT_MARK_LOWER); *ret_n counts the rows that ids[counted..n) deleted. */
+static enum err purge_steps(struct storage_tx *tx, const enum stmt_id *ids, size_t n,
+			    size_t counted, int64_t before, size_t max, size_t *ret_n)
+{
+	struct conn *w = tx_conn(tx);
+	size_t deleted = 0;
+	enum err e = ERR_OK;
+	for (size_t i = 0; e == ERR_OK && i < n; i++) {
+		struct binder b = {0};
+		e = stmt_get(w, ids[i], &b.st);
+		if (e != ERR_OK)
+			break;
+		bind_int(&b, 1, before);
+		bind_int(&b, 2, max > INT64_MAX ? INT64_MAX : (int64_t)max);
+		e = run_bound(w, ids[i], &b);
+		if (e == ERR_OK && i >= counted)
+			deleted += (size_t)sqlite3_changes(w->db);
+	}
+	if (e == ERR_OK)
+		e = exec_stmt(w, S_AUDIT_MARK_LOWER);
+	if (e == ERR_OK)
+		*ret_n = deleted;
+	return e;
+}
+
+static enum err sq_tx_purge_calls(struct storage_tx *tx, int64_t ended_before, size_t max,
+				  size_t *ret_n)
+{
+	/* What names the calls first: the calls (which PURGED_CALLS selects) go last. */
+	static const enum stmt_id steps[] = {S_PURGE_EVENTS, S_PURGE_WEBHOOKS,
+					     S_PURGE_AUDIT_EVENTS, S_PURGE_AUDIT_WEBHOOKS,
+					     S_PURGE_CALLS};
+	enum { N = sizeof steps / sizeof steps[0] };
+	return purge_steps(tx, steps, N, N - 1, ended_before, max, ret_n);
+}
+
+static enum err sq_tx_purge_unowned(struct storage_tx *tx, int64_t before, size_t max,
+				    size_t *ret_n)
+{
+	static const enum stmt_id steps[] = {S_PURGE_LOOSE_EVENTS, S_PURGE_LOOSE_WEBHOOKS,
+					     S_PURGE_IDEMPOTENCY};
+	return purge_steps(tx, steps, sizeof steps / sizeof steps[0], 0, before, max, ret_n);
+}
+
 /* ---- reads ---- */
 
 static enum err sq_ping(struct storage *st)
@@ -2018,6 +2120,8 @@ static const struct storage_impl sqlite_impl = {
 	.tx_webhook_insert = sq_tx_webhook_insert,
 	.tx_presence_get = sq_tx_presence_get,
 	.tx_presence_set = sq_tx_presence_set,
+	.tx_purge_calls = sq_tx_purge_calls,
+	.tx_purge_unowned = sq_tx_purge_unowned,
 	.presence_get = sq_presence_get,
 	.call_access = sq_call_access,
 	.call_get = sq_call_get,

@@ -142,6 +142,18 @@ enum err storage_tx_presence_set(struct storage_tx *tx, const char *user, int st
 	return tx->st->impl->tx_presence_set(tx, user, status, since);
 }
 
+enum err storage_tx_purge_calls(struct storage_tx *tx, int64_t ended_before, size_t max,
+				size_t *ret_n)
+{
+	return tx->st->impl->tx_purge_calls(tx, ended_before, max, ret_n);
+}
+
+enum err storage_tx_purge_unowned(struct storage_tx *tx, int64_t before, size_t max,
+				  size_t *ret_n)
+{
+	return tx->st->impl->tx_purge_unowned(tx, before, max, ret_n);
+}
+
 enum err storage_presence_get(struct storage *st, const char *user, struct presence_record *ret)
 {
 	return st->impl->presence_get(st, user, ret);

@@ -92,6 +92,7 @@ void metrics_histogram_text(struct metrics_text *t, const char *name, const char
 /* --- calls --- */
 
 static _Atomic uint64_t calls_ended[OUTCOME_FAILED + 1];
+static _Atomic uint64_t calls_purged;
 
 static const int64_t join_le_ms[] = {500, 1000, 2000, 3000, 5000, 10000, 15000, 20000, 30000,
 				     45000, 60000, 120000};
@@ -104,6 +105,11 @@ void metrics_call_ended(enum call_outcome outcome)
 {
 	if (outcome > OUTCOME_NONE && outcome <= OUTCOME_FAILED)
 		add(&calls_ended[outcome], 1);
+}
+
+void metrics_calls_purged(size_t n)
+{
+	add(&calls_purged, n);
 }
 
 void metrics_time_to_join(int64_t ms)
@@ -146,6 +152,10 @@ void metrics_domain_text(struct metrics_text *t, const char *backend)
 	for (int o = OUTCOME_NONE + 1; o <= OUTCOME_FAILED; o++)
 		metrics_printf(t, "callstate_calls_ended_total{outcome=\"%s\"} %" PRIu64 "\n",
 			       call_outcome_name((enum call_outcome)o), get(&calls_ended[o]));
+	metrics_family(t, "callstate_calls_purged_total", "counter",
+		       "Ended calls deleted with their events and webhooks by retention "
+		       "(CALLSTATE_RETENTION_DAYS).");
+	metrics_printf(t, "callstate_calls_purged_total %" PRIu64 "\n", get(&calls_purged));
 	metrics_family(t, "callstate_time_to_join_seconds", "histogram",
 		       "From a member's token (on accept, or call creation for the caller) to "
 		       "their first participant_joined.");

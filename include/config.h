@@ -10,6 +10,7 @@
 
 #define CONFIG_MAX_TOKENS 32
 #define CONFIG_MAX_KEYS 16
+#define RETENTION_DAYS_MAX 36500 /* a century: past any legal hold, far from overflowing ms */
 
 struct api_key {
 	char *key;
@@ -38,6 +39,7 @@ struct config {
 	int join_timeout_s;
 	int token_ttl_s;
 	long max_body_bytes;
+	int retention_days;                 /* ended calls older than this are purged; 0 keeps all */
 };
 
 /* Where the settings come from: env is an environ-style NULL-terminated array (tests pass their

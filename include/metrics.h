@@ -49,6 +49,8 @@ void metrics_histogram_text(struct metrics_text *t, const char *name, const char
 
 /* A call ended (counted once, after its transaction committed). */
 void metrics_call_ended(enum call_outcome outcome);
+/* n ended calls purged by retention (CALLSTATE_RETENTION_DAYS). */
+void metrics_calls_purged(size_t n);
 /* A member's first join of the room, ms after their token was minted. */
 void metrics_time_to_join(int64_t ms);
 

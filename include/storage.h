@@ -49,7 +49,11 @@
  * 10. Errors: ERR_NOT_FOUND, ERR_CONFLICT (unique key), ERR_UNAVAILABLE whenever the
  *     database cannot answer now (busy, locked, disk full, connection lost, shutting down,
  *     read-only after a failover: the caller answers 503, and the backend reconnects by
- *     itself), ERR_NOMEM, ERR_INTERNAL. Backends log driver text themselves, once. */
+ *     itself), ERR_NOMEM, ERR_INTERNAL. Backends log driver text themselves, once.
+ * 11. Retention runs beside live traffic, never against it. storage_tx_purge_calls takes only
+ *     ended calls that no other transaction holds (PostgreSQL: FOR UPDATE SKIP LOCKED), so
+ *     instances purging at once share the old calls instead of waiting on each other, and a
+ *     request on an old call is never made to wait for the purge. */
 #pragma once
 
 #include <stdbool.h>
@@ -256,6 +260,19 @@ enum err storage_tx_presence_get(struct storage_tx *tx, const char *user,
 /* Insert or replace the chat-set status of user. */
 enum err storage_tx_presence_set(struct storage_tx *tx, const char *user, int status,
 				 int64_t since);
+
+/* --- retention (CALLSTATE_RETENTION_DAYS) --- */
+/* Deletes at most max calls that ended before ended_before (rule 11), oldest created first,
+ * with their members, sessions, feed events and webhooks; *ret_n counts the calls. Calls are
+ * found through their created_at (a call ends after it starts), so no index is kept on
+ * ended_at; an old call not ended, or ended lately, is passed over. */
+enum err storage_tx_purge_calls(struct storage_tx *tx, int64_t ended_before, size_t max,
+				size_t *ret_n);
+/* Deletes at most max each of what no call owns and is older than before: feed events
+ * without a call (presence), webhooks of rooms no call owns, and idempotency records (expired
+ * long before: a live one points to a call too young to purge). *ret_n counts the rows. */
+enum err storage_tx_purge_unowned(struct storage_tx *tx, int64_t before, size_t max,
+				  size_t *ret_n);
 
 /* --- reads --- */
 enum err storage_presence_get(struct storage *st, const char *user, struct presence_record *ret);

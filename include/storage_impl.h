@@ -30,6 +30,10 @@ struct storage_impl {
 				    const char *except_call_id, struct presence_record *ret);
 	enum err (*tx_presence_set)(struct storage_tx *tx, const char *user, int status,
 				    int64_t since);
+	enum err (*tx_purge_calls)(struct storage_tx *tx, int64_t ended_before, size_t max,
+				   size_t *ret_n);
+	enum err (*tx_purge_unowned)(struct storage_tx *tx, int64_t before, size_t max,
+				     size_t *ret_n);
 	enum err (*presence_get)(struct storage *st, const char *user, struct presence_record *ret);
 	enum err (*call_access)(struct storage *st, const char *id, const char *user,
 				struct call_access *ret);

@@ -420,16 +420,16 @@ static const struct setting settings[] = {
 	{S("CALLSTATE_JOIN_TIMEOUT_S", "60", set_int), INT(join_timeout_s, 5, 3600)},
 	{S("CALLSTATE_TOKEN_TTL_S", "600", set_int), INT(token_ttl_s, 60, 86400)},
 	{S("CALLSTATE_MAX_BODY_BYTES", "65536", set_long), INT(max_body_bytes, 1024, 16777216)},
+	{S("CALLSTATE_RETENTION_DAYS", "0", set_int), INT(retention_days, 0, RETENTION_DAYS_MAX)},
 };
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
 
 /* Settings of API.md whose work is not built yet. Accepting them would promise what nothing
- * does (events that are never pushed, calls that are never purged), so naming one is an error
+ * does (events that are never pushed), so naming one is an error
  * until the code behind it lands. */
 static const char *const not_built[] = {
 	"CALLSTATE_EVENTS_URL",
 	"CALLSTATE_EVENTS_SECRET",
-	"CALLSTATE_RETENTION_DAYS",
 };
 #define N_NOT_BUILT (sizeof not_built / sizeof not_built[0])
 

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "notify.h"
 #include "server.h"
+#include "retention.h"
 #include "timers.h"
 
 #ifndef CALLSTATE_VERSION
@@ -71,6 +72,7 @@ static int serve(const struct config *cfg, struct storage *st)
 	struct app app;
 	struct server *srv = NULL;
 	struct timers *timers = NULL;
+	struct retention *retention = NULL;
 	struct notify_watchdog *watchdog = NULL;
 	enum err watchdog_e = ERR_OK;
 	sigset_t stop_signals;
@@ -90,11 +92,15 @@ static int serve(const struct config *cfg, struct storage *st)
 	}
 	e = timers_start(&app.calls, &timers);
 	if (e == ERR_OK)
+		e = retention_start(st, &app.calls.clock, cfg->retention_days, &retention);
+	if (e == ERR_OK)
 		e = server_start(&app, &srv);
 	if (e == ERR_OK) {
-		log_write(LOG_INFO, "msg=serving listen=%s:%d threads=%d backend=%s version=%s",
+		log_write(LOG_INFO,
+			  "msg=serving listen=%s:%d threads=%d backend=%s retention_days=%d "
+			  "version=%s",
 			  cfg->listen_host, cfg->listen_port, cfg->threads,
-			  storage_backend_name(st), CALLSTATE_VERSION);
+			  storage_backend_name(st), cfg->retention_days, CALLSTATE_VERSION);
 		notify_ready();
 		watchdog_e = notify_watchdog_start(st, &watchdog);
 		if (watchdog_e == ERR_OK)
@@ -105,6 +111,7 @@ static int serve(const struct config *cfg, struct storage *st)
 		log_write(LOG_INFO, "msg=stopping signal=%d", sig);
 	}
 	server_stop(srv);
+	retention_stop(retention);
 	timers_stop(timers);
 	app_finish(&app);
 	if (watchdog_e != ERR_OK) {

@@ -89,6 +89,8 @@ describe('configuration errors: one line naming the setting, exit 2, nothing ser
     ['CALLSTATE_TOKEN_TTL_S', '0'],
     ['CALLSTATE_MAX_BODY_BYTES', 'big'],
     ['CALLSTATE_IDLE_TIMEOUT_MS', 'x'],
+    ['CALLSTATE_RETENTION_DAYS', '-1'],
+    ['CALLSTATE_RETENTION_DAYS', '36501'],
   ];
   for (const [name, value] of invalid) {
     it(`${name}=${value}`, async () => {
@@ -98,10 +100,10 @@ describe('configuration errors: one line naming the setting, exit 2, nothing ser
       assert.equal(await portOpen(port), false, 'nothing listens');
     });
   }
-  // The settings of work not built yet (events push, retention) would promise what nothing
-  // does: naming one stops the service, whatever its value.
+  // The settings of work not built yet (events push) would promise what nothing does: naming
+  // one stops the service, whatever its value.
   for (const [name, value] of [['CALLSTATE_EVENTS_URL', 'http://127.0.0.1:9/events'],
-    ['CALLSTATE_EVENTS_SECRET', 'whsec_QUJD'], ['CALLSTATE_RETENTION_DAYS', '0']]) {
+    ['CALLSTATE_EVENTS_SECRET', 'whsec_QUJD']]) {
     it(`${name} is refused until its work is built`, async () => {
       const { env, port } = await envFor({ [name]: value });
       const r = runCli(['serve'], env, 5000);

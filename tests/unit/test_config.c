@@ -95,6 +95,7 @@ Test(config, defaults)
 	cr_assert_eq(c.join_timeout_s, 60);
 	cr_assert_eq(c.token_ttl_s, 600);
 	cr_assert_eq(c.max_body_bytes, 65536);
+	cr_assert_eq(c.retention_days, 0, "keeps everything unless asked");
 	config_finish(&c);
 	config_finish(&c); /* a finished struct is zeroed, so finishing again is harmless */
 }
@@ -117,6 +118,7 @@ Test(config, every_setting_from_env)
 		       "CALLSTATE_JOIN_TIMEOUT_S=3600",
 		       "CALLSTATE_TOKEN_TTL_S=86400",
 		       "CALLSTATE_MAX_BODY_BYTES=16777216",
+		       "CALLSTATE_RETENTION_DAYS=36500",
 		       "UNRELATED_VARIABLE=whatever",
 		       "CALLSTATE_UNKNOWN_IN_ENV=ignored",
 		       NULL};
@@ -139,6 +141,7 @@ Test(config, every_setting_from_env)
 	cr_assert_eq(c.join_timeout_s, 3600);
 	cr_assert_eq(c.token_ttl_s, 86400);
 	cr_assert_eq(c.max_body_bytes, 16777216);
+	cr_assert_eq(c.retention_days, 36500);
 	config_finish(&c);
 }
 
@@ -315,11 +318,10 @@ Test(config, livekit_keys)
 }
 
 /* The settings of work not built yet are refused wherever they are named, so that nobody
- * believes events are pushed or calls purged when nothing does it. */
+ * believes events are pushed when nothing does it. */
 Test(config, settings_not_built_are_refused)
 {
-	static const char *const names[] = {"CALLSTATE_EVENTS_URL", "CALLSTATE_EVENTS_SECRET",
-					    "CALLSTATE_RETENTION_DAYS"};
+	static const char *const names[] = {"CALLSTATE_EVENTS_URL", "CALLSTATE_EVENTS_SECRET"};
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
 		char want[160], in_env[96], in_env_file[96], line[96];
 		snprintf(want, sizeof want,
@@ -452,6 +454,9 @@ static const struct invalid invalid[] = {
 	{{"CALLSTATE_MAX_BODY_BYTES=1023"}, INTEGER("CALLSTATE_MAX_BODY_BYTES", 1024, 16777216)},
 	{{"CALLSTATE_MAX_BODY_BYTES=16777217"},
 	 INTEGER("CALLSTATE_MAX_BODY_BYTES", 1024, 16777216)},
+	{{"CALLSTATE_RETENTION_DAYS=-1"}, INTEGER("CALLSTATE_RETENTION_DAYS", 0, 36500)},
+	{{"CALLSTATE_RETENTION_DAYS=36501"}, INTEGER("CALLSTATE_RETENTION_DAYS", 0, 36500)},
+	{{"CALLSTATE_RETENTION_DAYS=30d"}, INTEGER("CALLSTATE_RETENTION_DAYS", 0, 36500)},
 };
 
 Test(config, each_invalid_value_names_its_setting)
