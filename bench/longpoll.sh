@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Long-poll wake-up latency (on demand, never in CI): starts a release callstate (SQLite, or
+# BACKEND=postgres on a throwaway PostgreSQL server from tools/pg.sh) and runs
+# bench/longpoll.mjs against it. Knobs: SAMPLES (300), RATE (20 calls/s), WAITERS (4),
+# SKIP_BUILD=1, CALLSTATE_BIN.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BACKEND=${BACKEND:-sqlite}
+if [ -n "${CALLSTATE_BIN:-}" ]; then
+	BIN=$CALLSTATE_BIN
+else
+	BIN="$ROOT/build-release/callstate"
+	if [ -z "${SKIP_BUILD:-}" ]; then
+		[ -d "$ROOT/build-release" ] || meson setup "$ROOT/build-release" "$ROOT" --buildtype=release >/dev/null
+		ninja -C "$ROOT/build-release" callstate >/dev/null
+	fi
+fi
+WORK=$(mktemp -d /tmp/callstate-longpoll.XXXXXX)
+CS_PID=
+cleanup() {
+	[ -n "$CS_PID" ] && kill "$CS_PID" 2>/dev/null && wait "$CS_PID" 2>/dev/null
+	[ "$BACKEND" != postgres ] || pg_stop
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+SVC="bench-svc-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export LIVEKIT_API_KEY=APIbenchkey LIVEKIT_API_SECRET=bench-secret-0123456789abcdef0123456789abcdef
+export CALLSTATE_SERVICE_TOKENS="$SVC"
+if [ "$BACKEND" = postgres ]; then
+	. "$ROOT/tools/pg.sh"
+	pg_start
+	export CALLSTATE_DB="$PG_URL/postgres"
+else
+	export CALLSTATE_DB="sqlite:$WORK/longpoll.db"
+fi
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export CALLSTATE_LISTEN="127.0.0.1:$PORT"
+"$BIN" serve 2>"$WORK/serve.log" &
+CS_PID=$!
+for _ in $(seq 200); do
+	curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break
+	sleep 0.05
+done
+echo "== long-poll wake-up, $BACKEND" >&2
+node "$ROOT/bench/longpoll.mjs" "$PORT" "$SVC" "${SAMPLES:-300}" "${RATE:-20}" "${WAITERS:-4}"
