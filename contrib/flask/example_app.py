@@ -45,5 +45,6 @@ if __name__ == '__main__':
                                       os.environ.get('CALLSTATE_EVENTS_SECRET'))
     if relay:
         relay.start()
-    # Werkzeug's server is for trying it out; deploy behind a production WSGI server.
+    # Werkzeug's server is for trying it out. In this threading mode Socket.IO runs over HTTP
+    # long-polling: Debian 12 packages no simple-websocket for WebSocket.
     socketio.run(app, port=int(os.environ.get('PORT', '5000')), allow_unsafe_werkzeug=True)

@@ -2,6 +2,10 @@
 port, a temp dir with its SQLite database (or, with CALLSTATE_TEST_BACKEND=postgres, a database
 of its own on CALLSTATE_TEST_PG_URL's server), fresh random tokens; SIGTERM must end it with
 status 0, and no token may appear in its log."""
+import base64
+import hashlib
+import hmac
+import json
 import os
 import secrets
 import shutil
@@ -40,14 +44,15 @@ class Callstate:
         self.port = free_port()
         self.url = f'http://127.0.0.1:{self.port}'
         self.token = 'svc-' + secrets.token_hex(16)
+        self.livekit_key, self.livekit_secret = 'APIflask', secrets.token_hex(24)
         self.db = None
         if BACKEND == 'postgres':
             self.db = 'cs_flask_' + secrets.token_hex(6)
             psql(f'CREATE DATABASE {self.db}')
         env = {
             'PATH': os.environ.get('PATH', '/usr/bin:/bin'),
-            'LIVEKIT_API_KEY': 'APIflask',
-            'LIVEKIT_API_SECRET': secrets.token_hex(24),
+            'LIVEKIT_API_KEY': self.livekit_key,
+            'LIVEKIT_API_SECRET': self.livekit_secret,
             'CALLSTATE_SERVICE_TOKENS': self.token,
             'CALLSTATE_DB': (f'{PG_URL}/{self.db}' if self.db
                              else 'sqlite:' + os.path.join(self.dir, 'callstate.db')),
@@ -67,6 +72,21 @@ class Callstate:
                 pass
             assert time.monotonic() < deadline, f'no /healthz: {self.stderr()}'
             time.sleep(0.05)
+
+    def livekit_webhook(self, event):
+        """POST one LiveKit webhook event, signed as the LiveKit server signs it (LIVEKIT.md)."""
+        body = json.dumps(event).encode()
+        seg = lambda o: base64.urlsafe_b64encode(json.dumps(o).encode()).rstrip(b'=').decode()
+        now = int(time.time())
+        claims = {'iss': self.livekit_key, 'nbf': now, 'exp': now + 300,
+                  'sha256': base64.b64encode(hashlib.sha256(body).digest()).decode()}
+        signing = seg({'alg': 'HS256', 'typ': 'JWT'}) + '.' + seg(claims)
+        mac = hmac.new(self.livekit_secret.encode(), signing.encode(), hashlib.sha256).digest()
+        jwt = signing + '.' + base64.urlsafe_b64encode(mac).rstrip(b'=').decode()
+        r = requests.post(self.url + '/webhooks/livekit', data=body, timeout=10,
+                          headers={'Authorization': jwt,
+                                   'Content-Type': 'application/webhook+json'})
+        assert r.status_code == 200, r.text
 
     def stderr(self):
         self.log.seek(0)

@@ -119,6 +119,33 @@ def test_declined_call_and_presence_through_the_relay(relayed, callstate):
     assert not [n for n, ev in a.received() + c.received() if n == 'presence:changed']
 
 
+def test_room_joins_and_missed_invites_through_the_relay(relayed, callstate):
+    app, socketio = relayed
+    a, b, c = (Browser(app, socketio, u) for u in new_users(3))
+    call = a.post('/calls', {'callees': [b.user]}, status=201)['call']
+    b.post(f"/calls/{call['id']}/accept")
+    now = time.time()
+    callstate.livekit_webhook({
+        'event': 'participant_joined', 'id': 'EV_' + secrets.token_hex(6),
+        'createdAt': str(int(now)), 'room': {'sid': 'RM_flask', 'name': call['room']},
+        'participant': {'sid': 'PA_' + secrets.token_hex(6), 'identity': b.user,
+                        'state': 'ACTIVE', 'joinedAt': str(int(now)),
+                        'joinedAtMs': str(int(now * 1000))}})
+    wait_for(lambda: all('call:member_joined' in w.names(call['id']) for w in (a, b)))
+
+    client = CallstateClient(callstate.url, callstate.token)
+    missed = client.create_call(a.user, [c.user], ring_timeout_s=5)['call']
+    wait_for(ended_for([a, c], missed['id']), timeout_s=15)
+    time.sleep(0.3)
+    for who in (a, b):
+        assert who.names(call['id']) == ['call:incoming', 'call:accepted', 'call:active',
+                                         'call:member_joined']
+    for who in (a, c):
+        assert who.names(missed['id']) == ['call:incoming', 'call:missed', 'call:ended']
+    assert [ev['data']['outcome'] for n, ev in c.received() if n == 'call:ended'] == ['missed']
+    assert b.names(missed['id']) == [] and c.names(call['id']) == []
+
+
 def test_blueprint_refuses_who_is_not_signed_in_and_passes_callstate_errors(callstate):
     app, socketio, _ = create_app(callstate.url, callstate.token)
     anonymous = app.test_client()
