@@ -9,10 +9,11 @@ import secrets
 import threading
 import time
 
+import flask
 import pytest
 
 from callstate_flask import (CallstateClient, CallstateError, EventFanout, EventRelay,
-                             MemoryCursorStore)
+                             MemoryCursorStore, calls_blueprint)
 from example_app import create_app
 
 EVENTS_SECRET = 'whsec_' + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -166,6 +167,18 @@ def test_blueprint_refuses_who_is_not_signed_in_and_passes_callstate_errors(call
     bad.post('/login', json={'user': 'u'})
     r = bad.get('/api/calls')
     assert r.status_code == 502, 'a wrong service token is not the browser\'s 401'
+
+
+def test_display_name_names_the_user_in_livekit_tokens(callstate):
+    app = flask.Flask(__name__)
+    user = new_users(1)[0]
+    client = CallstateClient(callstate.url, callstate.token)
+    app.register_blueprint(calls_blueprint(client, lambda: user, lambda u: f'Name of {u}'))
+    answer = app.test_client().post('/calls', json={'callees': ['someone-' + user]})
+    assert answer.status_code == 201
+    claims = answer.get_json()['token'].split('.')[1]
+    claims = json.loads(base64.urlsafe_b64decode(claims + '=' * (-len(claims) % 4)))
+    assert (claims['sub'], claims['name']) == (user, f'Name of {user}')
 
 
 def sign(event_id, stamp, body, secret=EVENTS_SECRET):
