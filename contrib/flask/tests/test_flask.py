@@ -231,6 +231,7 @@ def test_pushed_events_reach_the_members_once_and_forgeries_do_not(callstate):
         push(pusher, active, stamp=int(time.time()) + 301),
         push(pusher, active, headers={'webhook-signature': ''}),
         push(pusher, active, headers={'webhook-timestamp': ''}),
+        push(pusher, active, headers={'webhook-timestamp': '\u00b2'}),
         push(pusher, {**active, 'id': ''}, headers={'webhook-id': ''}),
     ]
     assert [r.status_code for r in refused] == [401] * len(refused)
@@ -243,6 +244,9 @@ def test_pushed_events_reach_the_members_once_and_forgeries_do_not(callstate):
         assert who.names(call['id']) == ['call:incoming', 'call:accepted', 'call:active',
                                          'call:ended']
     assert c.received() == []
+    huge = json.dumps({**active, 'pad': 'x' * (1 << 20)}).encode()
+    r = push(pusher, active, body=huge, signature=sign(active['id'], int(time.time()), huge))
+    assert r.status_code == 413
     not_json = b'{"id": "x"'
     assert push(pusher, {'id': 'x'}, body=not_json).status_code == 400
 
