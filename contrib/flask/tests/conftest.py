@@ -57,18 +57,19 @@ class Callstate:
             'CALLSTATE_DB': (f'{PG_URL}/{self.db}' if self.db
                              else 'sqlite:' + os.path.join(self.dir, 'callstate.db')),
             'CALLSTATE_LISTEN': f'127.0.0.1:{self.port}',
+            **{k: os.environ[k] for k in ('ASAN_OPTIONS', 'UBSAN_OPTIONS') if k in os.environ},
             **settings,
         }
         self.log = open(os.path.join(self.dir, 'stderr'), 'w+b')
         self.proc = subprocess.Popen([BIN, 'serve'], env=env, stdout=subprocess.DEVNULL,
                                      stderr=self.log)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 20
         while True:
             assert self.proc.poll() is None, f'callstate exited early: {self.stderr()}'
             try:
                 if requests.get(self.url + '/healthz', timeout=1).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or still starting up
                 pass
             assert time.monotonic() < deadline, f'no /healthz: {self.stderr()}'
             time.sleep(0.05)
