@@ -62,7 +62,7 @@ class CallstateClient:
 
     def create_call(self, caller, callees, kind='audio', chat_id=None, caller_name=None,
                     metadata=None, ring_timeout_s=None, idempotency_key=None):
-        body = {'caller': caller, 'callees': list(callees), 'kind': kind}
+        body = {'caller': caller, 'callees': callees, 'kind': kind}
         optional = {'chat_id': chat_id, 'caller_name': caller_name, 'metadata': metadata,
                     'ring_timeout_s': ring_timeout_s}
         body.update({k: v for k, v in optional.items() if v is not None})

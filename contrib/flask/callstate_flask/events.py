@@ -179,8 +179,11 @@ class MemoryCursorStore:
 class EventRelay:
     """A thread that long-polls GET /v1/events?after=SEQ&wait=wait_s and hands every event to
     the fanout, saving the cursor after each page. On an error (callstate down, 503 when too
-    many long polls wait) it waits backoff_s, doubling up to max_backoff_s. stop() ends it: a
-    poll in flight is abandoned, its events not emitted (nor the cursor saved)."""
+    many long polls wait) it waits backoff_s, doubling up to max_backoff_s. stop() ends it once
+    the poll in flight answers (within wait_s; at once when callstate stops), without emitting
+    that poll's events or saving its cursor. The thread is a daemon: it does not hold the
+    process's exit. Run one relay per deployment, not one per worker process: each fanout
+    remembers only the ids it emitted itself."""
 
     def __init__(self, client, fanout, store=None, wait_s=25, limit=100, backoff_s=0.5,
                  max_backoff_s=30.0):

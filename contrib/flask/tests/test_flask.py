@@ -159,6 +159,8 @@ def test_blueprint_refuses_who_is_not_signed_in_and_passes_callstate_errors(call
     assert err['code'] == 'not_found'
     err = a.post('/calls', {'callees': [a.user]}, status=400)['error']
     assert err['code'] == 'bad_request' and 'callees' in err['message']
+    err = a.post('/calls', {'callees': 'bo'}, status=400)['error']
+    assert err['code'] == 'bad_request' and 'callees' in err['message']
 
     with pytest.raises(CallstateError) as e:
         CallstateClient(callstate.url, 'svc-not-a-token').get_call('x')
