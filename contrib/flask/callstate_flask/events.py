@@ -41,7 +41,7 @@ def socketio_auth(socketio, current_user):
     request context) names the user, whose room the connection joins; None refuses it."""
 
     @socketio.on('connect')
-    def connect(auth=None):
+    def connect():
         user = current_user()
         if not user:
             return False
