@@ -63,12 +63,19 @@ class Callstate:
         self.log = open(os.path.join(self.dir, 'stderr'), 'w+b')
         self.proc = subprocess.Popen([BIN, 'serve'], env=env, stdout=subprocess.DEVNULL,
                                      stderr=self.log)
-        deadline = time.monotonic() + 20
+        try:
+            self._wait_healthy(time.monotonic() + 20)
+        except BaseException:
+            self.proc.kill()
+            self._remove()
+            raise
+
+    def _wait_healthy(self, deadline):
         while True:
             assert self.proc.poll() is None, f'callstate exited early: {self.stderr()}'
             try:
                 if requests.get(self.url + '/healthz', timeout=1).status_code == 200:
-                    break
+                    return
             except requests.RequestException:  # not listening yet, or still starting up
                 pass
             assert time.monotonic() < deadline, f'no /healthz: {self.stderr()}'
@@ -93,14 +100,22 @@ class Callstate:
         self.log.seek(0)
         return self.log.read().decode(errors='replace')
 
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(15)
-        log = self.stderr()
+    def _remove(self):
+        self.proc.wait()
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
         if self.db:
             psql(f'DROP DATABASE IF EXISTS {self.db} WITH (FORCE)')
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = 'none within 15 s of SIGTERM'
+        log = self.stderr()
+        self._remove()
         assert code == 0, f'callstate exited {code}: {log}'
         assert self.token not in log, 'the service token was logged'
 
@@ -124,5 +139,10 @@ def callstate_factory():
         return servers[-1]
 
     yield make
-    for s in servers:
-        s.stop()
+    stopped = []
+    for s in servers:  # every one, even after one fails
+        try:
+            s.stop()
+        except AssertionError as e:
+            stopped.append(e)
+    assert not stopped, stopped
