@@ -1,0 +1,296 @@
+"""The Flask side of callstate, against the real binary: a whole call through the blueprint,
+its events reaching the right users' Socket.IO clients from the relay and from signed pushes,
+forged and replayed pushes refused, 503s retried."""
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+
+import flask
+import pytest
+
+from callstate_flask import (CallstateClient, CallstateError, EventFanout, EventRelay,
+                             MemoryCursorStore, calls_blueprint)
+from example_app import create_app
+
+EVENTS_SECRET = 'whsec_' + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def new_users(n):
+    tag = secrets.token_hex(4)
+    return [f'u{i}-{tag}' for i in range(1, n + 1)]
+
+
+class Browser:
+    """One signed-in user: the React app's HTTP calls and its Socket.IO connection."""
+
+    def __init__(self, app, socketio, user):
+        self.user = user
+        self.http = app.test_client()
+        assert self.http.post('/login', json={'user': user}).status_code == 204
+        self.sio = socketio.test_client(app, flask_test_client=self.http)
+        assert self.sio.is_connected()
+        self.events = []
+
+    def post(self, path, json=None, status=200):
+        r = self.http.post('/api' + path, json=json or {})
+        assert r.status_code == status, r.get_data(as_text=True)
+        return r.get_json()
+
+    def received(self):
+        """Every (name, event) received so far."""
+        self.events += [(m['name'], m['args'][0]) for m in self.sio.get_received()]
+        return self.events
+
+    def names(self, call_id):
+        return [name for name, ev in self.received() if ev['call_id'] == call_id]
+
+
+def wait_for(what, timeout_s=10):
+    deadline = time.monotonic() + timeout_s
+    while not what():
+        assert time.monotonic() < deadline, 'timed out'
+        time.sleep(0.05)
+
+
+def ended_for(browsers, call_id):
+    return lambda: all('call:ended' in b.names(call_id) for b in browsers)
+
+
+@pytest.fixture
+def relayed(callstate):
+    app, socketio, relay = create_app(callstate.url, callstate.token)
+    relay.wait_s = 2  # the default 25 s would hold stop() that long
+    relay.start()
+    yield app, socketio
+    relay.stop()
+    assert not relay.is_alive()
+    assert relay.errors == 0, relay.last_error
+
+
+def test_whole_call_through_the_blueprint_and_the_relay(relayed):
+    app, socketio = relayed
+    a, b, c = (Browser(app, socketio, u) for u in new_users(3))
+
+    started = a.post('/calls', {'callees': [b.user], 'kind': 'video'}, status=201)
+    call = started['call']
+    assert started['token'] and started['url']
+    assert (call['caller'], call['status'], call['kind']) == (a.user, 'ringing', 'video')
+    accepted = b.post(f"/calls/{call['id']}/accept")
+    assert accepted['token'] and accepted['call']['status'] == 'active'
+    assert b.post(f"/calls/{call['id']}/token")['token']
+    c.post(f"/calls/{call['id']}/accept", status=403)
+    left = a.post(f"/calls/{call['id']}/leave")
+    assert (left['status'], left['outcome']) == ('ended', 'completed')
+    b.post(f"/calls/{call['id']}/accept", status=409)
+
+    history = a.http.get('/api/calls?limit=5').get_json()
+    assert [(x['id'], x['outcome']) for x in history['calls']] == [(call['id'], 'completed')]
+
+    wait_for(ended_for([a, b], call['id']))
+    time.sleep(0.3)  # anything more, or twice, would have come by now
+    for who in (a, b):
+        assert who.names(call['id']) == ['call:incoming', 'call:accepted', 'call:active',
+                                         'call:ended']
+    assert c.received() == [], 'nothing for a user who is not in the call'
+    last = [ev for name, ev in a.received() if name == 'call:ended'][0]
+    assert last['data']['outcome'] == 'completed' and last['type'] == 'call.ended'
+
+
+def test_declined_call_and_presence_through_the_relay(relayed, callstate):
+    app, socketio = relayed
+    a, b, c = (Browser(app, socketio, u) for u in new_users(3))
+    call = a.post('/calls', {'callees': [b.user, c.user]}, status=201)['call']
+    b.post(f"/calls/{call['id']}/decline")
+    assert c.post(f"/calls/{call['id']}/decline")['outcome'] == 'declined'
+    CallstateClient(callstate.url, callstate.token).set_presence(b.user, 'away')
+
+    wait_for(ended_for([a, b, c], call['id']))
+    wait_for(lambda: any(name == 'presence:changed' for name, _ in b.received()))
+    time.sleep(0.3)
+    for who in (a, b, c):
+        assert who.names(call['id']) == ['call:incoming', 'call:declined', 'call:declined',
+                                         'call:ended']
+    presence = [(name, ev['data']) for name, ev in b.received() if ev['call_id'] is None]
+    assert presence == [('presence:changed', {**presence[0][1], 'user': b.user,
+                                              'status': 'away'})]
+    assert not [n for n, ev in a.received() + c.received() if n == 'presence:changed']
+
+
+def test_room_joins_and_missed_invites_through_the_relay(relayed, callstate):
+    app, socketio = relayed
+    a, b, c = (Browser(app, socketio, u) for u in new_users(3))
+    call = a.post('/calls', {'callees': [b.user]}, status=201)['call']
+    b.post(f"/calls/{call['id']}/accept")
+    now = time.time()
+    callstate.livekit_webhook({
+        'event': 'participant_joined', 'id': 'EV_' + secrets.token_hex(6),
+        'createdAt': str(int(now)), 'room': {'sid': 'RM_flask', 'name': call['room']},
+        'participant': {'sid': 'PA_' + secrets.token_hex(6), 'identity': b.user,
+                        'state': 'ACTIVE', 'joinedAt': str(int(now)),
+                        'joinedAtMs': str(int(now * 1000))}})
+    wait_for(lambda: all('call:member_joined' in w.names(call['id']) for w in (a, b)))
+
+    client = CallstateClient(callstate.url, callstate.token)
+    missed = client.create_call(a.user, [c.user], ring_timeout_s=5)['call']
+    wait_for(ended_for([a, c], missed['id']), timeout_s=15)
+    time.sleep(0.3)
+    for who in (a, b):
+        assert who.names(call['id']) == ['call:incoming', 'call:accepted', 'call:active',
+                                         'call:member_joined']
+    for who in (a, c):
+        assert who.names(missed['id']) == ['call:incoming', 'call:missed', 'call:ended']
+    assert [ev['data']['outcome'] for n, ev in c.received() if n == 'call:ended'] == ['missed']
+    assert b.names(missed['id']) == [] and c.names(call['id']) == []
+
+
+def test_blueprint_refuses_who_is_not_signed_in_and_passes_callstate_errors(callstate):
+    app, socketio, _ = create_app(callstate.url, callstate.token)
+    anonymous = app.test_client()
+    r = anonymous.post('/api/calls', json={'callees': ['x']})
+    assert r.status_code == 401 and r.get_json()['error']['code'] == 'unauthorized'
+    assert not socketio.test_client(app, flask_test_client=anonymous).is_connected()
+
+    a = Browser(app, socketio, new_users(1)[0])
+    err = a.post('/calls/0193aaaa-0000-7000-8000-000000000000/accept', status=404)['error']
+    assert err['code'] == 'not_found'
+    err = a.post('/calls', {'callees': [a.user]}, status=400)['error']
+    assert err['code'] == 'bad_request' and 'callees' in err['message']
+    err = a.post('/calls', {'callees': 'bo'}, status=400)['error']
+    assert err['code'] == 'bad_request' and 'callees' in err['message']
+
+    with pytest.raises(CallstateError) as e:
+        CallstateClient(callstate.url, 'svc-not-a-token').get_call('x')
+    assert (e.value.status, e.value.code) == (401, 'unauthorized')
+    bad = create_app(callstate.url, 'svc-not-a-token')[0].test_client()
+    bad.post('/login', json={'user': 'u'})
+    r = bad.get('/api/calls')
+    assert r.status_code == 502, 'a wrong service token is not the browser\'s 401'
+
+
+def test_display_name_names_the_user_in_livekit_tokens(callstate):
+    app = flask.Flask(__name__)
+    user = new_users(1)[0]
+    client = CallstateClient(callstate.url, callstate.token)
+    app.register_blueprint(calls_blueprint(client, lambda: user, lambda u: f'Name of {u}'))
+    answer = app.test_client().post('/calls', json={'callees': ['someone-' + user]})
+    assert answer.status_code == 201
+    claims = answer.get_json()['token'].split('.')[1]
+    claims = json.loads(base64.urlsafe_b64decode(claims + '=' * (-len(claims) % 4)))
+    assert (claims['sub'], claims['name']) == (user, f'Name of {user}')
+
+
+def sign(event_id, stamp, body, secret=EVENTS_SECRET):
+    key = base64.b64decode(secret[len('whsec_'):])
+    mac = hmac.new(key, f'{event_id}.{stamp}.'.encode() + body, hashlib.sha256).digest()
+    return 'v1,' + base64.b64encode(mac).decode()
+
+
+def push(http, event, stamp=None, signature=None, body=None, headers=None):
+    body = json.dumps(event).encode() if body is None else body
+    stamp = str(int(time.time())) if stamp is None else str(stamp)
+    h = {'webhook-id': event['id'], 'webhook-timestamp': stamp,
+         'webhook-signature': signature or sign(event['id'], stamp, body),
+         'Content-Type': 'application/json'}
+    h.update(headers or {})
+    return http.post('/callstate/events', data=body, headers={k: v for k, v in h.items() if v})
+
+
+def test_pushed_events_reach_the_members_once_and_forgeries_do_not(callstate):
+    app, socketio, relay = create_app(callstate.url, callstate.token, EVENTS_SECRET)
+    assert relay is None
+    a, b, c = (Browser(app, socketio, u) for u in new_users(3))
+    client = CallstateClient(callstate.url, callstate.token)
+    call = client.create_call(a.user, [b.user])['call']
+    client.accept(call['id'], b.user)
+    client.end(call['id'], a.user)
+    # The events as callstate has them, pushed as callstate pushes them (API.md).
+    events = [e for e in client.events(after=0, limit=500) if e['call_id'] == call['id']]
+    assert [e['type'] for e in events] == ['call.ringing', 'call.accepted', 'call.active',
+                                           'call.ended']
+    pusher = app.test_client()
+    ringing, accepted, active, ended = events
+
+    assert push(pusher, ringing).status_code == 204
+    assert push(pusher, ringing).status_code == 204, 'a redelivery is acknowledged'
+    stamp = int(time.time())
+    body = json.dumps(accepted).encode()
+    several = f'v2,abc v1,{base64.b64encode(b"x" * 32).decode()} {sign(accepted["id"], stamp, body)}'
+    assert push(pusher, accepted, stamp=stamp, signature=several).status_code == 204
+
+    forged = {**active, 'data': {**active['data'], 'members': [{'user': c.user}]}}
+    refused = [
+        push(pusher, active, signature=sign(active['id'], int(time.time()), json.dumps(forged).encode())),
+        push(pusher, active, body=json.dumps(forged).encode(),
+             signature=sign(active['id'], int(time.time()), json.dumps(active).encode())),
+        push(pusher, active, signature=sign(
+            active['id'], int(time.time()), json.dumps(active).encode(),
+            'whsec_' + base64.b64encode(secrets.token_bytes(32)).decode())),
+        push(pusher, active, stamp=int(time.time()) - 301),   # a replay, well signed
+        push(pusher, active, stamp=int(time.time()) + 301),
+        push(pusher, active, headers={'webhook-signature': ''}),
+        push(pusher, active, headers={'webhook-timestamp': ''}),
+        push(pusher, active, headers={'webhook-timestamp': '\u00b2'}),
+        push(pusher, {**active, 'id': ''}, headers={'webhook-id': ''}),
+    ]
+    assert [r.status_code for r in refused] == [401] * len(refused)
+    assert a.names(call['id']) == ['call:incoming', 'call:accepted']
+
+    assert push(pusher, active).status_code == 204
+    assert push(pusher, ended).status_code == 204
+    assert push(pusher, ended, stamp=int(time.time()) - 299).status_code == 204
+    for who in (a, b):
+        assert who.names(call['id']) == ['call:incoming', 'call:accepted', 'call:active',
+                                         'call:ended']
+    assert c.received() == []
+    huge = json.dumps({**active, 'pad': 'x' * (1 << 20)}).encode()
+    r = push(pusher, active, body=huge, signature=sign(active['id'], int(time.time()), huge))
+    assert r.status_code == 413
+    not_json = b'{"id": "x"'
+    assert push(pusher, {'id': 'x'}, body=not_json).status_code == 400
+
+
+def test_relay_resumes_from_its_store_and_backs_off_on_503(callstate_factory):
+    server = callstate_factory(CALLSTATE_LONG_POLLS='1')
+    client = CallstateClient(server.url, server.token, retries=0)
+    app, socketio, _ = create_app(server.url, server.token)
+    a, b = (Browser(app, socketio, u) for u in new_users(2))
+
+    first = client.create_call(a.user, [b.user])['call']
+    client.decline(first['id'], b.user)
+    store = MemoryCursorStore()  # stands in for one that outlives the app
+    relay = EventRelay(client, EventFanout(socketio), store, wait_s=1)
+    relay.start()
+    wait_for(ended_for([a], first['id']))
+    relay.stop()
+    assert not relay.is_alive() and store.load() > 0
+
+    # The one long-poll place taken: a poll more is refused, the relay backs off and retries.
+    hold = threading.Thread(target=client.events, kwargs={'after': 10 ** 9, 'wait_s': 3})
+    hold.start()
+    time.sleep(0.3)
+    with pytest.raises(CallstateError) as e:
+        client.events(after=10 ** 9, wait_s=1)
+    assert (e.value.status, e.value.code) == (503, 'unavailable')
+    patient = CallstateClient(server.url, server.token, retries=6, backoff_s=0.2)
+    assert patient.events(after=10 ** 9, wait_s=1) == [], 'retried until the place was free'
+    hold.join()
+
+    hold = threading.Thread(target=client.events, kwargs={'after': 10 ** 9, 'wait_s': 2})
+    hold.start()
+    time.sleep(0.3)
+    # After a restart of the app: a new fanout (no memory of ids), the same store.
+    relay = EventRelay(client, EventFanout(socketio), store, wait_s=1, backoff_s=0.2)
+    relay.start()
+    second = client.create_call(a.user, [b.user])['call']
+    client.leave(second['id'], a.user)
+    wait_for(ended_for([a, b], second['id']))
+    hold.join()
+    relay.stop()
+    assert relay.errors >= 1 and relay.last_error.status == 503
+    assert a.names(first['id']) == ['call:incoming', 'call:declined', 'call:ended'], \
+        'the first call is not emitted again'
+    assert a.names(second['id']) == ['call:incoming', 'call:ended']
