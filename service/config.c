@@ -395,6 +395,106 @@ static enum err set_keys(struct config *cfg, const struct setting *s, const char
 	return each_entry(cfg, s, v, add_key, why, cap);
 }
 
+bool config_events_target(const char *url, struct events_target *ret)
+{
+	static const char *const schemes[] = {"http://", "https://", NULL};
+	if (!is_url(url, schemes))
+		return false;
+	struct events_target t = {.tls = strncasecmp(url, "https://", 8) == 0};
+	const char *authority = url + (t.tls ? 8 : 7);
+	size_t len = strcspn(authority, "/?#");
+	const char *end = authority + len, *name = authority, *after;
+	if (*authority == '[') { /* an IPv6 address */
+		const char *bracket = memchr(authority, ']', len);
+		if (!bracket)
+			return false;
+		name = authority + 1;
+		after = bracket + 1;
+	} else {
+		after = memchr(authority, ':', len);
+		after = after ? after : end;
+	}
+	size_t name_len = (size_t)((*authority == '[' ? after - 1 : after) - name);
+	long port = t.tls ? 443 : 80;
+	char digits[8];
+	size_t n_digits = after < end ? (size_t)(end - after - 1) : 0;
+	if (after < end && (*after != ':' || n_digits == 0 || n_digits >= sizeof digits))
+		return false;
+	if (after < end) {
+		memcpy(digits, after + 1, n_digits);
+		digits[n_digits] = '\0';
+		if (!parse_long(digits, 1, 65535, &port))
+			return false;
+	}
+	if (name_len == 0 || name_len >= sizeof t.host || memchr(name, '@', name_len) ||
+	    strchr(end, '#') || strlen(end) + 1 >= sizeof t.path)
+		return false;
+	memcpy(t.host, name, name_len);
+	t.host[name_len] = '\0';
+	t.port = (int)port;
+	snprintf(t.path, sizeof t.path, "%s%s", *end == '/' ? "" : "/", end);
+	*ret = t;
+	return true;
+}
+
+static enum err set_events_url(struct config *cfg, const struct setting *s, const char *v,
+			       char *why, size_t cap)
+{
+	struct events_target t;
+	if (*v && !config_events_target(v, &t)) {
+		snprintf(why, cap, "must be an http:// or https:// URL with a host");
+		return ERR_INVALID;
+	}
+	return store_string(cfg, s, v);
+}
+
+/* One whsec_<base64> key of CALLSTATE_EVENTS_SECRET: 24 to 64 bytes, as Standard Webhooks
+ * asks of a signing key. */
+static enum err add_events_key(struct config *cfg, size_t i, const char *k, size_t n, char *why,
+			       size_t cap)
+{
+	static const char prefix[] = "whsec_";
+	size_t p = sizeof prefix - 1, b64 = n > p ? n - p : 0;
+	unsigned char out[CONFIG_EVENTS_KEY_MAX + 3];
+	if (cfg->n_events_keys == CONFIG_EVENTS_KEYS) {
+		snprintf(why, cap, "at most %d keys", CONFIG_EVENTS_KEYS);
+		return ERR_INVALID;
+	}
+	if (n <= p || strncmp(k, prefix, p) != 0 || b64 % 4 || b64 / 4 * 3 > sizeof out) {
+		snprintf(why, cap, "key %zu must be whsec_ and the base64 of 24 to 64 bytes", i);
+		return ERR_INVALID;
+	}
+	int len = EVP_DecodeBlock(out, (const unsigned char *)k + p, (int)b64);
+	size_t pad = (k[n - 1] == '=') + (k[n - 2] == '=');
+	if (len < 0 || (size_t)len - pad < 24 || (size_t)len - pad > CONFIG_EVENTS_KEY_MAX) {
+		OPENSSL_cleanse(out, sizeof out);
+		snprintf(why, cap, "key %zu must be whsec_ and the base64 of 24 to 64 bytes", i);
+		return ERR_INVALID;
+	}
+	struct events_key *key = &cfg->events_keys[cfg->n_events_keys++];
+	memcpy(key->bytes, out, (size_t)len - pad);
+	key->len = (size_t)len - pad;
+	OPENSSL_cleanse(out, sizeof out);
+	return ERR_OK;
+}
+
+/* One key, or two for a rotation, separated by spaces or commas (the Standard Webhooks
+ * libraries list several signatures with spaces). */
+static enum err set_events_secret(struct config *cfg, const struct setting *s, const char *v,
+				  char *why, size_t cap)
+{
+	(void)s;
+	enum err e = ERR_OK;
+	for (size_t i = 1; e == ERR_OK && *v; i++) {
+		v += strspn(v, " \t,");
+		size_t n = strcspn(v, " \t,");
+		if (n)
+			e = add_events_key(cfg, i, v, n, why, cap);
+		v += n;
+	}
+	return e;
+}
+
 #define FIELD(f) offsetof(struct config, f)
 #define S(n, d, fn) .name = (n), .def = (d), .apply = (fn)
 #define INT(f, lo, hi) .offset = FIELD(f), .min = (lo), .max = (hi)
@@ -420,6 +520,8 @@ static const struct setting settings[] = {
 	{S("CALLSTATE_JOIN_TIMEOUT_S", "60", set_int), INT(join_timeout_s, 5, 3600)},
 	{S("CALLSTATE_TOKEN_TTL_S", "600", set_int), INT(token_ttl_s, 60, 86400)},
 	{S("CALLSTATE_MAX_BODY_BYTES", "65536", set_long), INT(max_body_bytes, 1024, 16777216)},
+	{S("CALLSTATE_EVENTS_URL", "", set_events_url), .offset = FIELD(events_url)},
+	{S("CALLSTATE_EVENTS_SECRET", "", set_events_secret)},
 };
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
 
@@ -427,8 +529,6 @@ static const struct setting settings[] = {
  * does (events that are never pushed, calls that are never purged), so naming one is an error
  * until the code behind it lands. */
 static const char *const not_built[] = {
-	"CALLSTATE_EVENTS_URL",
-	"CALLSTATE_EVENTS_SECRET",
 	"CALLSTATE_RETENTION_DAYS",
 };
 #define N_NOT_BUILT (sizeof not_built / sizeof not_built[0])
@@ -620,6 +720,10 @@ static enum err load(struct config *cfg, const char *config_path, char *const *e
 			snprintf(msgbuf, msgcap, "%s: %s", s->name, why);
 		free_secret(v);
 	}
+	if (e == ERR_OK && cfg->events_url && *cfg->events_url && cfg->n_events_keys == 0) {
+		snprintf(msgbuf, msgcap, "CALLSTATE_EVENTS_SECRET: required with CALLSTATE_EVENTS_URL");
+		e = ERR_INVALID;
+	}
 	return e;
 }
 
@@ -671,5 +775,7 @@ void config_finish(struct config *cfg)
 		free_secret(cfg->service_tokens[i]);
 	for (size_t i = 0; i < cfg->n_admin_tokens; i++)
 		free_secret(cfg->admin_tokens[i]);
+	free(cfg->events_url);
+	OPENSSL_cleanse(cfg->events_keys, sizeof cfg->events_keys);
 	*cfg = (struct config){0};
 }

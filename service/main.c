@@ -10,6 +10,7 @@
 #include "app.h"
 #include "log.h"
 #include "notify.h"
+#include "push.h"
 #include "server.h"
 #include "timers.h"
 
@@ -71,6 +72,7 @@ static int serve(const struct config *cfg, struct storage *st)
 	struct app app;
 	struct server *srv = NULL;
 	struct timers *timers = NULL;
+	struct push *push = NULL;
 	struct notify_watchdog *watchdog = NULL;
 	enum err watchdog_e = ERR_OK;
 	sigset_t stop_signals;
@@ -90,6 +92,8 @@ static int serve(const struct config *cfg, struct storage *st)
 	}
 	e = timers_start(&app.calls, &timers);
 	if (e == ERR_OK)
+		e = push_start(cfg, st, &push);
+	if (e == ERR_OK)
 		e = server_start(&app, &srv);
 	if (e == ERR_OK) {
 		log_write(LOG_INFO, "msg=serving listen=%s:%d threads=%d backend=%s version=%s",
@@ -105,6 +109,7 @@ static int serve(const struct config *cfg, struct storage *st)
 		log_write(LOG_INFO, "msg=stopping signal=%d", sig);
 	}
 	server_stop(srv);
+	push_stop(push);
 	timers_stop(timers);
 	app_finish(&app);
 	if (watchdog_e != ERR_OK) {
