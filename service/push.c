@@ -26,8 +26,10 @@
 
 #define PUSH_SENDERS 4
 #define PUSH_TIMEOUT_MS 10000
-/* A claimed head stays with its sender this long: the attempt's timeout and some slack. */
-#define PUSH_LEASE_MS (PUSH_TIMEOUT_MS + 5000)
+/* A claimed head stays with its sender this long: CivetWeb's own 10 s to connect, the 10 s
+ * for the answer, and some slack. After a crash, what was in flight waits this long. */
+#define PUSH_CONNECT_TIMEOUT_MS 10000
+#define PUSH_LEASE_MS (PUSH_CONNECT_TIMEOUT_MS + PUSH_TIMEOUT_MS + 5000)
 #define PUSH_BACKOFF_FIRST_MS 1000
 #define PUSH_BACKOFF_MAX_MS (10 * 60 * 1000)
 #define PUSH_GIVE_UP_MS (24LL * 3600 * 1000)
