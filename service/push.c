@@ -34,7 +34,7 @@
 #define PUSH_BACKOFF_MAX_MS (10 * 60 * 1000)
 #define PUSH_GIVE_UP_MS (24LL * 3600 * 1000)
 /* A sender with nothing due looks again this often (a retry may come due meanwhile). */
-#define PUSH_IDLE_MS 250
+#define PUSH_IDLE_MS 1000
 #define PUSH_QUEUE_PAGE 200
 #define PUSH_QUEUE_WAIT_MS 1000
 /* System CA certificates: an https receiver must present a certificate they vouch for. */
@@ -122,10 +122,15 @@ static enum err enqueue_tx(struct storage_tx *tx, void *arg)
 	return storage_tx_delivery_enqueue(tx, a->from, a->page);
 }
 
-static void wake_senders(struct push *p)
+/* Wakes n idle senders (all for n >= PUSH_SENDERS): one per event queued, since a claim that
+ * finds nothing costs a transaction. */
+static void wake_senders(struct push *p, size_t n)
 {
 	pthread_mutex_lock(&p->mu);
-	pthread_cond_broadcast(&p->wake);
+	if (n >= PUSH_SENDERS)
+		pthread_cond_broadcast(&p->wake);
+	for (size_t i = 0; i < n && n < PUSH_SENDERS; i++)
+		pthread_cond_signal(&p->wake);
 	pthread_mutex_unlock(&p->mu);
 }
 
@@ -143,7 +148,7 @@ static void *queue_thread(void *arg)
 			struct enqueue_arg a = {cursor, &page};
 			e = storage_transact(p->st, enqueue_tx, &a);
 			if (e == ERR_OK)
-				wake_senders(p);
+				wake_senders(p, page.n);
 		}
 		bool more = e == ERR_OK && page.n == PUSH_QUEUE_PAGE;
 		bool conflict = e == ERR_CONFLICT; /* another instance queued them */
@@ -163,30 +168,44 @@ static void *queue_thread(void *arg)
 
 /* ---- the sending threads ---- */
 
-struct claim_arg {
+/* A sender's round: the outcome of its last attempt, if any, and the claim of its next
+ * delivery, in one transaction (one sync on SQLite instead of two). */
+struct round {
+	bool settle;                     /* the fields of the outcome below are set */
+	struct delivery d;               /* the attempted delivery, then the claimed one */
+	enum delivery_state state;
+	int64_t next_at;
+	char error[DELIVERY_ERROR_MAX + 1];
+	bool has_error;
 	const char *url;
 	int64_t now;
-	struct delivery d;
+	bool stopping;                   /* record the outcome only, claim nothing */
+	bool claimed;
+	struct delivery next_claim;
 };
 
-static enum err claim_tx(struct storage_tx *tx, void *arg)
+static enum err round_tx(struct storage_tx *tx, void *arg)
 {
-	struct claim_arg *a = arg;
-	return storage_tx_delivery_claim(tx, a->url, a->now, a->now + PUSH_LEASE_MS, &a->d);
-}
-
-struct settle_arg {
-	const struct delivery *d;
-	enum delivery_state state;
-	int64_t next_at, now;
-	const char *url, *error;
-};
-
-static enum err settle_tx(struct storage_tx *tx, void *arg)
-{
-	struct settle_arg *a = arg;
-	return storage_tx_delivery_settle(tx, a->d, a->state, a->next_at, a->url, a->error,
-					  a->now);
+	struct round *r = arg;
+	struct delivery claimed = {0};
+	r->claimed = false;
+	if (r->settle) {
+		enum err e = storage_tx_delivery_settle(tx, &r->d, r->state, r->next_at, r->url,
+							r->has_error ? r->error : NULL, r->now);
+		if (e != ERR_OK)
+			return e;
+	}
+	if (r->stopping)
+		return ERR_OK;
+	enum err e = storage_tx_delivery_claim(tx, r->url, r->now, r->now + PUSH_LEASE_MS,
+					       &claimed);
+	if (e == ERR_NOT_FOUND) /* nothing due: the outcome commits alone (rule 3) */
+		return ERR_OK;
+	if (e == ERR_OK) {
+		r->claimed = true;
+		r->next_claim = claimed;
+	}
+	return e;
 }
 
 /* POSTs body to the target; the HTTP status, or 0 with error set when there is none. */
@@ -230,61 +249,56 @@ static int post(const struct push *p, const struct event *ev, const char *body, 
 	return status;
 }
 
-/* One attempt at d's event and what came of it. */
-static void attempt(struct push *p, const struct delivery *claimed)
+/* One attempt at r->d's event; its outcome goes into r for the next round to record. */
+static void attempt(struct push *p, struct round *r)
 {
-	struct delivery d = *claimed;
+	struct delivery *d = &r->d;
 	struct event_page page = {0};
-	enum err e = storage_events_after(p->st, d.seq - 1, 1, &page);
-	if (e != ERR_OK) {
+	r->settle = false;
+	if (storage_events_after(p->st, d->seq - 1, 1, &page) != ERR_OK) {
 		event_page_finish(&page);
 		return; /* the lease ends and the event is tried again */
 	}
-	int64_t now = clock_now_ms(&clock_system);
-	struct settle_arg s = {&d, DELIVERY_DELIVERED, 0, now, p->cfg->events_url, NULL};
-	char error[DELIVERY_ERROR_MAX + 1] = "";
-	if (page.n == 1 && page.events[0].seq == d.seq) {
-		size_t len = 0;
-		char *body = event_json(&page.events[0], &len);
-		int status = body ? post(p, &page.events[0], body, len, error, sizeof error) : 0;
-		if (!body)
-			snprintf(error, sizeof error, "out of memory");
-		free(body);
-		now = clock_now_ms(&clock_system);
-		s.now = now;
-		d.attempts++;
-		if (!d.first_attempt_at)
-			d.first_attempt_at = now;
-		if (status >= 200 && status < 300) {
-			atomic_fetch_add(&n_delivered, 1);
-		} else if (status == 410) {
-			s.state = DELIVERY_STOPPED;
-			s.error = error;
-			atomic_fetch_add(&n_stopped, 1);
-			if (!atomic_exchange(&p->stop_logged, true))
-				log_write(LOG_WARN,
-					  "msg=\"push stopped: the receiver answered 410 Gone\" "
-					  "seq=%" PRId64,
-					  d.seq);
-		} else {
-			s.next_at = now + backoff_ms(d.attempts);
-			s.error = error;
-			s.state = s.next_at - d.first_attempt_at > PUSH_GIVE_UP_MS ? DELIVERY_DEAD
-										   : DELIVERY_PENDING;
-			atomic_fetch_add(s.state == DELIVERY_DEAD ? &n_dead : &n_retried, 1);
-			if (s.state == DELIVERY_DEAD)
-				log_write(LOG_WARN,
-					  "msg=\"push gave up on an event after 24 h\" seq=%" PRId64
-					  " attempts=%d",
-					  d.seq, d.attempts);
-		}
-	} /* else the event is gone from the feed: nothing to send, the delivery is done */
+	r->settle = true;
+	r->state = DELIVERY_DELIVERED;
+	r->has_error = false;
+	if (page.n != 1 || page.events[0].seq != d->seq) {
+		event_page_finish(&page); /* gone from the feed: nothing to send, done */
+		return;
+	}
+	size_t len = 0;
+	char *body = event_json(&page.events[0], &len);
+	int status = body ? post(p, &page.events[0], body, len, r->error, sizeof r->error) : 0;
+	if (!body)
+		snprintf(r->error, sizeof r->error, "out of memory");
+	free(body);
 	event_page_finish(&page);
-	e = storage_transact(p->st, settle_tx, &s);
-	if (e != ERR_OK)
-		log_write(LOG_WARN, "msg=\"push cannot record an attempt\" seq=%" PRId64
-				    " error=%s",
-			  d.seq, err_code(e));
+	int64_t now = clock_now_ms(&clock_system);
+	d->attempts++;
+	if (!d->first_attempt_at)
+		d->first_attempt_at = now;
+	if (status >= 200 && status < 300) {
+		atomic_fetch_add(&n_delivered, 1);
+		return;
+	}
+	r->has_error = true;
+	if (status == 410) {
+		r->state = DELIVERY_STOPPED;
+		atomic_fetch_add(&n_stopped, 1);
+		if (!atomic_exchange(&p->stop_logged, true))
+			log_write(LOG_WARN,
+				  "msg=\"push stopped: the receiver answered 410 Gone\" seq=%" PRId64,
+				  d->seq);
+		return;
+	}
+	r->next_at = now + backoff_ms(d->attempts);
+	r->state = r->next_at - d->first_attempt_at > PUSH_GIVE_UP_MS ? DELIVERY_DEAD
+									 : DELIVERY_PENDING;
+	atomic_fetch_add(r->state == DELIVERY_DEAD ? &n_dead : &n_retried, 1);
+	if (r->state == DELIVERY_DEAD)
+		log_write(LOG_WARN,
+			  "msg=\"push gave up on an event after 24 h\" seq=%" PRId64 " attempts=%d",
+			  d->seq, d->attempts);
 }
 
 static void idle(struct push *p)
@@ -303,15 +317,27 @@ static void idle(struct push *p)
 static void *send_thread(void *arg)
 {
 	struct push *p = arg;
+	struct round r = {.url = p->cfg->events_url};
 	thread_name("cs-push-send");
 	while (!atomic_load(&p->stop)) {
-		struct claim_arg c = {p->cfg->events_url, clock_now_ms(&clock_system), {0}};
-		enum err e = storage_transact(p->st, claim_tx, &c);
-		if (e == ERR_OK)
-			attempt(p, &c.d);
-		else
+		r.now = clock_now_ms(&clock_system);
+		enum err e = storage_transact(p->st, round_tx, &r);
+		if (e != ERR_OK && r.settle) /* its lease ends, and it is sent again */
+			log_write(LOG_WARN,
+				  "msg=\"push cannot record an attempt\" seq=%" PRId64 " error=%s",
+				  r.d.seq, err_code(e));
+		r.settle = false;
+		if (e == ERR_OK && r.claimed) {
+			r.d = r.next_claim;
+			attempt(p, &r);
+		} else {
 			idle(p);
+		}
 	}
+	/* The outcome of an attempt made just before the stop. */
+	r.stopping = true;
+	if (r.settle && storage_transact(p->st, round_tx, &r) != ERR_OK)
+		log_write(LOG_WARN, "msg=\"push cannot record an attempt\" seq=%" PRId64, r.d.seq);
 	return NULL;
 }
 
@@ -354,7 +380,7 @@ void push_stop(struct push *p)
 	if (!p)
 		return;
 	atomic_store(&p->stop, true);
-	wake_senders(p);
+	wake_senders(p, PUSH_SENDERS);
 	if (p->queuer_started)
 		pthread_join(p->queuer, NULL);
 	for (size_t i = 0; i < p->n_senders; i++)
