@@ -135,6 +135,14 @@ enum stmt_id {
 	S_FORGET_IDEMPOTENCY,
 	S_PURGE_CALLS,
 	S_PURGE_UNOWNED,
+	S_DELIVERY_CURSOR,
+	S_DELIVERY_ADVANCE,
+	S_DELIVERY_ADD,
+	S_DELIVERY_CLAIM,
+	S_DELIVERY_LEASE,
+	S_DELIVERY_DELETE,
+	S_DELIVERY_SETTLE,
+	S_DELIVERY_STATUS,
 	S_COUNT
 };
 
@@ -351,6 +359,27 @@ static const struct {
 			     " SELECT (SELECT count(*) FROM loose_events)"
 			     " + (SELECT count(*) FROM loose_webhooks)"
 			     " + (SELECT count(*) FROM expired_keys)"},
+	/* As db/sqlite.c's delivery statements. */
+	[S_DELIVERY_CURSOR] = {"delivery_cursor", "SELECT seq FROM delivery_cursor WHERE id = 1"},
+	[S_DELIVERY_ADVANCE] = {"delivery_advance",
+				"UPDATE delivery_cursor SET seq = $2::bigint"
+				" WHERE id = 1 AND seq = $1::bigint"},
+	[S_DELIVERY_ADD] = {"delivery_add",
+			    "INSERT INTO deliveries (seq, order_key, at, next_attempt_at)"
+			    " VALUES ($1::bigint, $2::text, $3::bigint, 0) ON CONFLICT DO NOTHING"},
+	/* SKIP LOCKED: an instance claiming a head passes over the head another instance is
+	 * leasing at the same moment instead of waiting for it (storage.h rule 11). */
+	[S_DELIVERY_CLAIM] = {"delivery_claim", DELIVERY_CLAIM_SQL("$1::text", "$2::bigint")
+						" FOR UPDATE OF d SKIP LOCKED"},
+	[S_DELIVERY_LEASE] = {"delivery_lease",
+			      "UPDATE deliveries SET next_attempt_at = $2::bigint WHERE seq = $1::bigint"},
+	[S_DELIVERY_DELETE] = {"delivery_delete", "DELETE FROM deliveries WHERE seq = $1::bigint"},
+	[S_DELIVERY_SETTLE] = {"delivery_settle",
+			       "UPDATE deliveries SET state = $2::int, attempts = $3::int,"
+			       " first_attempt_at = $4::bigint, next_attempt_at = $5::bigint,"
+			       " url = $6::text, last_error = $7::text, last_error_at = $8::bigint"
+			       " WHERE seq = $1::bigint"},
+	[S_DELIVERY_STATUS] = {"delivery_status", DELIVERY_STATUS_SQL("$1::text")},
 };
 
 /* ---- state ---- */
@@ -2022,6 +2051,135 @@ static void pg_close(struct storage *st)
 	pg_free(to_pg(st));
 }
 
+/* ---- push delivery ---- */
+
+static enum err pg_delivery_cursor(struct storage *st, int64_t *ret_seq)
+{
+	struct pg_storage *s = to_pg(st);
+	struct conn *cn = NULL;
+	PGresult *res = NULL;
+	enum err e = read_one(s, S_DELIVERY_CURSOR, NULL, &cn, &res);
+	if (e != ERR_OK)
+		return e;
+	int64_t seq = 0;
+	e = ERR_INTERNAL;
+	if (PQntuples(res) == 1) {
+		struct db_value v;
+		row_values(res, 0, 0, 1, &v, NULL, 0);
+		e = rows_read_seq(&v, &seq);
+	}
+	e = checked(e, S_DELIVERY_CURSOR);
+	PQclear(res);
+	conn_give(s, cn);
+	if (e == ERR_OK)
+		*ret_seq = seq;
+	return e;
+}
+
+static enum err pg_tx_delivery_enqueue(struct storage_tx *tx, int64_t from,
+				       const struct event_page *page)
+{
+	struct pg_tx *t = to_pg_tx(tx);
+	struct params p = {0};
+	PGresult *res = NULL;
+	if (page->n == 0)
+		return ERR_OK;
+	p_int(&p, from);
+	p_int(&p, page->events[page->n - 1].seq);
+	enum outcome o = tx_exec(t, S_DELIVERY_ADVANCE, &p, &res);
+	if (o != OUT_OK)
+		return err_of(o);
+	long n = affected(res);
+	PQclear(res);
+	if (n != 1)
+		return ERR_CONFLICT;
+	for (size_t i = 0; i < page->n && o == OUT_OK; i++) {
+		p = (struct params){0};
+		p_int(&p, page->events[i].seq);
+		p_text(&p, page->events[i].call_id);
+		p_int(&p, page->events[i].at);
+		o = tx_defer(t, S_DELIVERY_ADD, &p);
+	}
+	return err_of(o);
+}
+
+static enum err pg_tx_delivery_claim(struct storage_tx *tx, const char *url, int64_t now,
+				     int64_t lease_until, struct delivery *ret)
+{
+	struct pg_tx *t = to_pg_tx(tx);
+	struct params p = {0};
+	PGresult *res = NULL;
+	p_text(&p, url);
+	p_int(&p, now);
+	enum outcome o = tx_exec(t, S_DELIVERY_CLAIM, &p, &res);
+	if (o != OUT_OK)
+		return err_of(o);
+	struct delivery d = {0};
+	enum err e = ERR_NOT_FOUND;
+	if (PQntuples(res) == 1) {
+		struct db_value v[3];
+		row_values(res, 0, 0, 3, v, NULL, 0);
+		e = checked(rows_read_delivery(v, &d), S_DELIVERY_CLAIM);
+	}
+	PQclear(res);
+	if (e != ERR_OK)
+		return e;
+	p = (struct params){0};
+	p_int(&p, d.seq);
+	p_int(&p, lease_until);
+	o = tx_defer(t, S_DELIVERY_LEASE, &p);
+	if (o == OUT_OK)
+		*ret = d;
+	return err_of(o);
+}
+
+static enum err pg_tx_delivery_settle(struct storage_tx *tx, const struct delivery *d,
+				      enum delivery_state state, int64_t next_at,
+				      const char *url, const char *error, int64_t now)
+{
+	struct params p = {0};
+	p_int(&p, d->seq);
+	if (state == DELIVERY_DELIVERED)
+		return err_of(tx_defer(to_pg_tx(tx), S_DELIVERY_DELETE, &p));
+	struct db_value first = {.type = d->first_attempt_at ? DB_INT : DB_NULL,
+				 .i = d->first_attempt_at};
+	struct db_value error_at = {.type = error ? DB_INT : DB_NULL, .i = now};
+	p_int(&p, state);
+	p_int(&p, d->attempts);
+	p_value(&p, &first);
+	p_int(&p, next_at);
+	p_text(&p, state == DELIVERY_STOPPED ? url : NULL);
+	p_text(&p, error);
+	p_value(&p, &error_at);
+	return err_of(tx_defer(to_pg_tx(tx), S_DELIVERY_SETTLE, &p));
+}
+
+static enum err pg_delivery_status(struct storage *st, const char *url,
+				   struct delivery_status *ret)
+{
+	struct pg_storage *s = to_pg(st);
+	struct params p = {0};
+	p_text(&p, url);
+	struct conn *cn = NULL;
+	PGresult *res = NULL;
+	enum err e = read_one(s, S_DELIVERY_STATUS, &p, &cn, &res);
+	if (e != ERR_OK)
+		return e;
+	struct delivery_status ds = {0};
+	e = ERR_INTERNAL;
+	if (PQntuples(res) == 1) {
+		struct db_value v[7];
+		row_values(res, 0, 0, 7, v, NULL, 0);
+		e = rows_read_delivery_status(v, &ds);
+	}
+	e = checked(e, S_DELIVERY_STATUS);
+	PQclear(res);
+	conn_give(s, cn);
+	if (e == ERR_OK)
+		*ret = ds;
+	return e;
+}
+
 static const struct storage_impl pg_impl = {
 	.name = "postgresql",
 	.close = pg_close,
@@ -2055,6 +2213,11 @@ static const struct storage_impl pg_impl = {
 	.tx_call_rename_user = pg_tx_call_rename_user,
 	.tx_user_forget = pg_tx_user_forget,
 	.scrub = pg_scrub,
+	.delivery_cursor = pg_delivery_cursor,
+	.tx_delivery_enqueue = pg_tx_delivery_enqueue,
+	.tx_delivery_claim = pg_tx_delivery_claim,
+	.tx_delivery_settle = pg_tx_delivery_settle,
+	.delivery_status = pg_delivery_status,
 };
 
 enum err pg_storage_open(const char *url, const struct storage_options *opts,

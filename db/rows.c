@@ -3,6 +3,7 @@
  * (an enum added by a newer version, a text longer than its bound). */
 #include "rows.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -443,5 +444,37 @@ enum err rows_read_due(const struct db_value in[2], struct due_call *d)
 	struct reader r = {in, true};
 	r_text(&r, 0, d->id, sizeof d->id);
 	d->deadline = r_int(&r, 1);
+	return done(&r);
+}
+
+enum err rows_read_seq(const struct db_value in[1], int64_t *ret)
+{
+	struct reader r = {in, true};
+	*ret = r_int(&r, 0);
+	return done(&r);
+}
+
+enum err rows_read_delivery(const struct db_value in[3], struct delivery *d)
+{
+	struct reader r = {in, true};
+	d->seq = r_int(&r, 0);
+	int64_t attempts = r_int(&r, 1);
+	d->first_attempt_at = r_int(&r, 2);
+	if (attempts < 0 || attempts > INT_MAX)
+		r.ok = false;
+	d->attempts = r.ok ? (int)attempts : 0;
+	return done(&r);
+}
+
+enum err rows_read_delivery_status(const struct db_value in[7], struct delivery_status *ds)
+{
+	struct reader r = {in, true};
+	ds->backlog = r_int(&r, 0);
+	ds->oldest_at = r_int(&r, 1);
+	ds->dead = r_int(&r, 2);
+	ds->stopped = r_int(&r, 3);
+	ds->last_error_seq = r_int(&r, 4);
+	ds->last_error_at = r_int(&r, 5);
+	r_text(&r, 6, ds->last_error, sizeof ds->last_error);
 	return done(&r);
 }

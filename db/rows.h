@@ -153,3 +153,30 @@ enum err rows_read_access(const struct db_value in[7], struct call_access *a);
 enum err rows_read_presence(const struct db_value in[6], struct presence_record *rec);
 /* A call id of a due call, and its deadline. */
 enum err rows_read_due(const struct db_value in[2], struct due_call *d);
+/* The push's figures for one URL (the backend's placeholder url): a row for
+ * rows_read_delivery_status. The last error is that of an event still queued, dead or
+ * stopped: a delivered event's row is gone. */
+#define DELIVERY_STATUS_SQL(url)                                                                   \
+	"SELECT (SELECT count(*) FROM deliveries WHERE state = 0),"                                \
+	" (SELECT coalesce(min(at), 0) FROM deliveries WHERE state = 0),"                          \
+	" (SELECT count(*) FROM deliveries WHERE state = 1),"                                      \
+	" (SELECT count(*) FROM deliveries WHERE state = 2 AND url = " url "),"                    \
+	" coalesce(l.seq, 0), coalesce(l.last_error_at, 0), l.last_error"                          \
+	" FROM (SELECT 1) o LEFT JOIN (SELECT seq, last_error_at, last_error"                      \
+	" FROM deliveries WHERE last_error_at IS NOT NULL"                                         \
+	" ORDER BY last_error_at DESC, seq DESC LIMIT 1) l ON true"
+/* The head of each order's pending queue, if due by now, and nothing once url answered 410:
+ * a row for rows_read_delivery. */
+#define DELIVERY_CLAIM_SQL(url, now)                                                               \
+	"SELECT d.seq, d.attempts, coalesce(d.first_attempt_at, 0)"                                \
+	" FROM deliveries d WHERE d.state = 0 AND d.next_attempt_at <= " now                       \
+	" AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.state = 0"                            \
+	" AND e.order_key = d.order_key AND e.seq < d.seq)"                                        \
+	" AND NOT EXISTS (SELECT 1 FROM deliveries s WHERE s.state = 2"                            \
+	" AND s.url = " url ") ORDER BY d.seq LIMIT 1"
+/* One integer column (a seq). */
+enum err rows_read_seq(const struct db_value in[1], int64_t *ret);
+/* A claimed delivery: seq, attempts, first attempt (0 for none). */
+enum err rows_read_delivery(const struct db_value in[3], struct delivery *d);
+/* Backlog, oldest pending at, dead, stopped, and the last error's seq, time and text. */
+enum err rows_read_delivery_status(const struct db_value in[7], struct delivery_status *ds);

@@ -146,6 +146,14 @@ enum stmt_id {
 	S_PURGE_LOOSE_WEBHOOKS,
 	S_PURGE_IDEMPOTENCY,
 	S_AUDIT_MARK_LOWER,
+	S_DELIVERY_CURSOR,
+	S_DELIVERY_ADVANCE,
+	S_DELIVERY_ADD,
+	S_DELIVERY_CLAIM,
+	S_DELIVERY_LEASE,
+	S_DELIVERY_DELETE,
+	S_DELIVERY_SETTLE,
+	S_DELIVERY_STATUS,
 	S_COUNT
 };
 
@@ -389,6 +397,21 @@ static const struct {
 	[S_AUDIT_MARK_LOWER] = {"audit_mark_lower",
 				"UPDATE audit_indexed SET webhooks_upto = min(webhooks_upto,"
 				" coalesce((SELECT max(rowid) FROM webhooks), 0))"},
+	[S_DELIVERY_CURSOR] = {"delivery_cursor", "SELECT seq FROM delivery_cursor WHERE id = 1"},
+	[S_DELIVERY_ADVANCE] = {"delivery_advance",
+				"UPDATE delivery_cursor SET seq = ?2 WHERE id = 1 AND seq = ?1"},
+	[S_DELIVERY_ADD] = {"delivery_add",
+			    "INSERT INTO deliveries (seq, order_key, at, next_attempt_at)"
+			    " VALUES (?1, ?2, ?3, 0) ON CONFLICT DO NOTHING"},
+	[S_DELIVERY_CLAIM] = {"delivery_claim", DELIVERY_CLAIM_SQL("?1", "?2")},
+	[S_DELIVERY_LEASE] = {"delivery_lease",
+			      "UPDATE deliveries SET next_attempt_at = ?2 WHERE seq = ?1"},
+	[S_DELIVERY_DELETE] = {"delivery_delete", "DELETE FROM deliveries WHERE seq = ?1"},
+	[S_DELIVERY_SETTLE] = {"delivery_settle",
+			       "UPDATE deliveries SET state = ?2, attempts = ?3, first_attempt_at = ?4,"
+			       " next_attempt_at = ?5, url = ?6, last_error = ?7, last_error_at = ?8"
+			       " WHERE seq = ?1"},
+	[S_DELIVERY_STATUS] = {"delivery_status", DELIVERY_STATUS_SQL("?1")},
 };
 
 /* ---- state ---- */
@@ -2104,6 +2127,137 @@ static bool sync_init(struct sqlite_storage *s)
 	       feed_signal_init(&s->base.feed, 0, true) == ERR_OK;
 }
 
+/* ---- push delivery ---- */
+
+static enum err sq_delivery_cursor(struct storage *st, int64_t *ret_seq)
+{
+	struct sqlite_storage *s = to_sqlite(st);
+	struct conn *cn;
+	enum err e = reader_begin(s, &cn, false);
+	if (e != ERR_OK)
+		return e;
+	e = query_int(cn, S_DELIVERY_CURSOR, ret_seq);
+	reader_end(s, cn);
+	return e;
+}
+
+static enum err sq_tx_delivery_enqueue(struct storage_tx *tx, int64_t from,
+				       const struct event_page *page)
+{
+	struct conn *w = tx_conn(tx);
+	struct binder b = {0};
+	if (page->n == 0)
+		return ERR_OK;
+	enum err e = stmt_get(w, S_DELIVERY_ADVANCE, &b.st);
+	if (e != ERR_OK)
+		return e;
+	bind_int(&b, 1, from);
+	bind_int(&b, 2, page->events[page->n - 1].seq);
+	e = run_bound(w, S_DELIVERY_ADVANCE, &b);
+	if (e == ERR_OK && sqlite3_changes(w->db) == 0)
+		return ERR_CONFLICT;
+	for (size_t i = 0; i < page->n && e == ERR_OK; i++) {
+		const struct event *ev = &page->events[i];
+		b = (struct binder){0};
+		e = stmt_get(w, S_DELIVERY_ADD, &b.st);
+		if (e != ERR_OK)
+			break;
+		bind_int(&b, 1, ev->seq);
+		if (b.rc == SQLITE_OK) /* bind_text() would make "" a NULL */
+			b.rc = sqlite3_bind_text(b.st, 2, ev->call_id, -1, SQLITE_STATIC);
+		bind_int(&b, 3, ev->at);
+		e = run_bound(w, S_DELIVERY_ADD, &b);
+	}
+	return e;
+}
+
+static enum err sq_tx_delivery_claim(struct storage_tx *tx, const char *url, int64_t now,
+				     int64_t lease_until, struct delivery *ret)
+{
+	struct conn *w = tx_conn(tx);
+	struct binder b = {0};
+	enum err e = stmt_get(w, S_DELIVERY_CLAIM, &b.st);
+	if (e != ERR_OK)
+		return e;
+	bind_text(&b, 1, url);
+	bind_int(&b, 2, now);
+	int rc = step_bound(&b);
+	struct delivery d = {0};
+	if (rc == SQLITE_ROW) {
+		struct db_value v[3];
+		row_values(b.st, 0, 3, v);
+		e = checked(rows_read_delivery(v, &d), S_DELIVERY_CLAIM);
+	} else {
+		e = rc == SQLITE_DONE ? ERR_NOT_FOUND
+				      : db_fail(w->db, rc, stmts[S_DELIVERY_CLAIM].name);
+	}
+	stmt_done(b.st);
+	if (e != ERR_OK)
+		return e;
+	b = (struct binder){0};
+	e = stmt_get(w, S_DELIVERY_LEASE, &b.st);
+	if (e != ERR_OK)
+		return e;
+	bind_int(&b, 1, d.seq);
+	bind_int(&b, 2, lease_until);
+	e = run_bound(w, S_DELIVERY_LEASE, &b);
+	if (e == ERR_OK)
+		*ret = d;
+	return e;
+}
+
+static enum err sq_tx_delivery_settle(struct storage_tx *tx, const struct delivery *d,
+				      enum delivery_state state, int64_t next_at,
+				      const char *url, const char *error, int64_t now)
+{
+	struct conn *w = tx_conn(tx);
+	struct binder b = {0};
+	enum stmt_id id = state == DELIVERY_DELIVERED ? S_DELIVERY_DELETE : S_DELIVERY_SETTLE;
+	enum err e = stmt_get(w, id, &b.st);
+	if (e != ERR_OK)
+		return e;
+	bind_int(&b, 1, d->seq);
+	if (id == S_DELIVERY_SETTLE) {
+		bind_int(&b, 2, state);
+		bind_int(&b, 3, d->attempts);
+		bind_time(&b, 4, d->first_attempt_at);
+		bind_int(&b, 5, next_at);
+		bind_text(&b, 6, state == DELIVERY_STOPPED ? url : NULL);
+		bind_text(&b, 7, error);
+		bind_time(&b, 8, error ? now : 0);
+	}
+	return run_bound(w, id, &b);
+}
+
+static enum err sq_delivery_status(struct storage *st, const char *url,
+				   struct delivery_status *ret)
+{
+	struct sqlite_storage *s = to_sqlite(st);
+	struct binder b = {0};
+	struct conn *cn = NULL;
+	enum err e = reader_begin(s, &cn, false);
+	if (e == ERR_OK)
+		e = stmt_get(cn, S_DELIVERY_STATUS, &b.st);
+	if (e != ERR_OK)
+		goto out;
+	bind_text(&b, 1, url);
+	int rc = step_bound(&b);
+	if (rc != SQLITE_ROW) {
+		e = db_fail(cn->db, rc == SQLITE_DONE ? SQLITE_INTERNAL : rc,
+			    stmts[S_DELIVERY_STATUS].name);
+		goto out;
+	}
+	struct delivery_status ds = {0};
+	struct db_value v[7];
+	row_values(b.st, 0, 7, v);
+	e = checked(rows_read_delivery_status(v, &ds), S_DELIVERY_STATUS);
+	if (e == ERR_OK)
+		*ret = ds;
+out:
+	read_done(s, cn, b.st);
+	return e;
+}
+
 static const struct storage_impl sqlite_impl = {
 	.name = "sqlite",
 	.close = sq_close,
@@ -2137,6 +2291,11 @@ static const struct storage_impl sqlite_impl = {
 	.tx_call_rename_user = sq_tx_call_rename_user,
 	.tx_user_forget = sq_tx_user_forget,
 	.scrub = sq_scrub,
+	.delivery_cursor = sq_delivery_cursor,
+	.tx_delivery_enqueue = sq_tx_delivery_enqueue,
+	.tx_delivery_claim = sq_tx_delivery_claim,
+	.tx_delivery_settle = sq_tx_delivery_settle,
+	.delivery_status = sq_delivery_status,
 };
 
 enum err sqlite_storage_open(const char *path, const struct storage_options *opts,

@@ -284,3 +284,33 @@ void audit_trail_finish(struct audit_trail *a)
 	free(a->entries);
 	*a = (struct audit_trail){0};
 }
+
+enum err storage_delivery_cursor(struct storage *st, int64_t *ret_seq)
+{
+	return st->impl->delivery_cursor(st, ret_seq);
+}
+
+enum err storage_tx_delivery_enqueue(struct storage_tx *tx, int64_t from,
+				     const struct event_page *page)
+{
+	return tx->st->impl->tx_delivery_enqueue(tx, from, page);
+}
+
+enum err storage_tx_delivery_claim(struct storage_tx *tx, const char *url, int64_t now,
+				   int64_t lease_until, struct delivery *ret)
+{
+	return tx->st->impl->tx_delivery_claim(tx, url, now, lease_until, ret);
+}
+
+enum err storage_tx_delivery_settle(struct storage_tx *tx, const struct delivery *d,
+				    enum delivery_state state, int64_t next_at,
+				    const char *url, const char *error, int64_t now)
+{
+	return tx->st->impl->tx_delivery_settle(tx, d, state, next_at, url, error, now);
+}
+
+enum err storage_delivery_status(struct storage *st, const char *url,
+				 struct delivery_status *ret)
+{
+	return st->impl->delivery_status(st, url, ret);
+}

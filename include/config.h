@@ -17,6 +17,22 @@ struct api_key {
 	char *secret;
 };
 
+#define CONFIG_EVENTS_KEYS 2     /* CALLSTATE_EVENTS_SECRET: two while rotating */
+#define CONFIG_EVENTS_KEY_MAX 64
+
+struct events_key {
+	unsigned char bytes[CONFIG_EVENTS_KEY_MAX]; /* the base64-decoded whsec_ key */
+	size_t len;
+};
+
+/* Where CALLSTATE_EVENTS_URL points. */
+struct events_target {
+	bool tls;
+	char host[256];
+	int port;
+	char path[1024]; /* with the query */
+};
+
 struct config {
 	char *livekit_url;
 	struct api_key api_key;            /* LIVEKIT_API_KEY / LIVEKIT_API_SECRET: signs tokens */
@@ -40,7 +56,13 @@ struct config {
 	int token_ttl_s;
 	long max_body_bytes;
 	int retention_days;                 /* ended calls older than this are purged; 0 keeps all */
+	char *events_url;                   /* CALLSTATE_EVENTS_URL: "" = no push */
+	struct events_key events_keys[CONFIG_EVENTS_KEYS]; /* CALLSTATE_EVENTS_SECRET */
+	size_t n_events_keys;
 };
+
+/* Split an http:// or https:// URL (CALLSTATE_EVENTS_URL); false when it is not one. */
+bool config_events_target(const char *url, struct events_target *ret);
 
 /* Where the settings come from: env is an environ-style NULL-terminated array (tests pass their
  * own), config_path may be NULL. On failure *ret_msg is one line naming the setting, in

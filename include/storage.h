@@ -53,7 +53,11 @@
  * 11. Retention runs beside live traffic, never against it. storage_tx_purge_calls takes only
  *     ended calls that no other transaction holds (PostgreSQL: FOR UPDATE SKIP LOCKED), so
  *     instances purging at once share the old calls instead of waiting on each other, and a
- *     request on an old call is never made to wait for the purge. */
+ *     request on an old call is never made to wait for the purge.
+
+ * 12. Push deliveries (CALLSTATE_EVENTS_URL) are leased, not locked: a claim sets the head of
+ *     one order's queue in flight until its lease ends, so each event is in flight at one
+ *     instance at a time, and a crashed attempt is sent again once its lease has passed. */
 #pragma once
 
 #include <stdbool.h>
@@ -317,6 +321,45 @@ struct due_call {
  * so a call it cannot settle does not hide the calls due after it. */
 enum err storage_calls_due(struct storage *st, int64_t now, const struct due_call *after,
 			   size_t max, struct due_call *ret_calls, size_t *ret_n);
+
+/* --- push delivery of the feed (CALLSTATE_EVENTS_URL, rule 11) --- */
+enum delivery_state { DELIVERY_PENDING, DELIVERY_DEAD, DELIVERY_STOPPED, DELIVERY_DELIVERED };
+#define DELIVERY_ERROR_MAX 200
+/* An event's delivery as claimed, and what its attempt made of it (settle). */
+struct delivery {
+	int64_t seq;
+	int attempts;                /* made before this one */
+	int64_t first_attempt_at;    /* 0 before the first */
+};
+struct delivery_status {
+	int64_t backlog;             /* pending deliveries */
+	int64_t oldest_at;           /* the oldest pending event's time, 0 when none */
+	int64_t dead;
+	int64_t stopped;             /* refused with 410 by the URL asked about */
+	int64_t last_error_seq;      /* 0 when none */
+	int64_t last_error_at;
+	char last_error[DELIVERY_ERROR_MAX + 1];
+};
+/* The last seq queued for delivery. */
+enum err storage_delivery_cursor(struct storage *st, int64_t *ret_seq);
+/* Queue page's events (past from) and move the cursor from from to their last seq;
+ * ERR_CONFLICT, queueing nothing, when the cursor is no longer at from (another instance
+ * queued them). Presence events share one order; a call's events are ordered per call. */
+enum err storage_tx_delivery_enqueue(struct storage_tx *tx, int64_t from,
+				     const struct event_page *page);
+/* The pending delivery due by now (next_attempt_at <= now) with the smallest seq of any order
+ * whose earlier events are all settled, put in flight until lease_until; ERR_NOT_FOUND when
+ * none is due, or url refused an event with 410. */
+enum err storage_tx_delivery_claim(struct storage_tx *tx, const char *url, int64_t now,
+				   int64_t lease_until, struct delivery *ret);
+/* Record an attempt: DELIVERY_DELIVERED deletes the row; DELIVERY_PENDING retries it at
+ * next_at; DEAD and STOPPED settle it for good (url is kept for STOPPED). error NULL when
+ * delivered. */
+enum err storage_tx_delivery_settle(struct storage_tx *tx, const struct delivery *d,
+				    enum delivery_state state, int64_t next_at,
+				    const char *url, const char *error, int64_t now);
+enum err storage_delivery_status(struct storage *st, const char *url,
+				 struct delivery_status *ret);
 
 /* --- erasure of a user (DELETE /v1/users/{user}/data): the domain rewrites, storage stores --- */
 /* Ids of the calls user is a member of or had a session in, ascending, after after_id (""

@@ -59,6 +59,17 @@ struct storage_impl {
 					const char *view);
 	enum err (*tx_user_forget)(struct storage_tx *tx, const char *user);
 	enum err (*scrub)(struct storage *st);
+
+	enum err (*delivery_cursor)(struct storage *st, int64_t *ret_seq);
+	enum err (*tx_delivery_enqueue)(struct storage_tx *tx, int64_t from,
+					const struct event_page *page);
+	enum err (*tx_delivery_claim)(struct storage_tx *tx, const char *url, int64_t now,
+				      int64_t lease_until, struct delivery *ret);
+	enum err (*tx_delivery_settle)(struct storage_tx *tx, const struct delivery *d,
+				       enum delivery_state state, int64_t next_at, const char *url,
+				       const char *error, int64_t now);
+	enum err (*delivery_status)(struct storage *st, const char *url,
+				    struct delivery_status *ret);
 };
 
 struct storage {

@@ -395,6 +395,106 @@ static enum err set_keys(struct config *cfg, const struct setting *s, const char
 	return each_entry(cfg, s, v, add_key, why, cap);
 }
 
+bool config_events_target(const char *url, struct events_target *ret)
+{
+	static const char *const schemes[] = {"http://", "https://", NULL};
+	if (!is_url(url, schemes))
+		return false;
+	struct events_target t = {.tls = strncasecmp(url, "https://", 8) == 0};
+	const char *authority = url + (t.tls ? 8 : 7);
+	size_t len = strcspn(authority, "/?#");
+	const char *end = authority + len, *name = authority, *after;
+	if (*authority == '[') { /* an IPv6 address */
+		const char *bracket = memchr(authority, ']', len);
+		if (!bracket)
+			return false;
+		name = authority + 1;
+		after = bracket + 1;
+	} else {
+		after = memchr(authority, ':', len);
+		after = after ? after : end;
+	}
+	size_t name_len = (size_t)((*authority == '[' ? after - 1 : after) - name);
+	long port = t.tls ? 443 : 80;
+	char digits[8];
+	size_t n_digits = after < end ? (size_t)(end - after - 1) : 0;
+	if (after < end && (*after != ':' || n_digits == 0 || n_digits >= sizeof digits))
+		return false;
+	if (after < end) {
+		memcpy(digits, after + 1, n_digits);
+		digits[n_digits] = '\0';
+		if (!parse_long(digits, 1, 65535, &port))
+			return false;
+	}
+	if (name_len == 0 || name_len >= sizeof t.host || memchr(name, '@', name_len) ||
+	    strchr(end, '#') || strlen(end) + 1 >= sizeof t.path)
+		return false;
+	memcpy(t.host, name, name_len);
+	t.host[name_len] = '\0';
+	t.port = (int)port;
+	snprintf(t.path, sizeof t.path, "%s%s", *end == '/' ? "" : "/", end);
+	*ret = t;
+	return true;
+}
+
+static enum err set_events_url(struct config *cfg, const struct setting *s, const char *v,
+			       char *why, size_t cap)
+{
+	struct events_target t;
+	if (*v && !config_events_target(v, &t)) {
+		snprintf(why, cap, "must be an http:// or https:// URL with a host");
+		return ERR_INVALID;
+	}
+	return store_string(cfg, s, v);
+}
+
+/* One whsec_<base64> key of CALLSTATE_EVENTS_SECRET: 24 to 64 bytes, as Standard Webhooks
+ * asks of a signing key. */
+static enum err add_events_key(struct config *cfg, size_t i, const char *k, size_t n, char *why,
+			       size_t cap)
+{
+	static const char prefix[] = "whsec_";
+	size_t p = sizeof prefix - 1, b64 = n > p ? n - p : 0;
+	unsigned char out[CONFIG_EVENTS_KEY_MAX + 3];
+	if (cfg->n_events_keys == CONFIG_EVENTS_KEYS) {
+		snprintf(why, cap, "at most %d keys", CONFIG_EVENTS_KEYS);
+		return ERR_INVALID;
+	}
+	if (n <= p || strncmp(k, prefix, p) != 0 || b64 % 4 || b64 / 4 * 3 > sizeof out) {
+		snprintf(why, cap, "key %zu must be whsec_ and the base64 of 24 to 64 bytes", i);
+		return ERR_INVALID;
+	}
+	int len = EVP_DecodeBlock(out, (const unsigned char *)k + p, (int)b64);
+	size_t pad = (k[n - 1] == '=') + (k[n - 2] == '=');
+	if (len < 0 || (size_t)len - pad < 24 || (size_t)len - pad > CONFIG_EVENTS_KEY_MAX) {
+		OPENSSL_cleanse(out, sizeof out);
+		snprintf(why, cap, "key %zu must be whsec_ and the base64 of 24 to 64 bytes", i);
+		return ERR_INVALID;
+	}
+	struct events_key *key = &cfg->events_keys[cfg->n_events_keys++];
+	memcpy(key->bytes, out, (size_t)len - pad);
+	key->len = (size_t)len - pad;
+	OPENSSL_cleanse(out, sizeof out);
+	return ERR_OK;
+}
+
+/* One key, or two for a rotation, separated by spaces or commas (the Standard Webhooks
+ * libraries list several signatures with spaces). */
+static enum err set_events_secret(struct config *cfg, const struct setting *s, const char *v,
+				  char *why, size_t cap)
+{
+	(void)s;
+	enum err e = ERR_OK;
+	for (size_t i = 1; e == ERR_OK && *v; i++) {
+		v += strspn(v, " \t,");
+		size_t n = strcspn(v, " \t,");
+		if (n)
+			e = add_events_key(cfg, i, v, n, why, cap);
+		v += n;
+	}
+	return e;
+}
+
 #define FIELD(f) offsetof(struct config, f)
 #define S(n, d, fn) .name = (n), .def = (d), .apply = (fn)
 #define INT(f, lo, hi) .offset = FIELD(f), .min = (lo), .max = (hi)
@@ -421,17 +521,10 @@ static const struct setting settings[] = {
 	{S("CALLSTATE_TOKEN_TTL_S", "600", set_int), INT(token_ttl_s, 60, 86400)},
 	{S("CALLSTATE_MAX_BODY_BYTES", "65536", set_long), INT(max_body_bytes, 1024, 16777216)},
 	{S("CALLSTATE_RETENTION_DAYS", "0", set_int), INT(retention_days, 0, RETENTION_DAYS_MAX)},
+	{S("CALLSTATE_EVENTS_URL", "", set_events_url), .offset = FIELD(events_url)},
+	{S("CALLSTATE_EVENTS_SECRET", "", set_events_secret)},
 };
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
-
-/* Settings of API.md whose work is not built yet. Accepting them would promise what nothing
- * does (events that are never pushed), so naming one is an error
- * until the code behind it lands. */
-static const char *const not_built[] = {
-	"CALLSTATE_EVENTS_URL",
-	"CALLSTATE_EVENTS_SECRET",
-};
-#define N_NOT_BUILT (sizeof not_built / sizeof not_built[0])
 
 /* The value of name in an environ-style array, or NULL. */
 static const char *env_get(char *const *env, const char *name)
@@ -452,17 +545,6 @@ static const struct setting *find_setting(const char *name, size_t n)
 	}
 	return NULL;
 }
-
-static const char *find_not_built(const char *name, size_t n)
-{
-	for (size_t i = 0; i < N_NOT_BUILT; i++) {
-		if (strlen(not_built[i]) == n && strncmp(not_built[i], name, n) == 0)
-			return not_built[i];
-	}
-	return NULL;
-}
-
-#define NOT_BUILT_WHY "not supported by this version of callstate; remove it"
 
 /* The config file's say on one setting: the last line that named it, as NAME or NAME_FILE. */
 struct file_value {
@@ -506,12 +588,6 @@ static enum err parse_config_file(const char *path, char *text, struct file_valu
 		}
 		bool is_path = name_len > 5 && strncmp(name + name_len - 5, "_FILE", 5) == 0;
 		size_t base_len = is_path ? name_len - 5 : name_len;
-		const char *unbuilt = find_not_built(name, base_len);
-		if (unbuilt) {
-			snprintf(msgbuf, msgcap, "%s: " NOT_BUILT_WHY " (%s line %d)", unbuilt, path,
-				 lineno);
-			return ERR_INVALID;
-		}
 		const struct setting *s = find_setting(name, base_len);
 		if (!s) {
 			int shown = (int)(name_len > NAME_BUF ? NAME_BUF : name_len);
@@ -597,14 +673,6 @@ static enum err load(struct config *cfg, const char *config_path, char *const *e
 
 	if (text)
 		e = parse_config_file(config_path, text, values, msgbuf, msgcap);
-	for (size_t i = 0; e == ERR_OK && i < N_NOT_BUILT; i++) {
-		char name_file[NAME_BUF];
-		snprintf(name_file, sizeof name_file, "%s_FILE", not_built[i]);
-		if (env_get(env, not_built[i]) || env_get(env, name_file)) {
-			snprintf(msgbuf, msgcap, "%s: " NOT_BUILT_WHY, not_built[i]);
-			e = ERR_INVALID;
-		}
-	}
 	for (size_t i = 0; e == ERR_OK && i < N_SETTINGS; i++) {
 		const struct setting *s = &settings[i];
 		char *v = NULL;
@@ -619,6 +687,10 @@ static enum err load(struct config *cfg, const char *config_path, char *const *e
 		if (e == ERR_INVALID)
 			snprintf(msgbuf, msgcap, "%s: %s", s->name, why);
 		free_secret(v);
+	}
+	if (e == ERR_OK && cfg->events_url && *cfg->events_url && cfg->n_events_keys == 0) {
+		snprintf(msgbuf, msgcap, "CALLSTATE_EVENTS_SECRET: required with CALLSTATE_EVENTS_URL");
+		e = ERR_INVALID;
 	}
 	return e;
 }
@@ -671,5 +743,7 @@ void config_finish(struct config *cfg)
 		free_secret(cfg->service_tokens[i]);
 	for (size_t i = 0; i < cfg->n_admin_tokens; i++)
 		free_secret(cfg->admin_tokens[i]);
+	free(cfg->events_url);
+	OPENSSL_cleanse(cfg->events_keys, sizeof cfg->events_keys);
 	*cfg = (struct config){0};
 }

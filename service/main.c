@@ -10,6 +10,7 @@
 #include "app.h"
 #include "log.h"
 #include "notify.h"
+#include "push.h"
 #include "server.h"
 #include "retention.h"
 #include "timers.h"
@@ -73,6 +74,7 @@ static int serve(const struct config *cfg, struct storage *st)
 	struct server *srv = NULL;
 	struct timers *timers = NULL;
 	struct retention *retention = NULL;
+	struct push *push = NULL;
 	struct notify_watchdog *watchdog = NULL;
 	enum err watchdog_e = ERR_OK;
 	sigset_t stop_signals;
@@ -94,6 +96,8 @@ static int serve(const struct config *cfg, struct storage *st)
 	if (e == ERR_OK)
 		e = retention_start(st, &app.calls.clock, cfg->retention_days, &retention);
 	if (e == ERR_OK)
+		e = push_start(cfg, st, &push);
+	if (e == ERR_OK)
 		e = server_start(&app, &srv);
 	if (e == ERR_OK) {
 		log_write(LOG_INFO,
@@ -112,6 +116,7 @@ static int serve(const struct config *cfg, struct storage *st)
 	}
 	server_stop(srv);
 	retention_stop(retention);
+	push_stop(push);
 	timers_stop(timers);
 	app_finish(&app);
 	if (watchdog_e != ERR_OK) {

@@ -6,6 +6,8 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "clock.h"
+#include "push.h"
 #include "router.h"
 #include "routes.h"
 
@@ -182,4 +184,10 @@ void metrics_http_text(const struct app *app, struct metrics_text *t)
 		       "CALLSTATE_LONG_POLLS: polls that may wait at once; more get 503.");
 	metrics_printf(t, "callstate_long_polls_max %d\n", app->cfg->long_polls);
 	metrics_domain_text(t, storage_backend_name(app->st));
+	/* The push figures only when push is on; its gauges need the database, and without it
+	 * the rest of the exposition is still worth answering. */
+	struct delivery_status ds;
+	if (app->cfg->events_url && *app->cfg->events_url &&
+	    storage_delivery_status(app->st, app->cfg->events_url, &ds) == ERR_OK)
+		push_metrics_text(t, &ds, clock_now_ms(&clock_system));
 }

@@ -21,6 +21,7 @@ static const struct route routes[] = {
 	{"GET", "/v1/users/{user}/calls", handle_user_calls},
 	{"DELETE", "/v1/users/{user}/data", handle_user_data_delete},
 	{"GET", "/v1/events", handle_events_list},
+	{"GET", "/v1/events/delivery", handle_events_delivery},
 	{"GET", "/v1/stats", handle_stats},
 	{"PUT", "/v1/presence/{user}", handle_presence_put},
 	{"GET", "/v1/presence", handle_presence_list},

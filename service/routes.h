@@ -15,6 +15,10 @@ int handle_call_audit(struct req *r);
 int handle_user_calls(struct req *r);
 int handle_user_data_delete(struct req *r);
 int handle_events_list(struct req *r);
+/* GET /v1/events/delivery: the push's backlog and errors (admin). */
+int handle_events_delivery(struct req *r);
+/* An event as GET /v1/events shows it, malloc'd (*ret_len bytes); NULL without memory. */
+char *event_json(const struct event *ev, size_t *ret_len);
 /* A graceful stop: waiting long polls answer now (with what there is), and this returns once
  * they have, before CivetWeb stops writing (at most 5 s). */
 void long_polls_end(struct storage *st);

@@ -8,6 +8,8 @@
 #include <time.h>
 
 #include "clock.h"
+#include "jsonutil.h"
+#include "push.h"
 #include "routes.h"
 #include "timefmt.h"
 
@@ -64,6 +66,15 @@ static size_t format_event(char *out, size_t cap, const struct event *ev)
 			 "\"call_id\":%s,\"call_version\":%s,\"data\":%s}",
 			 ev->id, ev->seq, ev->type, at, call_id, version, ev->data);
 	return n < 0 ? 0 : (size_t)n;
+}
+
+char *event_json(const struct event *ev, size_t *ret_len)
+{
+	size_t cap = event_json_cap(ev);
+	char *out = malloc(cap);
+	if (out)
+		*ret_len = format_event(out, cap, ev);
+	return out;
 }
 
 /* A long poll's empty page: read again each time events past after may have come, until
@@ -132,4 +143,47 @@ int handle_events_list(struct req *r)
 	int rc = reply_json(r, 200, body, len);
 	free(body);
 	return rc;
+}
+
+int handle_events_delivery(struct req *r)
+{
+	enum err e = req_auth(r, ROLE_ADMIN);
+	if (e != ERR_OK)
+		return reply_error(r, e, NULL);
+	const char *url = r->app->cfg->events_url ? r->app->cfg->events_url : "";
+	struct delivery_status ds = {0};
+	e = storage_delivery_status(r->app->st, url, &ds);
+	if (e != ERR_OK)
+		return reply_refusal(r, e, NULL);
+	struct push_counts c;
+	push_counts(&c);
+	int64_t now = clock_now_ms(&clock_system);
+	char body[4096];
+	/* url is null, not "", when push is off. */
+	size_t len = (size_t)snprintf(body, sizeof body, *url ? "{\"url\":" : "{\"url\":null");
+	bool fits = !*url || json_append_string(body, sizeof body, &len, url);
+	int n = snprintf(body + len, sizeof body - len,
+			 ",\"backlog\":%" PRId64 ",\"oldest_undelivered_age_ms\":%" PRId64
+			 ",\"dead\":%" PRId64 ",\"stopped\":%s,\"delivered\":%" PRIu64
+			 ",\"retried\":%" PRIu64 ",\"last_error\":",
+			 ds.backlog, ds.oldest_at ? now - ds.oldest_at : 0, ds.dead,
+			 ds.stopped ? "true" : "false", c.delivered, c.retried);
+	fits = fits && n > 0 && (size_t)n < sizeof body - len;
+	len += fits ? (size_t)n : 0;
+	if (fits && ds.last_error_seq) {
+		char at[TIMEFMT_LEN + 1];
+		timefmt_format(ds.last_error_at, at);
+		n = snprintf(body + len, sizeof body - len,
+			     "{\"seq\":%" PRId64 ",\"at\":\"%s\",\"error\":", ds.last_error_seq, at);
+		fits = n > 0 && (size_t)n < sizeof body - len;
+		len += fits ? (size_t)n : 0;
+		fits = fits && json_append_string(body, sizeof body, &len, ds.last_error);
+		n = snprintf(body + len, sizeof body - len, "}}");
+	} else if (fits) {
+		n = snprintf(body + len, sizeof body - len, "null}");
+	}
+	fits = fits && n > 0 && (size_t)n < sizeof body - len;
+	if (!fits)
+		return reply_error(r, ERR_INTERNAL, NULL);
+	return reply_json(r, 200, body, len + (size_t)n);
 }

@@ -100,18 +100,6 @@ describe('configuration errors: one line naming the setting, exit 2, nothing ser
       assert.equal(await portOpen(port), false, 'nothing listens');
     });
   }
-  // The settings of work not built yet (events push) would promise what nothing does: naming
-  // one stops the service, whatever its value.
-  for (const [name, value] of [['CALLSTATE_EVENTS_URL', 'http://127.0.0.1:9/events'],
-    ['CALLSTATE_EVENTS_SECRET', 'whsec_QUJD']]) {
-    it(`${name} is refused until its work is built`, async () => {
-      const { env, port } = await envFor({ [name]: value });
-      const r = runCli(['serve'], env, 5000);
-      assertOneLineNaming(r, name);
-      assert.match(r.stderr, /not supported by this version/);
-      assert.equal(await portOpen(port), false, 'nothing listens');
-    });
-  }
   it('an unreadable LIVEKIT_API_SECRET_FILE', async () => {
     const { env, dir } = await envFor({ LIVEKIT_API_SECRET: null });
     env.LIVEKIT_API_SECRET_FILE = path.join(dir, 'does-not-exist');

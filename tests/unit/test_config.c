@@ -317,36 +317,6 @@ Test(config, livekit_keys)
 	config_finish(&c);
 }
 
-/* The settings of work not built yet are refused wherever they are named, so that nobody
- * believes events are pushed when nothing does it. */
-Test(config, settings_not_built_are_refused)
-{
-	static const char *const names[] = {"CALLSTATE_EVENTS_URL", "CALLSTATE_EVENTS_SECRET"};
-	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-		char want[160], in_env[96], in_env_file[96], line[96];
-		snprintf(want, sizeof want,
-			 "%s: not supported by this version of callstate; remove it", names[i]);
-		snprintf(in_env, sizeof in_env, "%s=", names[i]);
-		snprintf(in_env_file, sizeof in_env_file, "%s_FILE=/dev/null", names[i]);
-		char *envs[][5] = {{in_env, REQUIRED, NULL}, {in_env_file, REQUIRED, NULL}};
-		for (size_t k = 0; k < 2; k++) {
-			struct config c = {.threads = -7};
-			cr_assert_eq(load(&c, NULL, envs[k]), ERR_INVALID, "%s", envs[k][0]);
-			cr_assert_str_eq(msg, want);
-			cr_assert_eq(c.threads, -7);
-		}
-		snprintf(line, sizeof line, "# a comment\n%s = 0\n", names[i]);
-		const char *path = write_file("not-built.conf", line);
-		char *env[] = {REQUIRED, NULL};
-		struct config c;
-		cr_assert_eq(load(&c, path, env), ERR_INVALID, "%s in a file", names[i]);
-		snprintf(want, sizeof want,
-			 "%s: not supported by this version of callstate; remove it (%s line 2)",
-			 names[i], path);
-		cr_assert_str_eq(msg, want);
-	}
-}
-
 /* 33 tokens: one over CONFIG_MAX_TOKENS. 17 keys: one over CONFIG_MAX_KEYS. */
 Test(config, list_limits)
 {
@@ -389,7 +359,29 @@ struct invalid {
 #define PORT_MSG "CALLSTATE_LISTEN: port must be an integer from 1 to 65535"
 #define KEYS_MSG(n) "LIVEKIT_KEYS: entry " #n " must be key: secret, both non-empty"
 
+/* Two 24-byte keys, base64: 24 bytes is the least Standard Webhooks allows. */
+#define KEY_A "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+#define KEY_B "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYX"
+#define EVENTS_URL_MSG "CALLSTATE_EVENTS_URL: must be an http:// or https:// URL with a host"
+#define EVENTS_KEY_MSG(i) \
+	"CALLSTATE_EVENTS_SECRET: key " #i " must be whsec_ and the base64 of 24 to 64 bytes"
+
 static const struct invalid invalid[] = {
+	{{"CALLSTATE_EVENTS_URL=ftp://hooks.example.com/x", "CALLSTATE_EVENTS_SECRET=" KEY_A},
+	 EVENTS_URL_MSG},
+	{{"CALLSTATE_EVENTS_URL=http://", "CALLSTATE_EVENTS_SECRET=" KEY_A}, EVENTS_URL_MSG},
+	{{"CALLSTATE_EVENTS_URL=https://:443/x", "CALLSTATE_EVENTS_SECRET=" KEY_A}, EVENTS_URL_MSG},
+	{{"CALLSTATE_EVENTS_URL=http://h:0/x", "CALLSTATE_EVENTS_SECRET=" KEY_A}, EVENTS_URL_MSG},
+	{{"CALLSTATE_EVENTS_URL=http://h:99999/x", "CALLSTATE_EVENTS_SECRET=" KEY_A}, EVENTS_URL_MSG},
+	{{"CALLSTATE_EVENTS_URL=http://u:pw@h/x", "CALLSTATE_EVENTS_SECRET=" KEY_A}, EVENTS_URL_MSG},
+	{{"CALLSTATE_EVENTS_URL=http://h/x#frag", "CALLSTATE_EVENTS_SECRET=" KEY_A}, EVENTS_URL_MSG},
+	{{"CALLSTATE_EVENTS_URL=http://h/x"},
+	 "CALLSTATE_EVENTS_SECRET: required with CALLSTATE_EVENTS_URL"},
+	{{"CALLSTATE_EVENTS_SECRET=MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, EVENTS_KEY_MSG(1)},
+	{{"CALLSTATE_EVENTS_SECRET=whsec_"}, EVENTS_KEY_MSG(1)},
+	{{"CALLSTATE_EVENTS_SECRET=whsec_AAECAwQFBgcICQoLDA0ODxAREhMU"}, EVENTS_KEY_MSG(1)}, /* 21 */
+	{{"CALLSTATE_EVENTS_SECRET=" KEY_A " whsec_!!!!"}, EVENTS_KEY_MSG(2)},
+	{{"CALLSTATE_EVENTS_SECRET=" KEY_A "," KEY_B "," KEY_A}, "CALLSTATE_EVENTS_SECRET: at most 2 keys"},
 	{{"LIVEKIT_API_KEY="}, "LIVEKIT_API_KEY: required"},
 	{{"LIVEKIT_API_SECRET="}, "LIVEKIT_API_SECRET: required"},
 	{{"CALLSTATE_SERVICE_TOKENS="}, "CALLSTATE_SERVICE_TOKENS: required"},
@@ -488,6 +480,7 @@ Test(config, invalid_secrets_are_not_echoed)
 		{"CALLSTATE_ADMIN_TOKENS=Sup3rSecretC\x01", "Sup3rSecretC"},
 		{"CALLSTATE_DB=mysql://u:Sup3rSecretD@db/x", "Sup3rSecretD"},
 		{"LIVEKIT_URL=Sup3rSecretF", "Sup3rSecretF"},
+		{"CALLSTATE_EVENTS_SECRET=whsec_Sup3rSecretG", "Sup3rSecretG"},
 	};
 	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
 		char *env[] = {(char *)rows[i][0], REQUIRED, NULL};
@@ -495,6 +488,42 @@ Test(config, invalid_secrets_are_not_echoed)
 		cr_assert_eq(load(&c, NULL, env), ERR_INVALID, "%s", rows[i][0]);
 		cr_assert_null(strstr(msg, rows[i][1]), "%s", msg);
 	}
+}
+
+/* Push: the URL split into its parts, and one or two keys decoded, in either separator. */
+Test(config, events_settings)
+{
+	char *env[] = {"CALLSTATE_EVENTS_URL=https://Hooks.example.com:8443/in?x=1",
+		       "CALLSTATE_EVENTS_SECRET= " KEY_A ", " KEY_B " ", REQUIRED, NULL};
+	struct config c;
+	cr_assert_eq(load(&c, NULL, env), ERR_OK, "%s", msg);
+	cr_assert_str_eq(c.events_url, "https://Hooks.example.com:8443/in?x=1");
+	cr_assert_eq(c.n_events_keys, 2);
+	cr_assert_eq(c.events_keys[0].len, 24);
+	cr_assert_eq(c.events_keys[1].len, 24);
+	for (unsigned char b = 0; b < 24; b++)
+		cr_assert_eq(c.events_keys[1].bytes[b], b, "KEY_B is the bytes 0..23");
+	struct events_target t;
+	cr_assert(config_events_target(c.events_url, &t));
+	cr_assert(t.tls);
+	cr_assert_str_eq(t.host, "Hooks.example.com");
+	cr_assert_eq(t.port, 8443);
+	cr_assert_str_eq(t.path, "/in?x=1");
+	config_finish(&c);
+
+	cr_assert(config_events_target("http://[::1]/", &t));
+	cr_assert(!t.tls);
+	cr_assert_str_eq(t.host, "::1");
+	cr_assert_eq(t.port, 80);
+	cr_assert_str_eq(t.path, "/");
+	cr_assert(config_events_target("HTTP://h?q", &t));
+	cr_assert_str_eq(t.path, "/?q");
+
+	char *off[] = {"CALLSTATE_EVENTS_SECRET=" KEY_A, REQUIRED, NULL};
+	cr_assert_eq(load(&c, NULL, off), ERR_OK, "%s", msg);
+	cr_assert_str_eq(c.events_url, "", "push is off without the URL");
+	cr_assert_eq(c.n_events_keys, 1);
+	config_finish(&c);
 }
 
 Test(config, finish_accepts_zeroed)

@@ -1729,3 +1729,126 @@ Test(storage, sqlite_unopenable_path_is_unavailable)
 	cr_assert_eq(storage_open("sqlite:/nonexistent-dir/x/test.db", NULL, &other), ERR_UNAVAILABLE);
 	cr_assert_null(other);
 }
+
+/* ---- push delivery (rule 11) ---- */
+
+struct delivery_call {
+	int64_t from;
+	const struct event_page *page;
+	const char *url;
+	int64_t now;
+	struct delivery d;
+	enum delivery_state state;
+	int64_t next_at;
+	const char *error;
+};
+
+static enum err tx_enqueue(struct storage_tx *tx, void *arg)
+{
+	struct delivery_call *a = arg;
+	return storage_tx_delivery_enqueue(tx, a->from, a->page);
+}
+
+static enum err tx_claim(struct storage_tx *tx, void *arg)
+{
+	struct delivery_call *a = arg;
+	return storage_tx_delivery_claim(tx, a->url, a->now, a->now + 1000, &a->d);
+}
+
+static enum err tx_settle(struct storage_tx *tx, void *arg)
+{
+	struct delivery_call *a = arg;
+	return storage_tx_delivery_settle(tx, &a->d, a->state, a->next_at, a->url, a->error,
+					  a->now);
+}
+
+/* The seq claimed for url at now, or 0 when nothing is due. */
+static int64_t claim(const char *to, int64_t now, struct delivery *ret)
+{
+	struct delivery_call a = {.url = to, .now = now};
+	enum err e = storage_transact(st, tx_claim, &a);
+	cr_assert(e == ERR_OK || e == ERR_NOT_FOUND, "claim: %s", err_code(e));
+	if (ret)
+		*ret = a.d;
+	return e == ERR_OK ? a.d.seq : 0;
+}
+
+static void settle(const struct delivery *d, enum delivery_state state, int64_t next_at,
+		   const char *to, const char *error, int64_t now)
+{
+	struct delivery_call a = {.d = *d, .state = state, .next_at = next_at, .url = to,
+				  .error = error, .now = now};
+	cr_assert_eq(storage_transact(st, tx_settle, &a), ERR_OK);
+}
+
+Test(storage, deliveries_go_in_order_per_call_leased_and_settled)
+{
+	struct event evs[4];
+	char call_a[ID_LEN + 1], call_b[ID_LEN + 1];
+	make_id(call_a, 81);
+	make_id(call_b, 82);
+	make_event(&evs[0], 1, "call.ringing", call_a, 1, "{}");
+	make_event(&evs[1], 2, "call.ringing", call_b, 1, "{}");
+	make_event(&evs[2], 3, "call.ended", call_a, 2, "{}");
+	make_event(&evs[3], 4, "presence.changed", "", 0, "{}");
+	for (size_t i = 0; i < 4; i++)
+		append(&evs[i]);
+
+	int64_t cursor = -1;
+	cr_assert_eq(storage_delivery_cursor(st, &cursor), ERR_OK);
+	cr_assert_eq(cursor, 0, "a fresh database queues from its first event");
+	struct event_page page = {0};
+	cr_assert_eq(storage_events_after(st, cursor, 100, &page), ERR_OK);
+	cr_assert_eq(page.n, 4);
+	struct delivery_call q = {.from = 0, .page = &page};
+	cr_assert_eq(storage_transact(st, tx_enqueue, &q), ERR_OK);
+	cr_assert_eq(storage_transact(st, tx_enqueue, &q), ERR_CONFLICT, "queued once");
+	event_page_finish(&page);
+	cr_assert_eq(storage_delivery_cursor(st, &cursor), ERR_OK);
+	cr_assert_eq(cursor, evs[3].seq);
+
+	/* One head per order: A's second event waits for its first, leased or not. */
+	struct delivery a1, b1, p1, again;
+	cr_assert_eq(claim("u", 100, &a1), evs[0].seq);
+	cr_assert_eq(a1.attempts, 0);
+	cr_assert_eq(a1.first_attempt_at, 0);
+	cr_assert_eq(claim("u", 100, &b1), evs[1].seq);
+	cr_assert_eq(claim("u", 100, &p1), evs[3].seq);
+	cr_assert_eq(claim("u", 100, NULL), 0, "the heads are leased until 1100");
+
+	a1.attempts = 1;
+	a1.first_attempt_at = 150;
+	settle(&a1, DELIVERY_PENDING, 1000, "u", "HTTP 503", 150);
+	struct delivery_status ds;
+	cr_assert_eq(storage_delivery_status(st, "u", &ds), ERR_OK);
+	cr_assert_eq(ds.backlog, 4);
+	cr_assert_eq(ds.oldest_at, evs[0].at);
+	cr_assert_eq(ds.dead, 0);
+	cr_assert_eq(ds.stopped, 0);
+	cr_assert_eq(ds.last_error_seq, evs[0].seq);
+	cr_assert_eq(ds.last_error_at, 150);
+	cr_assert_str_eq(ds.last_error, "HTTP 503");
+	cr_assert_eq(claim("u", 999, NULL), 0, "not before its retry");
+	cr_assert_eq(claim("u", 1000, &again), evs[0].seq);
+	cr_assert_eq(again.attempts, 1);
+	cr_assert_eq(again.first_attempt_at, 150);
+	settle(&again, DELIVERY_DELIVERED, 0, "u", NULL, 1000);
+	struct delivery a2;
+	cr_assert_eq(claim("u", 1000, &a2), evs[2].seq, "A's next event once the first is done");
+
+	/* 410: nothing more for that URL; another URL goes on. Dead events are counted. */
+	settle(&a2, DELIVERY_STOPPED, 0, "u", "HTTP 410", 1600);
+	cr_assert_eq(claim("u", 5000, NULL), 0, "stopped");
+	settle(&b1, DELIVERY_DEAD, 0, "v", "HTTP 500", 1700);
+	cr_assert_eq(claim("v", 5000, NULL), evs[3].seq, "the lease of the presence head ended");
+	cr_assert_eq(storage_delivery_status(st, "u", &ds), ERR_OK);
+	cr_assert_eq(ds.backlog, 1);
+	cr_assert_eq(ds.dead, 1);
+	cr_assert_eq(ds.stopped, 1);
+	cr_assert_eq(ds.last_error_seq, evs[1].seq);
+	cr_assert_str_eq(ds.last_error, "HTTP 500");
+	cr_assert_eq(storage_delivery_status(st, "v", &ds), ERR_OK);
+	cr_assert_eq(ds.stopped, 0, "stopped is per URL");
+	for (size_t i = 0; i < 4; i++)
+		event_finish(&evs[i]);
+}

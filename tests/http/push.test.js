@@ -1,0 +1,311 @@
+// Push of the feed to CALLSTATE_EVENTS_URL (API.md "Events"): every event POSTed to a receiver
+// of the test's own, signed as Standard Webhooks says (checked with the `standardwebhooks`
+// package), in seq order per call, retried with backoff while the receiver fails, stopped by
+// 410, kept across a kill -9; GET /v1/events/delivery and /metrics say how it goes.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { Webhook } from 'standardwebhooks';
+import {
+  startServer, shutdown, newCall, pollUntil, sleep, makeTmpDir, removeTmpDir, makeSecrets, baseEnv,
+  runCli, freePort,
+} from './harness.js';
+
+const newKey = () => 'whsec_' + randomBytes(32).toString('base64');
+
+/**
+ * A receiver: answer(event, attempt) gives the status to answer with, 'hang' to never answer, or
+ * 'slow' for a 200 after 300 ms.
+ * Every request is verified with each key; received lists the events of verified requests in
+ * arrival order, requests counts every request.
+ */
+async function startReceiver(keys, answer = () => 204) {
+  const rx = { received: [], requests: 0, attempts: new Map(), failures: [], hanging: new Set() };
+  rx.server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      rx.requests += 1;
+      const body = Buffer.concat(chunks).toString('utf8');
+      let event;
+      try {
+        for (const k of keys) new Webhook(k).verify(body, req.headers);
+        event = JSON.parse(body);
+        assert.equal(req.headers['webhook-id'], event.id, 'webhook-id is the event id');
+        assert.equal(req.headers['webhook-signature'].split(' ').length, keys.length, 'one signature per key');
+      } catch (e) {
+        rx.failures.push(e.message);
+        res.writeHead(400).end();
+        return;
+      }
+      const attempt = (rx.attempts.get(event.id) || 0) + 1;
+      rx.attempts.set(event.id, attempt);
+      const status = answer(event, attempt);
+      if (status === 'hang') {
+        rx.hanging.add(res);
+        return;
+      }
+      if (status === 'slow') {
+        setTimeout(() => { rx.received.push(event); res.writeHead(200).end(); }, 300);
+        return;
+      }
+      if (status >= 200 && status < 300) rx.received.push(event);
+      res.writeHead(status).end();
+    });
+  });
+  await new Promise((resolve) => rx.server.listen(0, '127.0.0.1', resolve));
+  rx.url = `http://127.0.0.1:${rx.server.address().port}/hooks?src=callstate`;
+  rx.close = async () => {
+    for (const res of rx.hanging) res.socket?.destroy();
+    rx.server.closeAllConnections();
+    await new Promise((resolve) => rx.server.close(resolve));
+  };
+  return rx;
+}
+
+/** Each call's events as first received, in order; duplicates (at least once) dropped. */
+function firstArrivals(received) {
+  const seen = new Set();
+  const per = new Map();
+  for (const e of received) {
+    if (seen.has(e.id)) continue;
+    seen.add(e.id);
+    const key = e.call_id ?? 'presence';
+    if (!per.has(key)) per.set(key, []);
+    per.get(key).push(e);
+  }
+  return per;
+}
+
+/** Until the receiver holds every event of the feed; then each arrived in seq order per call
+ * and is the feed's event exactly. */
+async function assertAllDelivered(srv, rx, timeoutMs) {
+  const feed = await srv.allEvents(0);
+  assert.ok(feed.length > 0, 'the feed has events');
+  const [done] = await pollUntil(() => {
+    const ids = new Set(rx.received.map((e) => e.id));
+    return feed.every((e) => ids.has(e.id));
+  }, timeoutMs, 100);
+  const ids = new Set(rx.received.map((e) => e.id));
+  assert.ok(done, `every event pushed within ${timeoutMs} ms: ${feed.filter((e) => !ids.has(e.id)).length} of ${feed.length} missing`);
+  const byId = new Map(feed.map((e) => [e.id, e]));
+  for (const e of rx.received) assert.deepEqual(e, byId.get(e.id), 'the pushed body is the feed\'s event');
+  for (const [key, evs] of firstArrivals(rx.received)) {
+    const seqs = evs.map((e) => e.seq);
+    assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), `events of ${key} in seq order`);
+  }
+  assert.deepEqual(rx.failures, [], 'every push verified');
+  return feed;
+}
+
+/** A few calls driven at once, each through several changes. */
+async function driveCalls(srv, n) {
+  const ids = [];
+  await Promise.all(Array.from({ length: n }, async () => {
+    const r = newCall(1);
+    const id = (await srv.createCall(r)).call.id;
+    ids.push(id);
+    await srv.act(id, 'accept', { user: r.callees[0] });
+    await srv.act(id, 'end', { user: r.caller });
+  }));
+  return ids;
+}
+
+async function deliveryStatus(srv) {
+  const r = await srv.admin('GET', '/v1/events/delivery');
+  assert.equal(r.status, 200, r.text);
+  return r.body;
+}
+
+describe('push settings', () => {
+  const dir = makeTmpDir();
+  const env = (over) => baseEnv(makeSecrets(), dir, 1, over);
+  const refused = (over, name) => {
+    const r = runCli(['serve'], env(over));
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(name), r.stderr);
+  };
+  it('the URL must be http:// or https://', () => {
+    refused({ CALLSTATE_EVENTS_URL: 'ftp://example.com/x', CALLSTATE_EVENTS_SECRET: newKey() }, 'CALLSTATE_EVENTS_URL');
+    refused({ CALLSTATE_EVENTS_URL: 'http://', CALLSTATE_EVENTS_SECRET: newKey() }, 'CALLSTATE_EVENTS_URL');
+  });
+  it('the secret is required with the URL, whsec_ and base64, two keys at most', () => {
+    refused({ CALLSTATE_EVENTS_URL: 'http://127.0.0.1:9/x' }, 'CALLSTATE_EVENTS_SECRET');
+    refused({ CALLSTATE_EVENTS_URL: 'http://127.0.0.1:9/x', CALLSTATE_EVENTS_SECRET: 'plain' }, 'CALLSTATE_EVENTS_SECRET');
+    refused({ CALLSTATE_EVENTS_URL: 'http://127.0.0.1:9/x', CALLSTATE_EVENTS_SECRET: 'whsec_!!!!' }, 'CALLSTATE_EVENTS_SECRET');
+    refused({
+      CALLSTATE_EVENTS_URL: 'http://127.0.0.1:9/x',
+      CALLSTATE_EVENTS_SECRET: `${newKey()} ${newKey()},${newKey()}`,
+    }, 'CALLSTATE_EVENTS_SECRET');
+  });
+  after(() => removeTmpDir(dir));
+});
+
+describe('push to CALLSTATE_EVENTS_URL', () => {
+  let srv;
+  let rx;
+  const keys = [newKey(), newKey()];
+  before(async () => {
+    rx = await startReceiver(keys);
+    srv = await startServer({ env: { CALLSTATE_EVENTS_URL: rx.url, CALLSTATE_EVENTS_SECRET: keys.join(' ') } });
+  });
+  after(async () => { await shutdown(srv); await rx?.close(); });
+
+  it('pushes every event, signed with both keys while rotating, in seq order per call', async () => {
+    await driveCalls(srv, 8);
+    await srv.svc('PUT', '/v1/presence/pu1', { status: 'busy' });
+    await assertAllDelivered(srv, rx, 15000);
+    const st = await deliveryStatus(srv);
+    assert.equal(st.url, rx.url);
+    assert.equal(st.backlog, 0);
+    assert.equal(st.oldest_undelivered_age_ms, 0);
+    assert.equal(st.dead, 0);
+    assert.equal(st.stopped, false);
+    assert.equal(st.last_error, null);
+    assert.ok(st.delivered > 0, `delivered counts this instance's deliveries: ${JSON.stringify(st)}`);
+  });
+
+  it('shows the figures in /metrics', async () => {
+    const r = await srv.admin('GET', '/metrics');
+    assert.equal(r.status, 200);
+    assert.match(r.text, /^callstate_push_backlog 0$/m);
+    assert.match(r.text, /^callstate_push_attempts_total\{result="delivered"\} [1-9]\d*$/m);
+    assert.match(r.text, /^callstate_push_dead_events 0$/m);
+  });
+
+  it('GET /v1/events/delivery is for admins', async () => {
+    assert.equal((await srv.request('GET', '/v1/events/delivery', { token: 'none' })).status, 401);
+    assert.equal((await srv.request('GET', '/v1/events/delivery', { token: 'service' })).status, 403);
+    assert.equal((await srv.request('GET', '/v1/events/delivery', { token: 'wrong' })).status, 401);
+    assert.equal((await srv.request('GET', '/v1/events/delivery', { token: 'admin' })).status, 200);
+  });
+});
+
+describe('push while the receiver fails', () => {
+  let srv;
+  let rx;
+  const key = newKey();
+  let failing = true;
+  before(async () => {
+    // Fails the first two tries of every event, and everything while `failing`.
+    rx = await startReceiver([key], (e, attempt) => (failing || attempt <= 2 ? 503 : 200));
+    srv = await startServer({ env: { CALLSTATE_EVENTS_URL: rx.url, CALLSTATE_EVENTS_SECRET: key } });
+  });
+  after(async () => { await shutdown(srv); await rx?.close(); });
+
+  it('retries with backoff, says so in the status, then delivers every event in order', async () => {
+    await driveCalls(srv, 3);
+    const [st] = await pollUntil(async () => {
+      const s = await deliveryStatus(srv);
+      return s.last_error && s.backlog > 0 ? s : null;
+    }, 5000, 100);
+    assert.ok(st, 'the status shows the failure');
+    assert.equal(st.last_error.error, 'HTTP 503');
+    assert.equal(typeof st.last_error.seq, 'number');
+    assert.ok(st.oldest_undelivered_age_ms > 0);
+    failing = false;
+    // Each event's own tries: 1 s, 2 s, then a third try within 4 s (with jitter) that succeeds;
+    // a call's later events wait for the earlier ones.
+    await assertAllDelivered(srv, rx, 60000);
+    for (const [id, n] of rx.attempts) assert.ok(n >= 3, `event ${id} was tried ${n} times`);
+    const after = await deliveryStatus(srv);
+    assert.equal(after.backlog, 0);
+    assert.ok(after.retried > 0);
+  });
+});
+
+describe('push with a receiver that hangs on one call', () => {
+  let srv;
+  let rx;
+  const key = newKey();
+  let slowCall = null;
+  before(async () => {
+    rx = await startReceiver([key], (e) => (e.call_id && e.call_id === slowCall ? 'hang' : 200));
+    srv = await startServer({ env: { CALLSTATE_EVENTS_URL: rx.url, CALLSTATE_EVENTS_SECRET: key } });
+  });
+  after(async () => { await shutdown(srv); await rx?.close(); });
+
+  it('delivers the other calls\' events meanwhile', async () => {
+    const r = newCall(1);
+    slowCall = (await srv.createCall(r)).call.id;
+    await srv.act(slowCall, 'accept', { user: r.callees[0] });
+    const [hung] = await pollUntil(() => rx.hanging.size > 0, 5000);
+    assert.ok(hung, 'the slow call\'s first event reached the receiver');
+    const started = Date.now();
+    const others = await driveCalls(srv, 4);
+    const want = (await srv.allEvents(0)).filter((e) => others.includes(e.call_id)).map((e) => e.id);
+    const [done] = await pollUntil(() => {
+      const got = new Set(rx.received.map((e) => e.id));
+      return want.every((id) => got.has(id));
+    }, 5000);
+    assert.ok(done, 'the other calls\' events arrived while one call hangs');
+    assert.ok(Date.now() - started < 5000);
+    assert.equal(rx.received.filter((e) => e.call_id === slowCall).length, 0, 'nothing of the hanging call got through');
+  });
+});
+
+describe('push across a kill -9', () => {
+  let first;
+  let second;
+  let rx;
+  const key = newKey();
+  before(async () => {
+    rx = await startReceiver([key], () => 'slow');
+  });
+  after(async () => {
+    if (first) await first.kill();
+    await shutdown(second);
+    await rx?.close();
+  });
+
+  it('loses nothing: after the restart every event arrives', async () => {
+    const env = { CALLSTATE_EVENTS_URL: rx.url, CALLSTATE_EVENTS_SECRET: key };
+    first = await startServer({ env });
+    await driveCalls(first, 6);
+    const feedBefore = await first.allEvents(0);
+    const [some] = await pollUntil(() => rx.received.length > 0, 10000, 10);
+    assert.ok(some, 'some events arrived before the kill');
+    first.child.kill('SIGKILL');
+    await first.exited;
+    const pushedBefore = new Set(rx.received.map((e) => e.id)).size;
+    assert.ok(pushedBefore < feedBefore.length, 'the kill came with events still to push');
+    second = await startServer({ env, dir: first.dir, secrets: first.secrets, port: await freePort() });
+    await driveCalls(second, 2);
+    // What was in flight at the kill is leased for 25 s: it goes again after that.
+    await assertAllDelivered(second, rx, 60000);
+  });
+});
+
+describe('push stopped by 410 Gone', () => {
+  let srv;
+  let rx;
+  const key = newKey();
+  before(async () => {
+    rx = await startReceiver([key], () => 410);
+    srv = await startServer({ env: { CALLSTATE_EVENTS_URL: rx.url, CALLSTATE_EVENTS_SECRET: key } });
+  });
+  after(async () => { await shutdown(srv); await rx?.close(); });
+
+  it('sends nothing more, and the status and the log say so', async () => {
+    await driveCalls(srv, 2);
+    const [st] = await pollUntil(async () => {
+      const s = await deliveryStatus(srv);
+      return s.stopped ? s : null;
+    }, 5000, 100);
+    assert.ok(st, 'the status says stopped');
+    assert.equal(st.last_error.error, 'HTTP 410');
+    assert.ok(st.backlog > 0, 'the other events wait');
+    const requests = rx.requests;
+    await driveCalls(srv, 1);
+    await sleep(1500);
+    assert.equal(rx.requests, requests, 'nothing was sent after the 410');
+    // The senders run in parallel: besides the refused one, the heads of other calls may have
+    // been in flight (refused too, and kept, since delivery stopped).
+    assert.ok(rx.requests <= 4, `${rx.requests} requests: one per sender at most`);
+    assert.match(srv.stderr, /410/);
+    const m = await srv.admin('GET', '/metrics');
+    assert.match(m.text, /^callstate_push_stopped 1$/m);
+  });
+});
