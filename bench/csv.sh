@@ -16,15 +16,8 @@ for cmd in sqlite3 curl python3; do
 	command -v "$cmd" >/dev/null || { echo "bench/csv.sh needs $cmd" >&2; exit 1; }
 done
 
-if [ -n "${CALLSTATE_BIN:-}" ]; then
-	BIN=$CALLSTATE_BIN
-else
-	BIN="$ROOT/build-release/callstate"
-	if [ -z "${SKIP_BUILD:-}" ]; then
-		[ -d "$ROOT/build-release" ] || meson setup "$ROOT/build-release" "$ROOT" --buildtype=release >/dev/null
-		ninja -C "$ROOT/build-release" callstate >/dev/null
-	fi
-fi
+. "$ROOT/bench/lib.sh"
+release_binary
 
 WORK=$(mktemp -d /tmp/callstate-csv-bench.XXXXXX)
 CS_PID=

@@ -6,15 +6,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BACKEND=${BACKEND:-sqlite}
-if [ -n "${CALLSTATE_BIN:-}" ]; then
-	BIN=$CALLSTATE_BIN
-else
-	BIN="$ROOT/build-release/callstate"
-	if [ -z "${SKIP_BUILD:-}" ]; then
-		[ -d "$ROOT/build-release" ] || meson setup "$ROOT/build-release" "$ROOT" --buildtype=release >/dev/null
-		ninja -C "$ROOT/build-release" callstate >/dev/null
-	fi
-fi
+. "$ROOT/bench/lib.sh"
+release_binary
 WORK=$(mktemp -d /tmp/callstate-longpoll.XXXXXX)
 CS_PID=
 cleanup() {

@@ -71,17 +71,8 @@ need curl curl
 need jq jq
 
 # ---- build ----
-if [ -n "${CALLSTATE_BIN:-}" ]; then
-	BIN=$CALLSTATE_BIN
-else
-	BIN="$ROOT/build-release/callstate"
-	if [ -z "${SKIP_BUILD:-}" ]; then
-		echo "== release build" >&2
-		[ -d "$ROOT/build-release" ] || meson setup "$ROOT/build-release" "$ROOT" --buildtype=release >/dev/null
-		ninja -C "$ROOT/build-release" callstate >/dev/null
-	fi
-fi
-[ -x "$BIN" ] || { echo "no callstate binary at $BIN" >&2; exit 1; }
+. "$ROOT/bench/lib.sh"
+release_binary
 
 WORK=$(mktemp -d /tmp/callstate-bench.XXXXXX)
 PIDS=()
