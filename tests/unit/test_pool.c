@@ -74,6 +74,7 @@ struct taker {
 	int *order, *n_order, id;
 	void *got;
 	enum err e;
+	pthread_mutex_t *gate; /* held by the test while it looks at the pool */
 };
 
 static void *take_and_hold(void *arg)
@@ -83,6 +84,8 @@ static void *take_and_hold(void *arg)
 	pthread_mutex_lock(t->order_mu);
 	t->order[(*t->n_order)++] = t->id;
 	pthread_mutex_unlock(t->order_mu);
+	pthread_mutex_lock(t->gate);
+	pthread_mutex_unlock(t->gate);
 	if (t->e == ERR_OK)
 		pool_give(t->p, t->got);
 	return NULL;
@@ -97,11 +100,15 @@ Test(pool, serves_waiters_oldest_first_and_lets_none_barge_in)
 	held = &conn_a; /* opened */
 
 	pthread_mutex_t order_mu = PTHREAD_MUTEX_INITIALIZER;
+	/* The takers give the connection back only once the test has looked at the pool: on a
+	 * slow machine all three could otherwise be done before it looks. */
+	pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+	pthread_mutex_lock(&gate);
 	int order[3], n_order = 0;
 	struct taker t[3];
 	pthread_t th[3];
 	for (int i = 0; i < 3; i++) {
-		t[i] = (struct taker){&p, &order_mu, order, &n_order, i, NULL, ERR_INTERNAL};
+		t[i] = (struct taker){&p, &order_mu, order, &n_order, i, NULL, ERR_INTERNAL, &gate};
 		pthread_create(&th[i], NULL, take_and_hold, &t[i]);
 		wait_for_waiters(&p, i + 1); /* queued in the order 0, 1, 2 */
 	}
@@ -110,6 +117,7 @@ Test(pool, serves_waiters_oldest_first_and_lets_none_barge_in)
 	pthread_mutex_lock(&p.mu);
 	size_t free_after_give = p.n_free;
 	pthread_mutex_unlock(&p.mu);
+	pthread_mutex_unlock(&gate);
 	for (int i = 0; i < 3; i++)
 		pthread_join(th[i], NULL);
 
