@@ -39,12 +39,7 @@ BASE=$(($(date +%s%3N) - SEED_CALLS * 2500 - 3600000))
 echo "== seeding $SEED_CALLS calls" >&2
 sed -e "s/@N@/$SEED_CALLS/g" -e "s/@BASE@/$BASE/g" "$ROOT/bench/seed.sql" | sqlite3 "$WORK/seeded.db" >/dev/null
 
-"$BIN" serve 2>"$WORK/serve.log" &
-CS_PID=$!
-for _ in $(seq 200); do
-	curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break
-	sleep 0.05
-done
+serve_on "$PORT" "$WORK/serve.log"
 status() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 IDLE_RSS=$(status "$CS_PID" VmRSS)
 IDLE_HWM=$(status "$CS_PID" VmHWM)

@@ -16,3 +16,16 @@ release_binary() {
 	fi
 	[ -x "$BIN" ] || { echo "no callstate binary at $BIN" >&2; exit 1; }
 }
+
+# serve_on PORT LOG: starts "$BIN serve" (its settings from the environment) with stderr to LOG,
+# sets CS_PID, and returns once /healthz answers (10 s at most).
+serve_on() {
+	"$BIN" serve 2>"$2" &
+	CS_PID=$!
+	for _ in $(seq 200); do
+		curl -sf "http://127.0.0.1:$1/healthz" >/dev/null && return 0
+		sleep 0.05
+	done
+	echo "callstate did not answer on port $1 (see $2)" >&2
+	return 1
+}

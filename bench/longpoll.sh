@@ -28,11 +28,6 @@ else
 fi
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export CALLSTATE_LISTEN="127.0.0.1:$PORT"
-"$BIN" serve 2>"$WORK/serve.log" &
-CS_PID=$!
-for _ in $(seq 200); do
-	curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break
-	sleep 0.05
-done
+serve_on "$PORT" "$WORK/serve.log"
 echo "== long-poll wake-up, $BACKEND" >&2
 node "$ROOT/bench/longpoll.mjs" "$PORT" "$SVC" "${SAMPLES:-300}" "${RATE:-20}" "${WAITERS:-4}"
