@@ -29,3 +29,21 @@ serve_on() {
 	echo "callstate did not answer on port $1 (see $2)" >&2
 	return 1
 }
+
+# bench_service NAME: the settings of a bench's callstate: LiveKit keys, a service token (SVC),
+# the database (a throwaway PostgreSQL server with BACKEND=postgres, else $WORK/NAME.db) and
+# a free loopback port (PORT). The caller stops PostgreSQL (pg_stop) when BACKEND=postgres.
+bench_service() {
+	SVC="bench-svc-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+	export LIVEKIT_API_KEY=APIbenchkey LIVEKIT_API_SECRET=bench-secret-0123456789abcdef0123456789abcdef
+	export CALLSTATE_SERVICE_TOKENS="$SVC"
+	if [ "$BACKEND" = postgres ]; then
+		. "$ROOT/tools/pg.sh"
+		pg_start
+		export CALLSTATE_DB="$PG_URL/postgres"
+	else
+		export CALLSTATE_DB="sqlite:$WORK/$1.db"
+	fi
+	PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	export CALLSTATE_LISTEN="127.0.0.1:$PORT"
+}

@@ -16,18 +16,7 @@ cleanup() {
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
-SVC="bench-svc-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-export LIVEKIT_API_KEY=APIbenchkey LIVEKIT_API_SECRET=bench-secret-0123456789abcdef0123456789abcdef
-export CALLSTATE_SERVICE_TOKENS="$SVC"
-if [ "$BACKEND" = postgres ]; then
-	. "$ROOT/tools/pg.sh"
-	pg_start
-	export CALLSTATE_DB="$PG_URL/postgres"
-else
-	export CALLSTATE_DB="sqlite:$WORK/longpoll.db"
-fi
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-export CALLSTATE_LISTEN="127.0.0.1:$PORT"
+bench_service longpoll
 serve_on "$PORT" "$WORK/serve.log"
 echo "== long-poll wake-up, $BACKEND" >&2
 node "$ROOT/bench/longpoll.mjs" "$PORT" "$SVC" "${SAMPLES:-300}" "${RATE:-20}" "${WAITERS:-4}"

@@ -69,6 +69,7 @@
 #define LOCK_MIGRATE "1668481025"
 #define LOCK_FEED "1668481026"
 #define LOCK_PRESENCE "1668481027"
+#define LOCK_DELIVERY "1668481028"
 /* The feed's numbering notifies this channel with the newest seq (see listener_main). */
 #define FEED_CHANNEL "callstate_feed"
 #define LISTEN_RETRY_MAX_MS 8000
@@ -109,6 +110,7 @@ enum stmt_id {
 	S_PARTICIPANT_UPSERT,
 	S_EVENT_INSERT,
 	S_EVENTS_AFTER,
+	S_EVENTS_GET,
 	S_AUDIT,
 	S_IDEM_CLAIM,
 	S_IDEM_GET,
@@ -136,12 +138,16 @@ enum stmt_id {
 	S_PURGE_CALLS,
 	S_PURGE_UNOWNED,
 	S_DELIVERY_CURSOR,
-	S_DELIVERY_ADVANCE,
+	S_DELIVERY_ENQUEUE_LOCK,
+	S_DELIVERY_CURSOR_MOVE,
 	S_DELIVERY_ADD,
-	S_DELIVERY_CLAIM,
-	S_DELIVERY_LEASE,
+	S_DELIVERY_HEADS,
+	S_DELIVERY_BEHIND,
+	S_DELIVERY_NEXT_DUE,
 	S_DELIVERY_DELETE,
 	S_DELIVERY_SETTLE,
+	S_DELIVERY_ADVANCE_LOCK,
+	S_DELIVERY_ADVANCE,
 	S_DELIVERY_STATUS,
 	S_COUNT
 };
@@ -218,6 +224,10 @@ static const struct {
 	[S_EVENTS_AFTER] = {"events_after",
 			    "SELECT seq, " EVENT_COLS " FROM events WHERE seq > $1::bigint"
 			    " ORDER BY seq LIMIT $2::bigint"},
+	[S_EVENTS_GET] = {"events_get",
+			  "SELECT seq, " EVENT_COLS " FROM events WHERE seq IN"
+			  " (SELECT value::bigint FROM json_array_elements_text($1::json))"
+			  " ORDER BY seq"},
 	/* As db/sqlite.c's call_audit. An event not numbered yet shows no seq. */
 	[S_AUDIT] = {"call_audit",
 		     "SELECT 1 AS webhook, NULL::bigint, id, event, received_at AS at, NULL::bigint,"
@@ -361,24 +371,32 @@ static const struct {
 			     " + (SELECT count(*) FROM expired_keys)"},
 	/* As db/sqlite.c's delivery statements. */
 	[S_DELIVERY_CURSOR] = {"delivery_cursor", "SELECT seq FROM delivery_cursor WHERE id = 1"},
-	[S_DELIVERY_ADVANCE] = {"delivery_advance",
-				"UPDATE delivery_cursor SET seq = $2::bigint"
-				" WHERE id = 1 AND seq = $1::bigint"},
+	/* Enqueues and advances exclude each other (storage.h rule 12): each takes the lock in a
+	 * statement of its own, so that the statements after it, at READ COMMITTED, see what the
+	 * other committed before. */
+	[S_DELIVERY_ENQUEUE_LOCK] = {"delivery_enqueue_lock",
+				     "SELECT pg_advisory_xact_lock(" LOCK_DELIVERY ", 0)"},
+	[S_DELIVERY_CURSOR_MOVE] = {"delivery_cursor_move",
+				    "UPDATE delivery_cursor SET seq = $2::bigint"
+				    " WHERE id = 1 AND seq = $1::bigint"},
 	[S_DELIVERY_ADD] = {"delivery_add",
-			    "INSERT INTO deliveries (seq, order_key, at, next_attempt_at)"
-			    " VALUES ($1::bigint, $2::text, $3::bigint, 0) ON CONFLICT DO NOTHING"},
-	/* SKIP LOCKED: an instance claiming a head passes over the head another instance is
-	 * leasing at the same moment instead of waiting for it (storage.h rule 11). */
-	[S_DELIVERY_CLAIM] = {"delivery_claim", DELIVERY_CLAIM_SQL("$1::text", "$2::bigint")
-						" FOR UPDATE OF d SKIP LOCKED"},
-	[S_DELIVERY_LEASE] = {"delivery_lease",
-			      "UPDATE deliveries SET next_attempt_at = $2::bigint WHERE seq = $1::bigint"},
+			    DELIVERY_ADD_SQL("$1::bigint", "$2::text", "$3::bigint")},
+	/* SKIP LOCKED: an instance claiming heads passes over those another instance is leasing
+	 * at the same moment instead of waiting for them (storage.h rule 12). */
+	[S_DELIVERY_HEADS] = {"delivery_heads",
+			      DELIVERY_HEADS_SQL("$1::text", "$2::bigint", "$3::bigint",
+						 "$4::bigint", " FOR UPDATE SKIP LOCKED")},
+	[S_DELIVERY_BEHIND] = {"delivery_behind",
+			       DELIVERY_BEHIND_SQL("$1::text", "$2::bigint", "$3::bigint")},
+	[S_DELIVERY_NEXT_DUE] = {"delivery_next_due", DELIVERY_NEXT_DUE_SQL("$1::text")},
 	[S_DELIVERY_DELETE] = {"delivery_delete", "DELETE FROM deliveries WHERE seq = $1::bigint"},
 	[S_DELIVERY_SETTLE] = {"delivery_settle",
-			       "UPDATE deliveries SET state = $2::int, attempts = $3::int,"
-			       " first_attempt_at = $4::bigint, next_attempt_at = $5::bigint,"
-			       " url = $6::text, last_error = $7::text, last_error_at = $8::bigint"
-			       " WHERE seq = $1::bigint"},
+			       DELIVERY_SETTLE_SQL("$1::bigint", "$2::int", "$3::int", "$4::bigint",
+						   "$5::bigint", "$6::text", "$7::text",
+						   "$8::bigint")},
+	[S_DELIVERY_ADVANCE_LOCK] = {"delivery_advance_lock",
+				     "SELECT pg_advisory_xact_lock_shared(" LOCK_DELIVERY ", 0)"},
+	[S_DELIVERY_ADVANCE] = {"delivery_advance", DELIVERY_ADVANCE_SQL("$1::text")},
 	[S_DELIVERY_STATUS] = {"delivery_status", DELIVERY_STATUS_SQL("$1::text")},
 };
 
@@ -1768,6 +1786,33 @@ static enum err pg_call_stats(struct storage *st, int64_t since, int64_t until,
 	return e;
 }
 
+/* The feed's rows of a read of id as a page; takes res and gives cn back. */
+static enum err event_rows(struct pg_storage *s, struct conn *cn, PGresult *res, enum stmt_id id,
+			   struct event_page *ret_page)
+{
+	struct event_page page = {0};
+	enum err e = ERR_OK;
+	int rows = PQntuples(res);
+	if (rows) {
+		page.events = calloc((size_t)rows, sizeof *page.events);
+		if (!page.events)
+			e = ERR_NOMEM;
+	}
+	for (int r = 0; r < rows && e == ERR_OK; r++) {
+		struct db_value v[EVENT_COUNT + 1];
+		row_values(res, r, 0, EVENT_COUNT + 1, v, NULL, 0);
+		e = checked(rows_read_event(v, &page.events[page.n++]), id);
+	}
+	PQclear(res);
+	conn_give(s, cn);
+	if (e != ERR_OK) {
+		event_page_finish(&page);
+		return e;
+	}
+	*ret_page = page;
+	return ERR_OK;
+}
+
 static enum err pg_events_after(struct storage *st, int64_t after, int limit,
 				struct event_page *ret_page)
 {
@@ -1780,28 +1825,19 @@ static enum err pg_events_after(struct storage *st, int64_t after, int limit,
 	struct conn *cn = NULL;
 	PGresult *res = NULL;
 	enum err e = read_one(s, S_EVENTS_AFTER, &p, &cn, &res);
-	if (e != ERR_OK)
-		return e;
-	struct event_page page = {0};
-	int rows = PQntuples(res);
-	if (rows) {
-		page.events = calloc((size_t)rows, sizeof *page.events);
-		if (!page.events)
-			e = ERR_NOMEM;
-	}
-	for (int r = 0; r < rows && e == ERR_OK; r++) {
-		struct db_value v[EVENT_COUNT + 1];
-		row_values(res, r, 0, EVENT_COUNT + 1, v, NULL, 0);
-		e = checked(rows_read_event(v, &page.events[page.n++]), S_EVENTS_AFTER);
-	}
-	PQclear(res);
-	conn_give(s, cn);
-	if (e != ERR_OK) {
-		event_page_finish(&page);
-		return e;
-	}
-	*ret_page = page;
-	return ERR_OK;
+	return e != ERR_OK ? e : event_rows(s, cn, res, S_EVENTS_AFTER, ret_page);
+}
+
+static enum err pg_events_get(struct storage *st, const char *seqs_json,
+			      struct event_page *ret_page)
+{
+	struct pg_storage *s = to_pg(st);
+	struct params p = {0};
+	p_text(&p, seqs_json);
+	struct conn *cn = NULL;
+	PGresult *res = NULL;
+	enum err e = read_one(s, S_EVENTS_GET, &p, &cn, &res);
+	return e != ERR_OK ? e : event_rows(s, cn, res, S_EVENTS_GET, ret_page);
 }
 
 /* The rows of S_AUDIT into *ret. */
@@ -2084,9 +2120,11 @@ static enum err pg_tx_delivery_enqueue(struct storage_tx *tx, int64_t from,
 	PGresult *res = NULL;
 	if (page->n == 0)
 		return ERR_OK;
+	enum outcome o = tx_defer(t, S_DELIVERY_ENQUEUE_LOCK, NULL);
 	p_int(&p, from);
 	p_int(&p, page->events[page->n - 1].seq);
-	enum outcome o = tx_exec(t, S_DELIVERY_ADVANCE, &p, &res);
+	if (o == OUT_OK)
+		o = tx_exec(t, S_DELIVERY_CURSOR_MOVE, &p, &res);
 	if (o != OUT_OK)
 		return err_of(o);
 	long n = affected(res);
@@ -2103,34 +2141,75 @@ static enum err pg_tx_delivery_enqueue(struct storage_tx *tx, int64_t from,
 	return err_of(o);
 }
 
-static enum err pg_tx_delivery_claim(struct storage_tx *tx, const char *url, int64_t now,
-				     int64_t lease_until, struct delivery *ret)
+/* The rows of res as deliveries into ret (at most max), each marked leased. */
+static enum err delivery_rows(PGresult *res, enum stmt_id id, bool leased, size_t max,
+			      struct delivery *ret, size_t *ret_n)
 {
-	struct pg_tx *t = to_pg_tx(tx);
+	size_t rows = (size_t)PQntuples(res);
+	enum err e = rows > max ? ERR_INTERNAL : ERR_OK;
+	for (size_t r = 0; r < rows && e == ERR_OK; r++) {
+		struct db_value v[4];
+		row_values(res, (int)r, 0, 4, v, NULL, 0);
+		ret[r] = (struct delivery){.leased = leased};
+		e = rows_read_delivery(v, &ret[r]);
+	}
+	PQclear(res);
+	e = checked(e, id);
+	if (e == ERR_OK)
+		*ret_n = rows;
+	return e;
+}
+
+static enum err pg_tx_delivery_heads(struct storage_tx *tx, const char *url, int64_t now,
+				     int64_t lease_until, size_t max, struct delivery *ret,
+				     size_t *ret_n)
+{
 	struct params p = {0};
 	PGresult *res = NULL;
 	p_text(&p, url);
 	p_int(&p, now);
-	enum outcome o = tx_exec(t, S_DELIVERY_CLAIM, &p, &res);
+	p_int(&p, lease_until);
+	p_int(&p, (int64_t)max);
+	enum outcome o = tx_exec(to_pg_tx(tx), S_DELIVERY_HEADS, &p, &res);
 	if (o != OUT_OK)
 		return err_of(o);
-	struct delivery d = {0};
-	enum err e = ERR_NOT_FOUND;
+	return delivery_rows(res, S_DELIVERY_HEADS, true, max, ret, ret_n);
+}
+
+static enum err pg_tx_delivery_behind(struct storage_tx *tx, const char *order_key, int64_t seq,
+				      size_t max, struct delivery *ret, size_t *ret_n)
+{
+	struct params p = {0};
+	PGresult *res = NULL;
+	p_text(&p, order_key);
+	p_int(&p, seq);
+	p_int(&p, (int64_t)max);
+	enum outcome o = tx_exec(to_pg_tx(tx), S_DELIVERY_BEHIND, &p, &res);
+	if (o != OUT_OK)
+		return err_of(o);
+	return delivery_rows(res, S_DELIVERY_BEHIND, false, max, ret, ret_n);
+}
+
+static enum err pg_tx_delivery_next_due(struct storage_tx *tx, const char *url, int64_t *ret)
+{
+	struct params p = {0};
+	PGresult *res = NULL;
+	p_text(&p, url);
+	enum outcome o = tx_exec(to_pg_tx(tx), S_DELIVERY_NEXT_DUE, &p, &res);
+	if (o != OUT_OK)
+		return err_of(o);
+	int64_t due = 0;
+	enum err e = ERR_INTERNAL;
 	if (PQntuples(res) == 1) {
-		struct db_value v[3];
-		row_values(res, 0, 0, 3, v, NULL, 0);
-		e = checked(rows_read_delivery(v, &d), S_DELIVERY_CLAIM);
+		struct db_value v;
+		row_values(res, 0, 0, 1, &v, NULL, 0);
+		e = rows_read_seq(&v, &due);
 	}
 	PQclear(res);
-	if (e != ERR_OK)
-		return e;
-	p = (struct params){0};
-	p_int(&p, d.seq);
-	p_int(&p, lease_until);
-	o = tx_defer(t, S_DELIVERY_LEASE, &p);
-	if (o == OUT_OK)
-		*ret = d;
-	return err_of(o);
+	e = checked(e, S_DELIVERY_NEXT_DUE);
+	if (e == ERR_OK)
+		*ret = due;
+	return e;
 }
 
 static enum err pg_tx_delivery_settle(struct storage_tx *tx, const struct delivery *d,
@@ -2152,6 +2231,17 @@ static enum err pg_tx_delivery_settle(struct storage_tx *tx, const struct delive
 	p_text(&p, error);
 	p_value(&p, &error_at);
 	return err_of(tx_defer(to_pg_tx(tx), S_DELIVERY_SETTLE, &p));
+}
+
+static enum err pg_tx_delivery_advance(struct storage_tx *tx, const char *order_key)
+{
+	struct pg_tx *t = to_pg_tx(tx);
+	struct params p = {0};
+	p_text(&p, order_key);
+	enum outcome o = tx_defer(t, S_DELIVERY_ADVANCE_LOCK, NULL);
+	if (o == OUT_OK)
+		o = tx_defer(t, S_DELIVERY_ADVANCE, &p);
+	return err_of(o);
 }
 
 static enum err pg_delivery_status(struct storage *st, const char *url,
@@ -2206,6 +2296,7 @@ static const struct storage_impl pg_impl = {
 	.call_audit = pg_call_audit,
 	.call_stats = pg_call_stats,
 	.events_after = pg_events_after,
+	.events_get = pg_events_get,
 	.calls_due = pg_calls_due,
 	.user_call_ids = pg_user_call_ids,
 	.tx_call_audit = pg_tx_call_audit,
@@ -2215,8 +2306,11 @@ static const struct storage_impl pg_impl = {
 	.scrub = pg_scrub,
 	.delivery_cursor = pg_delivery_cursor,
 	.tx_delivery_enqueue = pg_tx_delivery_enqueue,
-	.tx_delivery_claim = pg_tx_delivery_claim,
+	.tx_delivery_heads = pg_tx_delivery_heads,
+	.tx_delivery_behind = pg_tx_delivery_behind,
+	.tx_delivery_next_due = pg_tx_delivery_next_due,
 	.tx_delivery_settle = pg_tx_delivery_settle,
+	.tx_delivery_advance = pg_tx_delivery_advance,
 	.delivery_status = pg_delivery_status,
 };
 

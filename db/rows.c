@@ -454,12 +454,13 @@ enum err rows_read_seq(const struct db_value in[1], int64_t *ret)
 	return done(&r);
 }
 
-enum err rows_read_delivery(const struct db_value in[3], struct delivery *d)
+enum err rows_read_delivery(const struct db_value in[4], struct delivery *d)
 {
 	struct reader r = {in, true};
 	d->seq = r_int(&r, 0);
 	int64_t attempts = r_int(&r, 1);
 	d->first_attempt_at = r_int(&r, 2);
+	r_text(&r, 3, d->order_key, sizeof d->order_key);
 	if (attempts < 0 || attempts > INT_MAX)
 		r.ok = false;
 	d->attempts = r.ok ? (int)attempts : 0;

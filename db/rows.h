@@ -165,18 +165,43 @@ enum err rows_read_due(const struct db_value in[2], struct due_call *d);
 	" FROM (SELECT 1) o LEFT JOIN (SELECT seq, last_error_at, last_error"                      \
 	" FROM deliveries WHERE last_error_at IS NOT NULL"                                         \
 	" ORDER BY last_error_at DESC, seq DESC LIMIT 1) l ON true"
-/* The head of each order's pending queue, if due by now, and nothing once url answered 410:
- * a row for rows_read_delivery. */
-#define DELIVERY_CLAIM_SQL(url, now)                                                               \
-	"SELECT d.seq, d.attempts, coalesce(d.first_attempt_at, 0)"                                \
-	" FROM deliveries d WHERE d.state = 0 AND d.next_attempt_at <= " now                       \
-	" AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.state = 0"                            \
-	" AND e.order_key = d.order_key AND e.seq < d.seq)"                                        \
-	" AND NOT EXISTS (SELECT 1 FROM deliveries s WHERE s.state = 2"                            \
-	" AND s.url = " url ") ORDER BY d.seq LIMIT 1"
+/* The next attempt time of an event queued behind its order's head: the largest integer, so
+ * that it is never due until storage_tx_delivery_advance makes it the head. */
+#define DELIVERY_BEHIND "9223372036854775807"
+#define DELIVERY_COLS "seq, attempts, coalesce(first_attempt_at, 0), order_key"
+/* Leases the heads due by now, earliest due first, and nothing once url answered 410: rows for
+ * rows_read_delivery. lock: what the backend adds to the inner SELECT. */
+#define DELIVERY_HEADS_SQL(url, now, lease_until, max, lock)                                      \
+	"UPDATE deliveries SET next_attempt_at = " lease_until " WHERE seq IN (SELECT seq"          \
+	" FROM deliveries WHERE state = 0 AND next_attempt_at <= " now                             \
+	" AND NOT EXISTS (SELECT 1 FROM deliveries s WHERE s.state = 2 AND s.url = " url ")"       \
+	" ORDER BY next_attempt_at, seq LIMIT " max lock ") RETURNING " DELIVERY_COLS
+/* The pending events of an order past a seq: rows for rows_read_delivery. */
+#define DELIVERY_BEHIND_SQL(order_key, seq, max)                                                  \
+	"SELECT " DELIVERY_COLS " FROM deliveries WHERE order_key = " order_key                    \
+	" AND state = 0 AND seq > " seq " ORDER BY seq LIMIT " max
+#define DELIVERY_NEXT_DUE_SQL(url)                                                                 \
+	"SELECT CASE WHEN EXISTS (SELECT 1 FROM deliveries s WHERE s.state = 2 AND s.url = " url   \
+	") THEN " DELIVERY_BEHIND " ELSE coalesce(min(next_attempt_at), " DELIVERY_BEHIND ") END"  \
+	" FROM deliveries WHERE state = 0"
+/* The first pending event of an order comes due if it waits behind a head. */
+#define DELIVERY_ADVANCE_SQL(order_key)                                                            \
+	"UPDATE deliveries SET next_attempt_at = 0 WHERE seq = (SELECT min(seq) FROM deliveries"    \
+	" WHERE order_key = " order_key " AND state = 0) AND next_attempt_at = " DELIVERY_BEHIND
+/* A new event is due at once (0) unless a pending event of its order is ahead of it. */
+#define DELIVERY_ADD_SQL(seq, order_key, at)                                                       \
+	"INSERT INTO deliveries (seq, order_key, at, next_attempt_at) VALUES (" seq ", " order_key  \
+	", " at ", CASE WHEN EXISTS (SELECT 1 FROM deliveries WHERE order_key = " order_key         \
+	" AND state = 0) THEN " DELIVERY_BEHIND " ELSE 0 END) ON CONFLICT DO NOTHING"
+/* An attempt's outcome; a NULL error keeps the last one (a lease given back unattempted). */
+#define DELIVERY_SETTLE_SQL(seq, state, attempts, first, next_at, url, error, error_at)            \
+	"UPDATE deliveries SET state = " state ", attempts = " attempts ", first_attempt_at = "     \
+	first ", next_attempt_at = " next_at ", url = " url ", last_error = coalesce(" error        \
+	", last_error), last_error_at = coalesce(" error_at ", last_error_at) WHERE seq = " seq
 /* One integer column (a seq). */
 enum err rows_read_seq(const struct db_value in[1], int64_t *ret);
-/* A claimed delivery: seq, attempts, first attempt (0 for none). */
-enum err rows_read_delivery(const struct db_value in[3], struct delivery *d);
+/* A claimed delivery: seq, attempts, first attempt (0 for none), order key; leased is left as
+ * it was. */
+enum err rows_read_delivery(const struct db_value in[4], struct delivery *d);
 /* Backlog, oldest pending at, dead, stopped, and the last error's seq, time and text. */
 enum err rows_read_delivery_status(const struct db_value in[7], struct delivery_status *ds);

@@ -112,6 +112,7 @@ enum stmt_id {
 	S_PARTICIPANT_UPSERT,
 	S_EVENT_INSERT,
 	S_EVENTS_AFTER,
+	S_EVENTS_GET,
 	S_AUDIT,
 	S_AUDIT_INDEX_EVENTS,
 	S_AUDIT_INDEX_WEBHOOKS,
@@ -147,12 +148,14 @@ enum stmt_id {
 	S_PURGE_IDEMPOTENCY,
 	S_AUDIT_MARK_LOWER,
 	S_DELIVERY_CURSOR,
-	S_DELIVERY_ADVANCE,
+	S_DELIVERY_CURSOR_MOVE,
 	S_DELIVERY_ADD,
-	S_DELIVERY_CLAIM,
-	S_DELIVERY_LEASE,
+	S_DELIVERY_HEADS,
+	S_DELIVERY_BEHIND,
+	S_DELIVERY_NEXT_DUE,
 	S_DELIVERY_DELETE,
 	S_DELIVERY_SETTLE,
+	S_DELIVERY_ADVANCE,
 	S_DELIVERY_STATUS,
 	S_COUNT
 };
@@ -240,6 +243,8 @@ static const struct {
 					    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"},
 	[S_EVENTS_AFTER] = {"events_after", "SELECT seq, " EVENT_COLS
 					    " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"},
+	[S_EVENTS_GET] = {"events_get", "SELECT seq, " EVENT_COLS " FROM events"
+					" WHERE seq IN (SELECT value FROM json_each(?1)) ORDER BY seq"},
 	/* AUDIT_COUNT columns, then the position: a webhook goes just before the change that
 	 * follows the version it found (struct audit_trail). The call's rows are those of the
 	 * audit tables and those past their marks, not indexed yet. */
@@ -398,19 +403,16 @@ static const struct {
 				"UPDATE audit_indexed SET webhooks_upto = min(webhooks_upto,"
 				" coalesce((SELECT max(rowid) FROM webhooks), 0))"},
 	[S_DELIVERY_CURSOR] = {"delivery_cursor", "SELECT seq FROM delivery_cursor WHERE id = 1"},
-	[S_DELIVERY_ADVANCE] = {"delivery_advance",
-				"UPDATE delivery_cursor SET seq = ?2 WHERE id = 1 AND seq = ?1"},
-	[S_DELIVERY_ADD] = {"delivery_add",
-			    "INSERT INTO deliveries (seq, order_key, at, next_attempt_at)"
-			    " VALUES (?1, ?2, ?3, 0) ON CONFLICT DO NOTHING"},
-	[S_DELIVERY_CLAIM] = {"delivery_claim", DELIVERY_CLAIM_SQL("?1", "?2")},
-	[S_DELIVERY_LEASE] = {"delivery_lease",
-			      "UPDATE deliveries SET next_attempt_at = ?2 WHERE seq = ?1"},
+	[S_DELIVERY_CURSOR_MOVE] = {"delivery_cursor_move",
+				    "UPDATE delivery_cursor SET seq = ?2 WHERE id = 1 AND seq = ?1"},
+	[S_DELIVERY_ADD] = {"delivery_add", DELIVERY_ADD_SQL("?1", "?2", "?3")},
+	[S_DELIVERY_HEADS] = {"delivery_heads", DELIVERY_HEADS_SQL("?1", "?2", "?3", "?4", "")},
+	[S_DELIVERY_BEHIND] = {"delivery_behind", DELIVERY_BEHIND_SQL("?1", "?2", "?3")},
+	[S_DELIVERY_NEXT_DUE] = {"delivery_next_due", DELIVERY_NEXT_DUE_SQL("?1")},
 	[S_DELIVERY_DELETE] = {"delivery_delete", "DELETE FROM deliveries WHERE seq = ?1"},
-	[S_DELIVERY_SETTLE] = {"delivery_settle",
-			       "UPDATE deliveries SET state = ?2, attempts = ?3, first_attempt_at = ?4,"
-			       " next_attempt_at = ?5, url = ?6, last_error = ?7, last_error_at = ?8"
-			       " WHERE seq = ?1"},
+	[S_DELIVERY_SETTLE] = {"delivery_settle", DELIVERY_SETTLE_SQL("?1", "?2", "?3", "?4", "?5",
+								      "?6", "?7", "?8")},
+	[S_DELIVERY_ADVANCE] = {"delivery_advance", DELIVERY_ADVANCE_SQL("?1")},
 	[S_DELIVERY_STATUS] = {"delivery_status", DELIVERY_STATUS_SQL("?1")},
 };
 
@@ -1755,34 +1757,22 @@ out:
 	return e;
 }
 
-static enum err sq_events_after(struct storage *st, int64_t after, int limit,
-				struct event_page *ret_page)
+/* The feed's rows of b's statement (id), prepared on cn, as a page. */
+static enum err event_rows(struct sqlite_storage *s, struct conn *cn, enum stmt_id id,
+			   struct binder *b, struct event_page *ret_page)
 {
-	struct sqlite_storage *s = to_sqlite(st);
 	struct event_page page = {0};
-	struct binder b = {0};
-	struct conn *cn = NULL;
 	size_t cap = 0;
-	enum err e;
+	enum err e = ERR_OK;
 	int rc = SQLITE_DONE;
-
-	if (limit < 1)
-		return ERR_INVALID;
-	e = reader_begin(s, &cn, false);
-	if (e == ERR_OK)
-		e = stmt_get(cn, S_EVENTS_AFTER, &b.st);
-	if (e != ERR_OK)
-		goto out;
-	bind_int(&b, 1, after);
-	bind_int(&b, 2, limit);
 	/* Read after the first step, which fixed this read's snapshot: the writer lowers the
 	 * bound before it commits an event, so an event in the snapshot past the bound is one
 	 * this read must not show yet (see feed_durable). Seqs ascend: the page ends there. */
 	int64_t durable = INT64_MAX;
-	while (e == ERR_OK && (rc = step_bound(&b)) == SQLITE_ROW) {
+	while (e == ERR_OK && (rc = step_bound(b)) == SQLITE_ROW) {
 		if (page.n == 0)
 			durable = atomic_load(&s->feed_durable);
-		if (sqlite3_column_int64(b.st, 0) > durable) {
+		if (sqlite3_column_int64(b->st, 0) > durable) {
 			rc = SQLITE_DONE;
 			break;
 		}
@@ -1799,19 +1789,54 @@ static enum err sq_events_after(struct storage *st, int64_t after, int limit,
 		struct db_value v[EVENT_COUNT + 1];
 		struct event *ev = &page.events[page.n++]; /* counted now: the cleanup frees it */
 		*ev = (struct event){0};
-		row_values(b.st, 0, EVENT_COUNT + 1, v);
-		e = checked(rows_read_event(v, ev), S_EVENTS_AFTER);
+		row_values(b->st, 0, EVENT_COUNT + 1, v);
+		e = checked(rows_read_event(v, ev), id);
 	}
 	if (e == ERR_OK && rc != SQLITE_DONE)
-		e = db_fail(cn->db, rc, stmts[S_EVENTS_AFTER].name);
-out:
-	read_done(s, cn, b.st);
+		e = db_fail(cn->db, rc, stmts[id].name);
 	if (e != ERR_OK) {
 		event_page_finish(&page);
 		return e;
 	}
 	*ret_page = page;
 	return ERR_OK;
+}
+
+static enum err sq_events_after(struct storage *st, int64_t after, int limit,
+				struct event_page *ret_page)
+{
+	struct sqlite_storage *s = to_sqlite(st);
+	struct binder b = {0};
+	struct conn *cn = NULL;
+	if (limit < 1)
+		return ERR_INVALID;
+	enum err e = reader_begin(s, &cn, false);
+	if (e == ERR_OK)
+		e = stmt_get(cn, S_EVENTS_AFTER, &b.st);
+	if (e == ERR_OK) {
+		bind_int(&b, 1, after);
+		bind_int(&b, 2, limit);
+		e = event_rows(s, cn, S_EVENTS_AFTER, &b, ret_page);
+	}
+	read_done(s, cn, b.st);
+	return e;
+}
+
+static enum err sq_events_get(struct storage *st, const char *seqs_json,
+			      struct event_page *ret_page)
+{
+	struct sqlite_storage *s = to_sqlite(st);
+	struct binder b = {0};
+	struct conn *cn = NULL;
+	enum err e = reader_begin(s, &cn, false);
+	if (e == ERR_OK)
+		e = stmt_get(cn, S_EVENTS_GET, &b.st);
+	if (e == ERR_OK) {
+		bind_text(&b, 1, seqs_json);
+		e = event_rows(s, cn, S_EVENTS_GET, &b, ret_page);
+	}
+	read_done(s, cn, b.st);
+	return e;
 }
 
 /* Room for one more entry at a->entries[a->n], zeroed; *cap is the allocated count. */
@@ -2141,6 +2166,13 @@ static enum err sq_delivery_cursor(struct storage *st, int64_t *ret_seq)
 	return e;
 }
 
+/* bind_text() would make "" (the presence events' order) a NULL. */
+static void bind_order_key(struct binder *b, int i, const char *order_key)
+{
+	if (b->rc == SQLITE_OK)
+		b->rc = sqlite3_bind_text(b->st, i, order_key, -1, SQLITE_STATIC);
+}
+
 static enum err sq_tx_delivery_enqueue(struct storage_tx *tx, int64_t from,
 				       const struct event_page *page)
 {
@@ -2148,12 +2180,12 @@ static enum err sq_tx_delivery_enqueue(struct storage_tx *tx, int64_t from,
 	struct binder b = {0};
 	if (page->n == 0)
 		return ERR_OK;
-	enum err e = stmt_get(w, S_DELIVERY_ADVANCE, &b.st);
+	enum err e = stmt_get(w, S_DELIVERY_CURSOR_MOVE, &b.st);
 	if (e != ERR_OK)
 		return e;
 	bind_int(&b, 1, from);
 	bind_int(&b, 2, page->events[page->n - 1].seq);
-	e = run_bound(w, S_DELIVERY_ADVANCE, &b);
+	e = run_bound(w, S_DELIVERY_CURSOR_MOVE, &b);
 	if (e == ERR_OK && sqlite3_changes(w->db) == 0)
 		return ERR_CONFLICT;
 	for (size_t i = 0; i < page->n && e == ERR_OK; i++) {
@@ -2163,46 +2195,86 @@ static enum err sq_tx_delivery_enqueue(struct storage_tx *tx, int64_t from,
 		if (e != ERR_OK)
 			break;
 		bind_int(&b, 1, ev->seq);
-		if (b.rc == SQLITE_OK) /* bind_text() would make "" a NULL */
-			b.rc = sqlite3_bind_text(b.st, 2, ev->call_id, -1, SQLITE_STATIC);
+		bind_order_key(&b, 2, ev->call_id);
 		bind_int(&b, 3, ev->at);
 		e = run_bound(w, S_DELIVERY_ADD, &b);
 	}
 	return e;
 }
 
-static enum err sq_tx_delivery_claim(struct storage_tx *tx, const char *url, int64_t now,
-				     int64_t lease_until, struct delivery *ret)
+/* The rows of b's statement as deliveries into ret (at most max), each marked leased. */
+static enum err delivery_rows(struct conn *w, enum stmt_id id, struct binder *b, bool leased,
+			      size_t max, struct delivery *ret, size_t *ret_n)
+{
+	size_t n = 0;
+	enum err e = ERR_OK;
+	int rc;
+	while ((rc = step_bound(b)) == SQLITE_ROW) {
+		if (n == max) {
+			e = checked(ERR_INTERNAL, id);
+			break;
+		}
+		struct db_value v[4];
+		row_values(b->st, 0, 4, v);
+		ret[n] = (struct delivery){.leased = leased};
+		e = checked(rows_read_delivery(v, &ret[n]), id);
+		if (e != ERR_OK)
+			break;
+		n++;
+	}
+	if (e == ERR_OK && rc != SQLITE_DONE)
+		e = db_fail(w->db, rc, stmts[id].name);
+	stmt_done(b->st);
+	if (e == ERR_OK)
+		*ret_n = n;
+	return e;
+}
+
+static enum err sq_tx_delivery_heads(struct storage_tx *tx, const char *url, int64_t now,
+				     int64_t lease_until, size_t max, struct delivery *ret,
+				     size_t *ret_n)
 {
 	struct conn *w = tx_conn(tx);
 	struct binder b = {0};
-	enum err e = stmt_get(w, S_DELIVERY_CLAIM, &b.st);
+	enum err e = stmt_get(w, S_DELIVERY_HEADS, &b.st);
 	if (e != ERR_OK)
 		return e;
 	bind_text(&b, 1, url);
 	bind_int(&b, 2, now);
+	bind_int(&b, 3, lease_until);
+	bind_int(&b, 4, (int64_t)max);
+	return delivery_rows(w, S_DELIVERY_HEADS, &b, true, max, ret, ret_n);
+}
+
+static enum err sq_tx_delivery_behind(struct storage_tx *tx, const char *order_key, int64_t seq,
+				      size_t max, struct delivery *ret, size_t *ret_n)
+{
+	struct conn *w = tx_conn(tx);
+	struct binder b = {0};
+	enum err e = stmt_get(w, S_DELIVERY_BEHIND, &b.st);
+	if (e != ERR_OK)
+		return e;
+	bind_order_key(&b, 1, order_key);
+	bind_int(&b, 2, seq);
+	bind_int(&b, 3, (int64_t)max);
+	return delivery_rows(w, S_DELIVERY_BEHIND, &b, false, max, ret, ret_n);
+}
+
+static enum err sq_tx_delivery_next_due(struct storage_tx *tx, const char *url, int64_t *ret)
+{
+	struct conn *w = tx_conn(tx);
+	struct binder b = {0};
+	enum err e = stmt_get(w, S_DELIVERY_NEXT_DUE, &b.st);
+	if (e != ERR_OK)
+		return e;
+	bind_text(&b, 1, url);
 	int rc = step_bound(&b);
-	struct delivery d = {0};
-	if (rc == SQLITE_ROW) {
-		struct db_value v[3];
-		row_values(b.st, 0, 3, v);
-		e = checked(rows_read_delivery(v, &d), S_DELIVERY_CLAIM);
-	} else {
-		e = rc == SQLITE_DONE ? ERR_NOT_FOUND
-				      : db_fail(w->db, rc, stmts[S_DELIVERY_CLAIM].name);
-	}
+	if (rc == SQLITE_ROW)
+		*ret = sqlite3_column_int64(b.st, 0);
+	else
+		e = db_fail(w->db, rc == SQLITE_DONE ? SQLITE_INTERNAL : rc,
+			    stmts[S_DELIVERY_NEXT_DUE].name);
 	stmt_done(b.st);
-	if (e != ERR_OK)
-		return e;
-	b = (struct binder){0};
-	e = stmt_get(w, S_DELIVERY_LEASE, &b.st);
-	if (e != ERR_OK)
-		return e;
-	bind_int(&b, 1, d.seq);
-	bind_int(&b, 2, lease_until);
-	e = run_bound(w, S_DELIVERY_LEASE, &b);
-	if (e == ERR_OK)
-		*ret = d;
 	return e;
 }
 
@@ -2227,6 +2299,17 @@ static enum err sq_tx_delivery_settle(struct storage_tx *tx, const struct delive
 		bind_time(&b, 8, error ? now : 0);
 	}
 	return run_bound(w, id, &b);
+}
+
+static enum err sq_tx_delivery_advance(struct storage_tx *tx, const char *order_key)
+{
+	struct conn *w = tx_conn(tx);
+	struct binder b = {0};
+	enum err e = stmt_get(w, S_DELIVERY_ADVANCE, &b.st);
+	if (e != ERR_OK)
+		return e;
+	bind_order_key(&b, 1, order_key);
+	return run_bound(w, S_DELIVERY_ADVANCE, &b);
 }
 
 static enum err sq_delivery_status(struct storage *st, const char *url,
@@ -2284,6 +2367,7 @@ static const struct storage_impl sqlite_impl = {
 	.call_audit = sq_call_audit,
 	.call_stats = sq_call_stats,
 	.events_after = sq_events_after,
+	.events_get = sq_events_get,
 	.calls_due = sq_calls_due,
 	.user_call_ids = sq_user_call_ids,
 	.tx_call_audit = sq_tx_call_audit,
@@ -2293,8 +2377,11 @@ static const struct storage_impl sqlite_impl = {
 	.scrub = sq_scrub,
 	.delivery_cursor = sq_delivery_cursor,
 	.tx_delivery_enqueue = sq_tx_delivery_enqueue,
-	.tx_delivery_claim = sq_tx_delivery_claim,
+	.tx_delivery_heads = sq_tx_delivery_heads,
+	.tx_delivery_behind = sq_tx_delivery_behind,
+	.tx_delivery_next_due = sq_tx_delivery_next_due,
 	.tx_delivery_settle = sq_tx_delivery_settle,
+	.tx_delivery_advance = sq_tx_delivery_advance,
 	.delivery_status = sq_delivery_status,
 };
 

@@ -3,6 +3,8 @@
  * No state and no logging here: backends log their driver text, callers log the rest. */
 #include "storage_impl.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -208,6 +210,22 @@ enum err storage_events_after(struct storage *st, int64_t after, int limit,
 	return st->impl->events_after(st, after, limit, ret_page);
 }
 
+enum err storage_events_get(struct storage *st, const int64_t *seqs, size_t n,
+			    struct event_page *ret_page)
+{
+	enum { SEQ_TEXT_MAX = 21 }; /* "-9223372036854775808," */
+	if (n > EVENTS_GET_MAX)
+		return ERR_INVALID;
+	char json[2 + EVENTS_GET_MAX * SEQ_TEXT_MAX + 1];
+	size_t used = 1;
+	json[0] = '[';
+	for (size_t i = 0; i < n; i++)
+		used += (size_t)snprintf(json + used, sizeof json - used, "%s%" PRId64, i ? "," : "",
+					 seqs[i]);
+	snprintf(json + used, sizeof json - used, "]");
+	return st->impl->events_get(st, json, ret_page);
+}
+
 enum err storage_calls_due(struct storage *st, int64_t now, const struct due_call *after,
 			   size_t max, struct due_call *ret_calls, size_t *ret_n)
 {
@@ -296,10 +314,46 @@ enum err storage_tx_delivery_enqueue(struct storage_tx *tx, int64_t from,
 	return tx->st->impl->tx_delivery_enqueue(tx, from, page);
 }
 
-enum err storage_tx_delivery_claim(struct storage_tx *tx, const char *url, int64_t now,
-				   int64_t lease_until, struct delivery *ret)
+static int never_tried_first(const void *a, const void *b)
 {
-	return tx->st->impl->tx_delivery_claim(tx, url, now, lease_until, ret);
+	const struct delivery *x = a, *y = b;
+	if ((x->attempts > 0) != (y->attempts > 0))
+		return x->attempts > 0 ? 1 : -1;
+	return (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+enum err storage_tx_delivery_claim(struct storage_tx *tx, const char *url, int64_t now,
+				   int64_t lease_until, size_t max, struct delivery *ret,
+				   size_t *ret_n, int64_t *ret_next_due)
+{
+	const struct storage_impl *impl = tx->st->impl;
+	struct delivery *heads = max ? calloc(max, sizeof *heads) : NULL;
+	if (max && !heads)
+		return ERR_NOMEM;
+	size_t n_heads = 0, n = 0;
+	int64_t next_due = INT64_MAX;
+	enum err e = max ? impl->tx_delivery_heads(tx, url, now, lease_until, max, heads, &n_heads)
+			 : ERR_OK;
+	if (e == ERR_OK && n_heads == 0)
+		e = impl->tx_delivery_next_due(tx, url, &next_due);
+	qsort(heads, n_heads, sizeof *heads, never_tried_first);
+	/* The room left is shared evenly, so that one long queue (the presence events, say)
+	 * does not crowd out the other orders' heads. */
+	size_t room = n_heads ? (max - n_heads) / n_heads : 0;
+	for (size_t h = 0; h < n_heads && e == ERR_OK; h++) {
+		size_t behind = 0;
+		ret[n++] = heads[h];
+		if (room)
+			e = impl->tx_delivery_behind(tx, heads[h].order_key, heads[h].seq, room,
+						     ret + n, &behind);
+		n += behind;
+	}
+	free(heads);
+	if (e == ERR_OK) {
+		*ret_n = n;
+		*ret_next_due = next_due;
+	}
+	return e;
 }
 
 enum err storage_tx_delivery_settle(struct storage_tx *tx, const struct delivery *d,
@@ -307,6 +361,11 @@ enum err storage_tx_delivery_settle(struct storage_tx *tx, const struct delivery
 				    const char *url, const char *error, int64_t now)
 {
 	return tx->st->impl->tx_delivery_settle(tx, d, state, next_at, url, error, now);
+}
+
+enum err storage_tx_delivery_advance(struct storage_tx *tx, const char *order_key)
+{
+	return tx->st->impl->tx_delivery_advance(tx, order_key);
 }
 
 enum err storage_delivery_status(struct storage *st, const char *url,

@@ -54,10 +54,14 @@
  *     ended calls that no other transaction holds (PostgreSQL: FOR UPDATE SKIP LOCKED), so
  *     instances purging at once share the old calls instead of waiting on each other, and a
  *     request on an old call is never made to wait for the purge.
-
  * 12. Push deliveries (CALLSTATE_EVENTS_URL) are leased, not locked: a claim sets the head of
  *     one order's queue in flight until its lease ends, so each event is in flight at one
- *     instance at a time, and a crashed attempt is sent again once its lease has passed. */
+ *     instance at a time, and a crashed attempt is sent again once its lease has passed. Only
+ *     heads have a due time; an event queued behind one waits until storage_tx_delivery_advance
+ *     follows the head's settle, so a claim reads due heads from an index however long the
+ *     queues are. An enqueue that sees a head pending queues behind it: on PostgreSQL enqueues
+ *     and advances exclude each other (an advisory lock), or an advance that ran before an
+ *     enqueue committed could leave the enqueued event behind a head that is gone. */
 #pragma once
 
 #include <stdbool.h>
@@ -299,7 +303,6 @@ enum err storage_call_audit(struct storage *st, const char *id, struct audit_tra
  * p-th percentile is the value of rank ceil(p * joins / 100) in ascending order. */
 enum err storage_call_stats(struct storage *st, int64_t since, int64_t until,
 			    int64_t join_timeout_ms, int64_t now, struct call_stats *ret);
-/* Events with seq > after, ascending, at most limit (rule 4: no smaller seq appears later). */
 /* Long polls: sleep, without polling, until an event newer than *seen may be in the feed
  * (SQLite: once the syncer made it durable; PostgreSQL: once any instance numbered it, told by
  * LISTEN/NOTIFY), then ERR_OK with *seen raised: read the feed again (the event may be of no
@@ -309,8 +312,14 @@ enum err storage_call_stats(struct storage *st, int64_t since, int64_t until,
 enum err storage_events_wait(struct storage *st, int64_t *seen, int64_t deadline_ms);
 /* Ends every wait, now and to come, with ERR_TIMEOUT: for a graceful stop. */
 void storage_events_interrupt(struct storage *st);
+/* Events with seq > after, ascending, at most limit (rule 4: no smaller seq appears later). */
 enum err storage_events_after(struct storage *st, int64_t after, int limit,
 			      struct event_page *ret_page);
+/* The events of seqs[0..n) that are in the feed (retention may have taken some), ascending;
+ * n <= EVENTS_GET_MAX. For seqs read from the feed before: rule 4 is the caller's. */
+#define EVENTS_GET_MAX 256
+enum err storage_events_get(struct storage *st, const int64_t *seqs, size_t n,
+			    struct event_page *ret_page);
 /* A call with a timer due: its id and next_deadline, which together order the due calls. */
 struct due_call {
 	char id[ID_LEN + 1];
@@ -322,7 +331,7 @@ struct due_call {
 enum err storage_calls_due(struct storage *st, int64_t now, const struct due_call *after,
 			   size_t max, struct due_call *ret_calls, size_t *ret_n);
 
-/* --- push delivery of the feed (CALLSTATE_EVENTS_URL, rule 11) --- */
+/* --- push delivery of the feed (CALLSTATE_EVENTS_URL, rule 12) --- */
 enum delivery_state { DELIVERY_PENDING, DELIVERY_DEAD, DELIVERY_STOPPED, DELIVERY_DELIVERED };
 #define DELIVERY_ERROR_MAX 200
 /* An event's delivery as claimed, and what its attempt made of it (settle). */
@@ -330,6 +339,8 @@ struct delivery {
 	int64_t seq;
 	int attempts;                /* made before this one */
 	int64_t first_attempt_at;    /* 0 before the first */
+	bool leased;                 /* its order's head, in flight; false: queued behind it */
+	char order_key[ID_LEN + 1];  /* its call's id; "" for presence events */
 };
 struct delivery_status {
 	int64_t backlog;             /* pending deliveries */
@@ -347,17 +358,26 @@ enum err storage_delivery_cursor(struct storage *st, int64_t *ret_seq);
  * queued them). Presence events share one order; a call's events are ordered per call. */
 enum err storage_tx_delivery_enqueue(struct storage_tx *tx, int64_t from,
 				     const struct event_page *page);
-/* The pending delivery due by now (next_attempt_at <= now) with the smallest seq of any order
- * whose earlier events are all settled, put in flight until lease_until; ERR_NOT_FOUND when
- * none is due, or url refused an event with 410. */
+/* Claims up to max deliveries into ret: the heads due by now (next attempt <= now) of orders
+ * whose earlier events are all settled, earliest due first, each in flight until lease_until
+ * (leased), in ret those never tried first and then in seq order, each followed by events
+ * queued behind it in its order, in seq order, while room is left. Those are not leased: nothing behind a pending head can be claimed (rule 12),
+ * so they are the claimer's to send after their head until it settles them. *ret_n is 0 when
+ * nothing is due or url refused an event with 410; *ret_next_due is then when the earliest head
+ * comes due (INT64_MAX: none). */
 enum err storage_tx_delivery_claim(struct storage_tx *tx, const char *url, int64_t now,
-				   int64_t lease_until, struct delivery *ret);
+				   int64_t lease_until, size_t max, struct delivery *ret,
+				   size_t *ret_n, int64_t *ret_next_due);
 /* Record an attempt: DELIVERY_DELIVERED deletes the row; DELIVERY_PENDING retries it at
  * next_at; DEAD and STOPPED settle it for good (url is kept for STOPPED). error NULL when
- * delivered. */
+ * delivered, or to give back a lease unattempted (PENDING: due at next_at, the last error
+ * kept). Then storage_tx_delivery_advance, once per order settled. */
 enum err storage_tx_delivery_settle(struct storage_tx *tx, const struct delivery *d,
 				    enum delivery_state state, int64_t next_at,
 				    const char *url, const char *error, int64_t now);
+/* After the settles of an order's claimed events: the first event left in order_key comes due
+ * if it was queued behind a head that is settled now. */
+enum err storage_tx_delivery_advance(struct storage_tx *tx, const char *order_key);
 enum err storage_delivery_status(struct storage *st, const char *url,
 				 struct delivery_status *ret);
 

@@ -47,6 +47,8 @@ struct storage_impl {
 			       int64_t join_timeout_ms, int64_t now, struct call_stats *ret);
 	enum err (*events_after)(struct storage *st, int64_t after, int limit,
 				 struct event_page *ret_page);
+	/* seqs as a JSON array of integers, n <= EVENTS_GET_MAX of them. */
+	enum err (*events_get)(struct storage *st, const char *seqs_json, struct event_page *ret_page);
 	enum err (*calls_due)(struct storage *st, int64_t now, const struct due_call *after,
 			      size_t max, struct due_call *ret_calls, size_t *ret_n);
 
@@ -63,11 +65,20 @@ struct storage_impl {
 	enum err (*delivery_cursor)(struct storage *st, int64_t *ret_seq);
 	enum err (*tx_delivery_enqueue)(struct storage_tx *tx, int64_t from,
 					const struct event_page *page);
-	enum err (*tx_delivery_claim)(struct storage_tx *tx, const char *url, int64_t now,
-				      int64_t lease_until, struct delivery *ret);
+	/* Claim and lease up to max due heads into ret, earliest due first. */
+	enum err (*tx_delivery_heads)(struct storage_tx *tx, const char *url, int64_t now,
+				      int64_t lease_until, size_t max, struct delivery *ret,
+				      size_t *ret_n);
+	/* Up to max pending events of order_key past seq, ascending, not leased. */
+	enum err (*tx_delivery_behind)(struct storage_tx *tx, const char *order_key, int64_t seq,
+				       size_t max, struct delivery *ret, size_t *ret_n);
+	/* When the earliest pending head comes due; INT64_MAX for none, or once url answered
+	 * 410. */
+	enum err (*tx_delivery_next_due)(struct storage_tx *tx, const char *url, int64_t *ret);
 	enum err (*tx_delivery_settle)(struct storage_tx *tx, const struct delivery *d,
 				       enum delivery_state state, int64_t next_at, const char *url,
 				       const char *error, int64_t now);
+	enum err (*tx_delivery_advance)(struct storage_tx *tx, const char *order_key);
 	enum err (*delivery_status)(struct storage *st, const char *url,
 				    struct delivery_status *ret);
 };

@@ -1,8 +1,13 @@
 /* One thread queues the feed past the delivery cursor into the deliveries table; PUSH_SENDERS
- * threads each claim the head of one order (a call, or the presence events), POST it, and
- * record the outcome. The request path writes nothing for push: the queue is filled from the
- * feed, which is durable already. A call whose receiver hangs holds one sender for at most
- * the 10 s timeout, and only its own order, since a claimed head is leased. */
+ * threads each claim up to PUSH_BATCH events (the due heads of several orders, a call or the
+ * presence events, each with what is queued behind it), POST them in order over a connection
+ * they keep alive, and record the outcomes with their next claim in one transaction. The
+ * request path writes nothing for push: the queue is filled from the feed, which is durable
+ * already. A receiver that hangs on one call holds its sender for at most the 10 s timeout:
+ * the rest of that sender's batch waits that long at most, once, since a sender tries the
+ * heads never tried before first and gives back what it did not start after PUSH_ROUND_MS; the
+ * other senders go on. Senders with nothing due sleep until the queue thread wakes them or the
+ * earliest retry comes due. */
 #include "push.h"
 
 #include <inttypes.h>
@@ -11,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,21 +26,29 @@
 #include <openssl/rand.h>
 
 #include "clock.h"
+#include "deadline.h"
 #include "log.h"
 #include "routes.h"
 #include "threadname.h"
 
 #define PUSH_SENDERS 4
+#define PUSH_BATCH 64
 #define PUSH_TIMEOUT_MS 10000
-/* A claimed head stays with its sender this long: CivetWeb's own 10 s to connect, the 10 s
- * for the answer, and some slack. After a crash, what was in flight waits this long. */
+/* A sender starts no attempt this long after its round began; it gives back the heads it did
+ * not try. */
+#define PUSH_ROUND_MS 2000
+/* A claimed head stays with its sender this long: the round, CivetWeb's own 10 s to connect,
+ * the 10 s for the answer, and some slack. After a crash, what was in flight waits this long. */
 #define PUSH_CONNECT_TIMEOUT_MS 10000
-#define PUSH_LEASE_MS (PUSH_CONNECT_TIMEOUT_MS + PUSH_TIMEOUT_MS + 5000)
+#define PUSH_LEASE_MS (PUSH_ROUND_MS + PUSH_CONNECT_TIMEOUT_MS + PUSH_TIMEOUT_MS + 5000)
 #define PUSH_BACKOFF_FIRST_MS 1000
 #define PUSH_BACKOFF_MAX_MS (10 * 60 * 1000)
 #define PUSH_GIVE_UP_MS (24LL * 3600 * 1000)
-/* A sender with nothing due looks again this often (a retry may come due meanwhile). */
-#define PUSH_IDLE_MS 1000
+/* An idle sender looks again after this long at most, for heads that another instance's
+ * crashed sender leaves behind when its lease ends (those wake no one here). */
+#define PUSH_IDLE_MAX_MS 30000
+/* The answer's body is read (and dropped) to keep the connection; a longer one closes it. */
+#define PUSH_ANSWER_BODY_MAX (64 * 1024)
 #define PUSH_QUEUE_PAGE 200
 #define PUSH_QUEUE_WAIT_MS 1000
 /* System CA certificates: an https receiver must present a certificate they vouch for. */
@@ -46,14 +60,41 @@ struct push {
 	const struct config *cfg;
 	struct storage *st;
 	struct events_target target;
+	struct deadlines *deadlines; /* one slot per sender: a body read cannot outlast the timeout */
 	pthread_t queuer;
-	pthread_t senders[PUSH_SENDERS];
-	size_t n_senders;
+	struct sender *senders;      /* PUSH_SENDERS of them */
+	size_t n_senders;            /* started */
 	bool queuer_started;
 	atomic_bool stop;
 	atomic_bool stop_logged; /* the 410 is logged once per process */
 	pthread_mutex_t mu;
 	pthread_cond_t wake;
+	uint64_t wakes;          /* under mu: a sender that saw it change does not sleep */
+};
+
+/* What came of one claimed delivery in a round. */
+struct outcome {
+	bool tried;
+	enum delivery_state state;
+	int64_t next_at;
+	char error[DELIVERY_ERROR_MAX + 1];
+};
+
+struct sender {
+	struct push *p;
+	pthread_t thread;
+	struct mg_connection *conn; /* kept alive between attempts; NULL when closed */
+	/* The round sent last: its claimed deliveries (each head followed by those behind it) and
+	 * what came of them, to be recorded by the next round's transaction. */
+	struct delivery claimed[PUSH_BATCH];
+	struct outcome outcome[PUSH_BATCH];
+	size_t n;
+	/* The claim of that transaction, apart: a transaction may run more than once. */
+	struct delivery next[PUSH_BATCH];
+	size_t n_next;
+	int64_t next_due;
+	int64_t now;
+	bool stopping; /* record the outcomes only, claim nothing */
 };
 
 void push_counts(struct push_counts *ret)
@@ -122,15 +163,39 @@ static enum err enqueue_tx(struct storage_tx *tx, void *arg)
 	return storage_tx_delivery_enqueue(tx, a->from, a->page);
 }
 
-/* Wakes n idle senders (all for n >= PUSH_SENDERS): one per event queued, since a claim that
- * finds nothing costs a transaction. */
+/* Wakes n idle senders (all for n >= PUSH_SENDERS), and keeps those about to sleep awake. */
 static void wake_senders(struct push *p, size_t n)
 {
 	pthread_mutex_lock(&p->mu);
+	p->wakes++;
 	if (n >= PUSH_SENDERS)
 		pthread_cond_broadcast(&p->wake);
 	for (size_t i = 0; i < n && n < PUSH_SENDERS; i++)
 		pthread_cond_signal(&p->wake);
+	pthread_mutex_unlock(&p->mu);
+}
+
+static uint64_t wakes_now(struct push *p)
+{
+	pthread_mutex_lock(&p->mu);
+	uint64_t wakes = p->wakes;
+	pthread_mutex_unlock(&p->mu);
+	return wakes;
+}
+
+/* Sleeps for wait_ms at most, unless woken since wakes was seen. */
+static void idle(struct push *p, uint64_t seen, int64_t wait_ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += wait_ms / 1000;
+	until.tv_nsec += (wait_ms % 1000) * 1000000L;
+	until.tv_sec += until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&p->mu);
+	while (!atomic_load(&p->stop) && p->wakes == seen &&
+	       pthread_cond_timedwait(&p->wake, &p->mu, &until) == 0)
+		;
 	pthread_mutex_unlock(&p->mu);
 }
 
@@ -147,8 +212,8 @@ static void *queue_thread(void *arg)
 		if (e == ERR_OK && page.n > 0) {
 			struct enqueue_arg a = {cursor, &page};
 			e = storage_transact(p->st, enqueue_tx, &a);
-			if (e == ERR_OK)
-				wake_senders(p, page.n);
+			if (e == ERR_OK || e == ERR_CONFLICT) /* queued here, or by another instance */
+				wake_senders(p, 1 + page.n / PUSH_BATCH);
 		}
 		bool more = e == ERR_OK && page.n == PUSH_QUEUE_PAGE;
 		bool conflict = e == ERR_CONFLICT; /* another instance queued them */
@@ -168,111 +233,181 @@ static void *queue_thread(void *arg)
 
 /* ---- the sending threads ---- */
 
-/* A sender's round: the outcome of its last attempt, if any, and the claim of its next
- * delivery, in one transaction (one sync on SQLite instead of two). */
-struct round {
-	bool settle;                     /* the fields of the outcome below are set */
-	struct delivery d;               /* the attempted delivery, then the claimed one */
-	enum delivery_state state;
-	int64_t next_at;
-	char error[DELIVERY_ERROR_MAX + 1];
-	bool has_error;
-	const char *url;
-	int64_t now;
-	bool stopping;                   /* record the outcome only, claim nothing */
-	bool claimed;
-	struct delivery next_claim;
-};
-
+/* Records the outcomes of the round sent last, each order advanced after its own, and claims
+ * the next round (unless stopping). */
 static enum err round_tx(struct storage_tx *tx, void *arg)
 {
-	struct round *r = arg;
-	struct delivery claimed = {0};
-	r->claimed = false;
-	if (r->settle) {
-		enum err e = storage_tx_delivery_settle(tx, &r->d, r->state, r->next_at, r->url,
-							r->has_error ? r->error : NULL, r->now);
-		if (e != ERR_OK)
-			return e;
+	struct sender *s = arg;
+	const char *url = s->p->cfg->events_url;
+	enum err e = ERR_OK;
+	for (size_t i = 0; i < s->n && e == ERR_OK; i++) {
+		const struct delivery *d = &s->claimed[i];
+		const struct outcome *o = &s->outcome[i];
+		if (o->tried)
+			e = storage_tx_delivery_settle(tx, d, o->state, o->next_at, url,
+						       o->state == DELIVERY_DELIVERED ? NULL : o->error,
+						       s->now);
+		else if (d->leased) /* not started: given back, due again at once */
+			e = storage_tx_delivery_settle(tx, d, DELIVERY_PENDING, s->now, url, NULL,
+						       s->now);
+		bool order_ends = i + 1 == s->n || s->claimed[i + 1].leased;
+		if (e == ERR_OK && order_ends)
+			e = storage_tx_delivery_advance(tx, d->order_key);
 	}
-	if (r->stopping)
-		return ERR_OK;
-	enum err e = storage_tx_delivery_claim(tx, r->url, r->now, r->now + PUSH_LEASE_MS,
-					       &claimed);
-	if (e == ERR_NOT_FOUND) /* nothing due: the outcome commits alone (rule 3) */
-		return ERR_OK;
-	if (e == ERR_OK) {
-		r->claimed = true;
-		r->next_claim = claimed;
-	}
-	return e;
+	s->n_next = 0;
+	if (e != ERR_OK || s->stopping)
+		return e;
+	return storage_tx_delivery_claim(tx, url, s->now, s->now + PUSH_LEASE_MS, PUSH_BATCH,
+					 s->next, &s->n_next, &s->next_due);
 }
 
-/* POSTs body to the target; the HTTP status, or 0 with error set when there is none. */
-static int post(const struct push *p, const struct event *ev, const char *body, size_t len,
-		char *error, size_t cap)
+/* Whether a header name lists token among its comma-separated values. */
+static bool header_has(const struct mg_response_info *info, const char *name, const char *token)
 {
-	const struct events_target *t = &p->target;
-	char ebuf[256] = "";
-	struct mg_client_options opts = {.host = t->host, .port = t->port,
-					 .server_cert = PUSH_CA_FILE, .host_name = t->host};
-	struct mg_connection *conn = t->tls
-		? mg_connect_client_secure(&opts, ebuf, sizeof ebuf)
-		: mg_connect_client(t->host, t->port, 0, ebuf, sizeof ebuf);
-	if (!conn) {
-		snprintf(error, cap, "cannot connect: %s", ebuf);
-		return 0;
+	size_t len = strlen(token);
+	for (int i = 0; i < info->num_headers; i++) {
+		if (strcasecmp(info->http_headers[i].name, name) != 0)
+			continue;
+		for (const char *v = info->http_headers[i].value; *v;) {
+			v += strspn(v, " \t,");
+			size_t n = strcspn(v, ",");
+			size_t end = n;
+			while (end > 0 && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+				end--;
+			if (end == len && strncasecmp(v, token, len) == 0)
+				return true;
+			v += n;
+		}
 	}
+	return false;
+}
+
+/* Reads the answer's body to its end, so that the connection can carry the next request;
+ * false when it cannot: HTTP/1.0, "Connection: close", a body without a length (it ends with
+ * the connection), too long, cut, or past the deadline. */
+static bool answer_drained(struct mg_connection *conn, const struct mg_response_info *info)
+{
+	int status = info->status_code;
+	if (strcmp(info->http_version, "1.1") != 0 || header_has(info, "Connection", "close"))
+		return false;
+	if (status < 200 || status == 204 || status == 304)
+		return true;
+	if (info->content_length < 0 && !header_has(info, "Transfer-Encoding", "chunked"))
+		return false;
+	if (info->content_length > PUSH_ANSWER_BODY_MAX)
+		return false;
+	char sink[4096];
+	long long total = 0;
+	int r;
+	while ((r = mg_read(conn, sink, sizeof sink)) > 0)
+		if ((total += r) > PUSH_ANSWER_BODY_MAX)
+			return false;
+	return r == 0 && !deadline_passed();
+}
+
+static void hang_up(struct sender *s)
+{
+	if (s->conn)
+		mg_close_connection(s->conn);
+	s->conn = NULL;
+}
+
+/* One request on the sender's connection; the HTTP status, or 0 with error set. The
+ * deadline interrupts a body read that CivetWeb would let run on (deadline.h). */
+static int exchange(struct sender *s, const struct event *ev, const char *body, size_t len,
+		    char *error, size_t cap)
+{
+	const struct events_target *t = &s->p->target;
 	long long timestamp = (long long)(clock_now_ms(&clock_system) / 1000);
 	char signature[PUSH_SIGNATURE_MAX];
-	int status = 0, w = 0;
-	if (push_sign(p->cfg, ev->id, timestamp, body, len, signature, sizeof signature))
-		w = mg_printf(conn,
-			  "POST %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: callstate\r\n"
-			  "Content-Type: application/json\r\nContent-Length: %zu\r\n"
-			  "webhook-id: %s\r\nwebhook-timestamp: %lld\r\nwebhook-signature: %s\r\n"
-			  "Connection: close\r\n\r\n",
-			  t->path, t->host, t->port, len, ev->id, timestamp, signature);
-	if (w <= 0 || mg_write(conn, body, len) != (int)len) {
-		snprintf(error, cap, "cannot sign or send the request");
-	} else if (mg_get_response(conn, ebuf, sizeof ebuf, PUSH_TIMEOUT_MS) < 0) {
+	char ebuf[256] = "";
+	int status = 0;
+	bool keep = false;
+	if (!push_sign(s->p->cfg, ev->id, timestamp, body, len, signature, sizeof signature)) {
+		snprintf(error, cap, "cannot sign the request");
+		return 0;
+	}
+	/* One write for the head and the body: two would wait for the receiver's delayed ACK of
+	 * the first (Nagle's algorithm; CivetWeb's client sets no TCP_NODELAY), 40 ms each. */
+	char head[2048];
+	int n = snprintf(head, sizeof head,
+			 "POST %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: callstate\r\n"
+			 "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+			 "webhook-id: %s\r\nwebhook-timestamp: %lld\r\nwebhook-signature: %s\r\n\r\n",
+			 t->path, t->host, t->port, len, ev->id, timestamp, signature);
+	size_t size = n > 0 && (size_t)n < sizeof head ? (size_t)n + len : 0;
+	char *request = size ? malloc(size) : NULL;
+	if (!request) {
+		snprintf(error, cap, "cannot make the request");
+		return 0;
+	}
+	memcpy(request, head, (size_t)n);
+	memcpy(request + n, body, len);
+	deadline_arm(monotonic_ns() + PUSH_TIMEOUT_MS * 1000000LL);
+	if (mg_write(s->conn, request, size) != (int)size) {
+		snprintf(error, cap, "cannot send the request");
+	} else if (mg_get_response(s->conn, ebuf, sizeof ebuf, PUSH_TIMEOUT_MS) < 0) {
 		snprintf(error, cap, "no answer within %d s: %s", PUSH_TIMEOUT_MS / 1000, ebuf);
 	} else {
-		const struct mg_response_info *info = mg_get_response_info(conn);
+		const struct mg_response_info *info = mg_get_response_info(s->conn);
 		status = info ? info->status_code : 0;
 		if (!status)
 			snprintf(error, cap, "unreadable answer");
 		else
 			snprintf(error, cap, "HTTP %d", status);
+		keep = status && answer_drained(s->conn, info);
 	}
-	mg_close_connection(conn);
+	deadline_disarm();
+	free(request);
+	if (!keep)
+		hang_up(s);
 	return status;
 }
 
-/* One attempt at r->d's event; its outcome goes into r for the next round to record. */
-static void attempt(struct push *p, struct round *r)
+/* POSTs body to the target on the kept connection, or a new one; the HTTP status, or 0 with
+ * error set when there is none. */
+static int post(struct sender *s, const struct event *ev, const char *body, size_t len,
+		char *error, size_t cap)
 {
-	struct delivery *d = &r->d;
-	struct event_page page = {0};
-	r->settle = false;
-	if (storage_events_after(p->st, d->seq - 1, 1, &page) != ERR_OK) {
-		event_page_finish(&page);
-		return; /* the lease ends and the event is tried again */
+	const struct events_target *t = &s->p->target;
+	for (;;) {
+		bool kept = s->conn != NULL;
+		if (!kept) {
+			char ebuf[256] = "";
+			struct mg_client_options opts = {.host = t->host, .port = t->port,
+							 .server_cert = PUSH_CA_FILE,
+							 .host_name = t->host};
+			s->conn = t->tls ? mg_connect_client_secure(&opts, ebuf, sizeof ebuf)
+					 : mg_connect_client(t->host, t->port, 0, ebuf, sizeof ebuf);
+			if (!s->conn) {
+				snprintf(error, cap, "cannot connect: %s", ebuf);
+				return 0;
+			}
+		}
+		int64_t started = clock_monotonic_ms();
+		int status = exchange(s, ev, body, len, error, cap);
+		/* A kept connection that the receiver closed while it was idle fails at once:
+		 * once more on a new one. */
+		if (status || !kept || clock_monotonic_ms() - started > 1000)
+			return status;
 	}
-	r->settle = true;
-	r->state = DELIVERY_DELIVERED;
-	r->has_error = false;
-	if (page.n != 1 || page.events[0].seq != d->seq) {
-		event_page_finish(&page); /* gone from the feed: nothing to send, done */
+}
+
+/* One attempt at claimed[i], whose event is ev (NULL: gone from the feed, so done). */
+static void attempt(struct sender *s, size_t i, const struct event *ev)
+{
+	struct push *p = s->p;
+	struct delivery *d = &s->claimed[i];
+	struct outcome *o = &s->outcome[i];
+	*o = (struct outcome){.tried = true, .state = DELIVERY_DELIVERED};
+	if (!ev)
 		return;
-	}
 	size_t len = 0;
-	char *body = event_json(&page.events[0], &len);
-	int status = body ? post(p, &page.events[0], body, len, r->error, sizeof r->error) : 0;
+	char *body = event_json(ev, &len);
+	int status = body ? post(s, ev, body, len, o->error, sizeof o->error) : 0;
 	if (!body)
-		snprintf(r->error, sizeof r->error, "out of memory");
+		snprintf(o->error, sizeof o->error, "out of memory");
 	free(body);
-	event_page_finish(&page);
 	int64_t now = clock_now_ms(&clock_system);
 	d->attempts++;
 	if (!d->first_attempt_at)
@@ -281,9 +416,8 @@ static void attempt(struct push *p, struct round *r)
 		atomic_fetch_add(&n_delivered, 1);
 		return;
 	}
-	r->has_error = true;
 	if (status == 410) {
-		r->state = DELIVERY_STOPPED;
+		o->state = DELIVERY_STOPPED;
 		atomic_fetch_add(&n_stopped, 1);
 		if (!atomic_exchange(&p->stop_logged, true))
 			log_write(LOG_WARN,
@@ -291,53 +425,101 @@ static void attempt(struct push *p, struct round *r)
 				  d->seq);
 		return;
 	}
-	r->next_at = now + backoff_ms(d->attempts);
-	r->state = r->next_at - d->first_attempt_at > PUSH_GIVE_UP_MS ? DELIVERY_DEAD
+	o->next_at = now + backoff_ms(d->attempts);
+	o->state = o->next_at - d->first_attempt_at > PUSH_GIVE_UP_MS ? DELIVERY_DEAD
 									 : DELIVERY_PENDING;
-	atomic_fetch_add(r->state == DELIVERY_DEAD ? &n_dead : &n_retried, 1);
-	if (r->state == DELIVERY_DEAD)
+	atomic_fetch_add(o->state == DELIVERY_DEAD ? &n_dead : &n_retried, 1);
+	if (o->state == DELIVERY_DEAD)
 		log_write(LOG_WARN,
 			  "msg=\"push gave up on an event after 24 h\" seq=%" PRId64 " attempts=%d",
 			  d->seq, d->attempts);
 }
 
-static void idle(struct push *p)
+static int by_seq(const void *a, const void *b)
 {
-	struct timespec until;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_nsec += PUSH_IDLE_MS * 1000000L;
-	until.tv_sec += until.tv_nsec / 1000000000L;
-	until.tv_nsec %= 1000000000L;
-	pthread_mutex_lock(&p->mu);
-	if (!atomic_load(&p->stop))
-		pthread_cond_timedwait(&p->wake, &p->mu, &until);
-	pthread_mutex_unlock(&p->mu);
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+static const struct event *event_of(const struct event_page *page, int64_t seq)
+{
+	size_t lo = 0, hi = page->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (page->events[mid].seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < page->n && page->events[lo].seq == seq ? &page->events[lo] : NULL;
+}
+
+/* Sends the claimed deliveries, each order in seq order until one of its events fails. */
+static void send_round(struct sender *s)
+{
+	struct push *p = s->p;
+	int64_t seqs[PUSH_BATCH];
+	struct event_page page = {0};
+	for (size_t i = 0; i < s->n; i++) {
+		s->outcome[i].tried = false;
+		seqs[i] = s->claimed[i].seq;
+	}
+	qsort(seqs, s->n, sizeof *seqs, by_seq);
+	if (storage_events_get(p->st, seqs, s->n, &page) != ERR_OK)
+		return; /* nothing tried: the heads are given back */
+	int64_t started = clock_monotonic_ms();
+	bool order_waits = false; /* an event of this order will be tried again: not the rest */
+	for (size_t i = 0; i < s->n && !atomic_load(&p->stop); i++) {
+		if (s->claimed[i].leased)
+			order_waits = false;
+		if (order_waits)
+			continue;
+		if (clock_monotonic_ms() - started > PUSH_ROUND_MS)
+			break;
+		attempt(s, i, event_of(&page, s->claimed[i].seq));
+		if (s->outcome[i].state == DELIVERY_STOPPED)
+			break;
+		order_waits = s->outcome[i].state == DELIVERY_PENDING;
+	}
+	event_page_finish(&page);
 }
 
 static void *send_thread(void *arg)
 {
-	struct push *p = arg;
-	struct round r = {.url = p->cfg->events_url};
+	struct sender *s = arg;
+	struct push *p = s->p;
 	thread_name("cs-push-send");
+	deadlines_thread_init(p->deadlines);
 	while (!atomic_load(&p->stop)) {
-		r.now = clock_now_ms(&clock_system);
-		enum err e = storage_transact(p->st, round_tx, &r);
-		if (e != ERR_OK && r.settle) /* its lease ends, and it is sent again */
-			log_write(LOG_WARN,
-				  "msg=\"push cannot record an attempt\" seq=%" PRId64 " error=%s",
-				  r.d.seq, err_code(e));
-		r.settle = false;
-		if (e == ERR_OK && r.claimed) {
-			r.d = r.next_claim;
-			attempt(p, &r);
-		} else {
-			idle(p);
+		uint64_t seen = wakes_now(p);
+		s->now = clock_now_ms(&clock_system);
+		enum err e = storage_transact(p->st, round_tx, s);
+		if (e != ERR_OK && s->n) /* their leases end, and they are sent again */
+			log_write(LOG_WARN, "msg=\"push cannot record attempts\" events=%zu error=%s",
+				  s->n, err_code(e));
+		s->n = 0;
+		if (e != ERR_OK) {
+			idle(p, seen, PUSH_QUEUE_WAIT_MS);
+			continue;
 		}
+		if (s->n_next == 0) {
+			/* 10 ms at least: a head due but leased by another instance this moment. */
+			int64_t wait = s->next_due - clock_now_ms(&clock_system);
+			idle(p, seen, wait < 10 ? 10 : wait > PUSH_IDLE_MAX_MS ? PUSH_IDLE_MAX_MS : wait);
+			continue;
+		}
+		memcpy(s->claimed, s->next, s->n_next * sizeof *s->next);
+		s->n = s->n_next;
+		if (s->n == PUSH_BATCH) /* more may be due: another sender can take it */
+			wake_senders(p, 1);
+		send_round(s);
 	}
-	/* The outcome of an attempt made just before the stop. */
-	r.stopping = true;
-	if (r.settle && storage_transact(p->st, round_tx, &r) != ERR_OK)
-		log_write(LOG_WARN, "msg=\"push cannot record an attempt\" seq=%" PRId64, r.d.seq);
+	/* The outcomes of the round sent just before the stop. */
+	s->stopping = true;
+	s->now = clock_now_ms(&clock_system);
+	if (s->n && storage_transact(p->st, round_tx, s) != ERR_OK)
+		log_write(LOG_WARN, "msg=\"push cannot record attempts\" events=%zu", s->n);
+	hang_up(s);
 	return NULL;
 }
 
@@ -361,10 +543,13 @@ enum err push_start(const struct config *cfg, struct storage *st, struct push **
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->wake, &attr);
 	pthread_condattr_destroy(&attr);
-	bool ok = pthread_create(&p->queuer, NULL, queue_thread, p) == 0;
+	p->senders = calloc(PUSH_SENDERS, sizeof *p->senders);
+	bool ok = p->senders && deadlines_start(PUSH_SENDERS, &p->deadlines) == ERR_OK;
+	ok = ok && pthread_create(&p->queuer, NULL, queue_thread, p) == 0;
 	p->queuer_started = ok;
 	for (size_t i = 0; ok && i < PUSH_SENDERS; i++) {
-		ok = pthread_create(&p->senders[i], NULL, send_thread, p) == 0;
+		p->senders[i].p = p;
+		ok = pthread_create(&p->senders[i].thread, NULL, send_thread, &p->senders[i]) == 0;
 		p->n_senders += ok;
 	}
 	if (!ok) {
@@ -384,7 +569,9 @@ void push_stop(struct push *p)
 	if (p->queuer_started)
 		pthread_join(p->queuer, NULL);
 	for (size_t i = 0; i < p->n_senders; i++)
-		pthread_join(p->senders[i], NULL);
+		pthread_join(p->senders[i].thread, NULL);
+	deadlines_stop(p->deadlines);
+	free(p->senders);
 	pthread_cond_destroy(&p->wake);
 	pthread_mutex_destroy(&p->mu);
 	free(p);

@@ -1,7 +1,8 @@
 // Push of the feed to CALLSTATE_EVENTS_URL (API.md "Events"): every event POSTed to a receiver
 // of the test's own, signed as Standard Webhooks says (checked with the `standardwebhooks`
 // package), in seq order per call, retried with backoff while the receiver fails, stopped by
-// 410, kept across a kill -9; GET /v1/events/delivery and /metrics say how it goes.
+// 410, kept across a kill -9, over kept connections; GET /v1/events/delivery and /metrics say
+// how it goes.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -246,6 +247,87 @@ describe('push with a receiver that hangs on one call', () => {
   });
 });
 
+/** Commits by this instance so far, as /metrics counts them (every transaction, empty or not). */
+async function commits(srv) {
+  const r = await srv.admin('GET', '/metrics');
+  const m = r.text.match(/^callstate_db_commit_batch_transactions_count\{[^}]*\} (\d+)$/m);
+  assert.ok(m, 'the commit count is in /metrics');
+  return Number(m[1]);
+}
+
+describe('push over kept connections', () => {
+  let srv;
+  let rx;
+  const key = newKey();
+  const shapes = ['empty', 'length', 'chunked', 'close'];
+  let stallNext = false;
+  let stalled = null;
+  before(async () => {
+    // Answers in turn with no body, a body with a length, a chunked body, and "Connection:
+    // close"; on demand, an answer whose body never ends.
+    rx = { received: [], requests: 0, connections: 0 };
+    rx.server = http.createServer((req, res) => {
+      const chunks = [];
+      req.on('data', (c) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks).toString('utf8');
+        new Webhook(key).verify(body, req.headers);
+        rx.received.push(JSON.parse(body));
+        if (stallNext) {
+          stallNext = false;
+          stalled = { at: Date.now(), closedAt: null };
+          req.socket.on('close', () => { stalled.closedAt = Date.now(); });
+          res.writeHead(200, { 'Content-Length': 100 });
+          res.write('only ten b');
+          return;
+        }
+        const shape = shapes[rx.requests++ % shapes.length];
+        if (shape === 'empty') res.writeHead(204).end();
+        else if (shape === 'length') res.writeHead(200, { 'Content-Type': 'text/plain' }).end('received');
+        else if (shape === 'chunked') { res.writeHead(202); res.write('rece'); res.end('ived'); }
+        else res.writeHead(200, { Connection: 'close' }).end('bye');
+      });
+    });
+    rx.server.keepAliveTimeout = 60000;
+    rx.server.on('connection', () => { rx.connections += 1; });
+    await new Promise((resolve) => rx.server.listen(0, '127.0.0.1', resolve));
+    rx.url = `http://127.0.0.1:${rx.server.address().port}/hooks`;
+    srv = await startServer({ env: { CALLSTATE_EVENTS_URL: rx.url, CALLSTATE_EVENTS_SECRET: key } });
+  });
+  after(async () => {
+    await shutdown(srv);
+    rx.server.closeAllConnections();
+    await new Promise((resolve) => rx.server.close(resolve));
+  });
+
+  it('keeps connections across answers of every shape', async () => {
+    await driveCalls(srv, 10);
+    await assertAllDelivered(srv, { ...rx, failures: [] }, 15000);
+    // One answer in four closes its connection; the others leave it for the next request.
+    assert.ok(rx.connections <= rx.requests / 4 + 4 + 2,
+      `${rx.connections} connections for ${rx.requests} requests`);
+  });
+
+  it('closes a connection whose answer never ends, within the timeout, and goes on', async () => {
+    stallNext = true;
+    await driveCalls(srv, 1);
+    const [closed] = await pollUntil(() => stalled?.closedAt, 16000, 100);
+    assert.ok(closed, 'callstate closed the stalled connection');
+    const held = stalled.closedAt - stalled.at;
+    assert.ok(held >= 9000 && held < 15000, `held ${held} ms: the 10 s timeout`);
+    await driveCalls(srv, 2);
+    await assertAllDelivered(srv, { ...rx, failures: [] }, 15000);
+  });
+
+  it('does no work while there is nothing to push', async () => {
+    await sleep(500);
+    const before = await commits(srv);
+    await sleep(3000);
+    const idle = (await commits(srv)) - before;
+    assert.ok(idle <= 1, `${idle} transactions in 3 s of idle`);
+  });
+});
+
 describe('push across a kill -9', () => {
   let first;
   let second;
@@ -273,7 +355,7 @@ describe('push across a kill -9', () => {
     assert.ok(pushedBefore < feedBefore.length, 'the kill came with events still to push');
     second = await startServer({ env, dir: first.dir, secrets: first.secrets, port: await freePort() });
     await driveCalls(second, 2);
-    // What was in flight at the kill is leased for 25 s: it goes again after that.
+    // What was in flight at the kill is leased for 27 s: it goes again after that.
     await assertAllDelivered(second, rx, 60000);
   });
 });

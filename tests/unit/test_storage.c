@@ -1730,14 +1730,20 @@ Test(storage, sqlite_unopenable_path_is_unavailable)
 	cr_assert_null(other);
 }
 
-/* ---- push delivery (rule 11) ---- */
+/* ---- push delivery (rule 12) ---- */
+
+#define CLAIM_MAX 9
 
 struct delivery_call {
 	int64_t from;
 	const struct event_page *page;
 	const char *url;
 	int64_t now;
-	struct delivery d;
+	size_t max;
+	struct delivery got[CLAIM_MAX];
+	size_t n;
+	int64_t next_due;
+	const struct delivery *d;
 	enum delivery_state state;
 	int64_t next_at;
 	const char *error;
@@ -1752,33 +1758,66 @@ static enum err tx_enqueue(struct storage_tx *tx, void *arg)
 static enum err tx_claim(struct storage_tx *tx, void *arg)
 {
 	struct delivery_call *a = arg;
-	return storage_tx_delivery_claim(tx, a->url, a->now, a->now + 1000, &a->d);
+	return storage_tx_delivery_claim(tx, a->url, a->now, a->now + 1000, a->max, a->got, &a->n,
+					 &a->next_due);
 }
 
+/* One settle and the advance of its order, as a sender records an order it sent. */
 static enum err tx_settle(struct storage_tx *tx, void *arg)
 {
 	struct delivery_call *a = arg;
-	return storage_tx_delivery_settle(tx, &a->d, a->state, a->next_at, a->url, a->error,
-					  a->now);
+	enum err e = storage_tx_delivery_settle(tx, a->d, a->state, a->next_at, a->url, a->error,
+						a->now);
+	return e != ERR_OK ? e : storage_tx_delivery_advance(tx, a->d->order_key);
 }
 
-/* The seq claimed for url at now, or 0 when nothing is due. */
+/* Claims up to max (<= CLAIM_MAX) for url at now into ret; how many. */
+static size_t claim_n(const char *to, int64_t now, size_t max, struct delivery *ret,
+		      int64_t *ret_next_due)
+{
+	struct delivery_call a = {.url = to, .now = now, .max = max};
+	cr_assert_eq(storage_transact(st, tx_claim, &a), ERR_OK);
+	for (size_t i = 0; i < a.n; i++)
+		ret[i] = a.got[i];
+	if (ret_next_due)
+		*ret_next_due = a.next_due;
+	return a.n;
+}
+
+/* The seq of the one delivery claimed for url at now, or 0 when nothing is due. */
 static int64_t claim(const char *to, int64_t now, struct delivery *ret)
 {
-	struct delivery_call a = {.url = to, .now = now};
-	enum err e = storage_transact(st, tx_claim, &a);
-	cr_assert(e == ERR_OK || e == ERR_NOT_FOUND, "claim: %s", err_code(e));
-	if (ret)
-		*ret = a.d;
-	return e == ERR_OK ? a.d.seq : 0;
+	struct delivery d[1];
+	size_t n = claim_n(to, now, 1, d, NULL);
+	if (n && ret)
+		*ret = d[0];
+	return n ? d[0].seq : 0;
 }
 
 static void settle(const struct delivery *d, enum delivery_state state, int64_t next_at,
 		   const char *to, const char *error, int64_t now)
 {
-	struct delivery_call a = {.d = *d, .state = state, .next_at = next_at, .url = to,
+	struct delivery_call a = {.d = d, .state = state, .next_at = next_at, .url = to,
 				  .error = error, .now = now};
 	cr_assert_eq(storage_transact(st, tx_settle, &a), ERR_OK);
+}
+
+/* Appends evs and queues them all for delivery. */
+static void queue_events(struct event *evs, size_t n)
+{
+	int64_t cursor = -1;
+	for (size_t i = 0; i < n; i++)
+		append(&evs[i]);
+	cr_assert_eq(storage_delivery_cursor(st, &cursor), ERR_OK);
+	struct event_page page = {0};
+	cr_assert_eq(storage_events_after(st, cursor, 100, &page), ERR_OK);
+	cr_assert_eq(page.n, n);
+	struct delivery_call q = {.from = cursor, .page = &page};
+	cr_assert_eq(storage_transact(st, tx_enqueue, &q), ERR_OK);
+	cr_assert_eq(storage_transact(st, tx_enqueue, &q), ERR_CONFLICT, "queued once");
+	event_page_finish(&page);
+	cr_assert_eq(storage_delivery_cursor(st, &cursor), ERR_OK);
+	cr_assert_eq(cursor, evs[n - 1].seq);
 }
 
 Test(storage, deliveries_go_in_order_per_call_leased_and_settled)
@@ -1791,30 +1830,24 @@ Test(storage, deliveries_go_in_order_per_call_leased_and_settled)
 	make_event(&evs[1], 2, "call.ringing", call_b, 1, "{}");
 	make_event(&evs[2], 3, "call.ended", call_a, 2, "{}");
 	make_event(&evs[3], 4, "presence.changed", "", 0, "{}");
-	for (size_t i = 0; i < 4; i++)
-		append(&evs[i]);
-
 	int64_t cursor = -1;
 	cr_assert_eq(storage_delivery_cursor(st, &cursor), ERR_OK);
 	cr_assert_eq(cursor, 0, "a fresh database queues from its first event");
-	struct event_page page = {0};
-	cr_assert_eq(storage_events_after(st, cursor, 100, &page), ERR_OK);
-	cr_assert_eq(page.n, 4);
-	struct delivery_call q = {.from = 0, .page = &page};
-	cr_assert_eq(storage_transact(st, tx_enqueue, &q), ERR_OK);
-	cr_assert_eq(storage_transact(st, tx_enqueue, &q), ERR_CONFLICT, "queued once");
-	event_page_finish(&page);
-	cr_assert_eq(storage_delivery_cursor(st, &cursor), ERR_OK);
-	cr_assert_eq(cursor, evs[3].seq);
+	queue_events(evs, 4);
 
 	/* One head per order: A's second event waits for its first, leased or not. */
 	struct delivery a1, b1, p1, again;
+	int64_t next_due = 0;
 	cr_assert_eq(claim("u", 100, &a1), evs[0].seq);
+	cr_assert(a1.leased);
+	cr_assert_str_eq(a1.order_key, call_a);
 	cr_assert_eq(a1.attempts, 0);
 	cr_assert_eq(a1.first_attempt_at, 0);
 	cr_assert_eq(claim("u", 100, &b1), evs[1].seq);
 	cr_assert_eq(claim("u", 100, &p1), evs[3].seq);
-	cr_assert_eq(claim("u", 100, NULL), 0, "the heads are leased until 1100");
+	cr_assert_str_eq(p1.order_key, "", "presence events are one order");
+	cr_assert_eq(claim_n("u", 100, 1, &again, &next_due), 0, "the heads are leased until 1100");
+	cr_assert_eq(next_due, 1100, "an idle sender knows when a lease ends");
 
 	a1.attempts = 1;
 	a1.first_attempt_at = 150;
@@ -1828,17 +1861,25 @@ Test(storage, deliveries_go_in_order_per_call_leased_and_settled)
 	cr_assert_eq(ds.last_error_seq, evs[0].seq);
 	cr_assert_eq(ds.last_error_at, 150);
 	cr_assert_str_eq(ds.last_error, "HTTP 503");
-	cr_assert_eq(claim("u", 999, NULL), 0, "not before its retry");
+	cr_assert_eq(claim_n("u", 999, 1, &again, &next_due), 0, "not before its retry");
+	cr_assert_eq(next_due, 1000, "the retry is the next due");
 	cr_assert_eq(claim("u", 1000, &again), evs[0].seq);
 	cr_assert_eq(again.attempts, 1);
 	cr_assert_eq(again.first_attempt_at, 150);
+	/* Given back unattempted: due again, its attempts and last error kept. */
+	settle(&again, DELIVERY_PENDING, 1000, "u", NULL, 1000);
+	cr_assert_eq(storage_delivery_status(st, "u", &ds), ERR_OK);
+	cr_assert_str_eq(ds.last_error, "HTTP 503");
+	cr_assert_eq(claim("u", 1000, &again), evs[0].seq);
+	cr_assert_eq(again.attempts, 1);
 	settle(&again, DELIVERY_DELIVERED, 0, "u", NULL, 1000);
 	struct delivery a2;
 	cr_assert_eq(claim("u", 1000, &a2), evs[2].seq, "A's next event once the first is done");
 
 	/* 410: nothing more for that URL; another URL goes on. Dead events are counted. */
 	settle(&a2, DELIVERY_STOPPED, 0, "u", "HTTP 410", 1600);
-	cr_assert_eq(claim("u", 5000, NULL), 0, "stopped");
+	cr_assert_eq(claim_n("u", 5000, 1, &again, &next_due), 0, "stopped");
+	cr_assert_eq(next_due, INT64_MAX, "nothing comes due once stopped");
 	settle(&b1, DELIVERY_DEAD, 0, "v", "HTTP 500", 1700);
 	cr_assert_eq(claim("v", 5000, NULL), evs[3].seq, "the lease of the presence head ended");
 	cr_assert_eq(storage_delivery_status(st, "u", &ds), ERR_OK);
@@ -1850,5 +1891,89 @@ Test(storage, deliveries_go_in_order_per_call_leased_and_settled)
 	cr_assert_eq(storage_delivery_status(st, "v", &ds), ERR_OK);
 	cr_assert_eq(ds.stopped, 0, "stopped is per URL");
 	for (size_t i = 0; i < 4; i++)
+		event_finish(&evs[i]);
+}
+
+Test(storage, a_claim_takes_heads_with_what_is_queued_behind_them)
+{
+	struct event evs[7];
+	char call_a[ID_LEN + 1], call_b[ID_LEN + 1];
+	make_id(call_a, 91);
+	make_id(call_b, 92);
+	make_event(&evs[0], 1, "call.ringing", call_a, 1, "{}");
+	make_event(&evs[1], 2, "presence.changed", "", 0, "{}");
+	make_event(&evs[2], 3, "call.ringing", call_b, 1, "{}");
+	make_event(&evs[3], 4, "call.active", call_a, 2, "{}");
+	make_event(&evs[4], 5, "presence.changed", "", 0, "{}");
+	make_event(&evs[5], 6, "call.ended", call_a, 3, "{}");
+	make_event(&evs[6], 7, "presence.changed", "", 0, "{}");
+	queue_events(evs, 7);
+
+	/* Three heads, and the room left shared: (9 - 3) / 3 behind each. */
+	struct delivery got[CLAIM_MAX];
+	size_t n = claim_n("u", 100, CLAIM_MAX, got, NULL);
+	int64_t want[] = {evs[0].seq, evs[3].seq, evs[5].seq, evs[1].seq, evs[4].seq, evs[6].seq,
+			  evs[2].seq};
+	bool leased[] = {true, false, false, true, false, false, true};
+	cr_assert_eq(n, 7);
+	for (size_t i = 0; i < n; i++) {
+		cr_assert_eq(got[i].seq, want[i], "entry %zu", i);
+		cr_assert_eq(got[i].leased, leased[i], "entry %zu", i);
+	}
+	cr_assert_eq(claim("u", 100, NULL), 0, "everything is the claimer's");
+
+	/* A sends its head and next event, then fails on the third: that one is A's head now. */
+	settle(&got[0], DELIVERY_DELIVERED, 0, "u", NULL, 200);
+	settle(&got[1], DELIVERY_DELIVERED, 0, "u", NULL, 200);
+	got[2].attempts = 1;
+	got[2].first_attempt_at = 200;
+	settle(&got[2], DELIVERY_PENDING, 300, "u", "HTTP 500", 200);
+	/* The presence events: the head sent, the two behind it not tried. */
+	settle(&got[3], DELIVERY_DELIVERED, 0, "u", NULL, 200);
+	/* B's head given back unattempted. */
+	settle(&got[6], DELIVERY_PENDING, 200, "u", NULL, 200);
+
+	struct delivery next[CLAIM_MAX];
+	n = claim_n("u", 250, CLAIM_MAX, next, NULL);
+	cr_assert_eq(n, 3, "B's head, presence's next head and the one behind it");
+	cr_assert_eq(next[0].seq, evs[2].seq, "heads in seq order");
+	cr_assert_eq(next[1].seq, evs[4].seq);
+	cr_assert(next[1].leased, "advanced to the head");
+	cr_assert_eq(next[2].seq, evs[6].seq);
+	cr_assert_not(next[2].leased);
+	/* The heads never tried go first: a receiver that failed one event before is tried
+	 * again after the others. */
+	settle(&next[0], DELIVERY_PENDING, 300, "u", NULL, 250);
+	n = claim_n("u", 300, CLAIM_MAX, next, NULL);
+	cr_assert_eq(n, 2, "A's failed event once its retry is due, and B's head");
+	cr_assert_eq(next[0].seq, evs[2].seq);
+	cr_assert_eq(next[1].seq, evs[5].seq);
+	cr_assert_eq(next[1].attempts, 1);
+	for (size_t i = 0; i < 7; i++)
+		event_finish(&evs[i]);
+}
+
+Test(storage, events_are_read_back_by_seq)
+{
+	struct event evs[3];
+	char call_a[ID_LEN + 1];
+	make_id(call_a, 93);
+	for (unsigned i = 0; i < 3; i++)
+		make_event(&evs[i], i + 1, "call.ringing", call_a, i + 1, "{\"n\":1}");
+	for (size_t i = 0; i < 3; i++)
+		append(&evs[i]);
+	int64_t seqs[] = {evs[0].seq, evs[2].seq, evs[2].seq + 1000};
+	struct event_page page = {0};
+	cr_assert_eq(storage_events_get(st, seqs, 3, &page), ERR_OK);
+	cr_assert_eq(page.n, 2, "a seq not in the feed is left out");
+	cr_assert_eq(page.events[0].seq, evs[0].seq);
+	cr_assert_str_eq(page.events[0].id, evs[0].id);
+	cr_assert_str_eq(page.events[0].data, "{\"n\":1}");
+	cr_assert_eq(page.events[1].seq, evs[2].seq);
+	event_page_finish(&page);
+	cr_assert_eq(storage_events_get(st, seqs, 0, &page), ERR_OK);
+	cr_assert_eq(page.n, 0);
+	event_page_finish(&page);
+	for (size_t i = 0; i < 3; i++)
 		event_finish(&evs[i]);
 }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Push throughput and commit-to-delivery latency (on demand, never in CI): a release callstate
+# (SQLite, or BACKEND=postgres on a throwaway PostgreSQL server from tools/pg.sh) pushing to
+# bench/push.mjs's receiver. Knobs: CALLS (20000, the backlog), RATE (1000 calls/s) and
+# SECONDS (10) for the latency run, SKIP_BUILD=1, CALLSTATE_BIN.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BACKEND=${BACKEND:-sqlite}
+. "$ROOT/bench/lib.sh"
+release_binary
+WORK=$(mktemp -d /tmp/callstate-push.XXXXXX)
+cleanup() {
+	[ "$BACKEND" != postgres ] || pg_stop
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+bench_service push
+export CALLSTATE_EVENTS_SECRET="whsec_$(head -c 32 /dev/urandom | base64)"
+echo "== push, $BACKEND" >&2
+node "$ROOT/bench/push.mjs" "$BIN" "$PORT" "$SVC" "${CALLS:-20000}" "${RATE:-1000}" "${SECONDS:-10}"
