@@ -1,9 +1,11 @@
 """The Flask side of callstate, against the real binary: a whole call through the blueprint,
-its events reaching the right users' Socket.IO clients from the relay and from signed pushes,
-forged and replayed pushes refused, 503s retried."""
+its events reaching the right users' Socket.IO clients from the relay and from callstate's own
+pushes to the app served over loopback HTTP, redeliveries emitted once, forged and replayed
+pushes refused, 503s retried, the relay stopped mid-poll at once and losing nothing."""
 import base64
 import hashlib
 import hmac
+import io
 import json
 import secrets
 import threading
@@ -11,9 +13,10 @@ import time
 
 import flask
 import pytest
+from werkzeug.serving import make_server
 
-from callstate_flask import (CallstateClient, CallstateError, EventFanout, EventRelay,
-                             MemoryCursorStore, calls_blueprint)
+from callstate_flask import (SOCKET_EVENTS, CallstateClient, CallstateError, EventFanout,
+                             EventRelay, MemoryCursorStore, calls_blueprint)
 from example_app import create_app
 
 EVENTS_SECRET = 'whsec_' + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -294,3 +297,125 @@ def test_relay_resumes_from_its_store_and_backs_off_on_503(callstate_factory):
     assert a.names(first['id']) == ['call:incoming', 'call:declined', 'call:ended'], \
         'the first call is not emitted again'
     assert a.names(second['id']) == ['call:incoming', 'call:ended']
+
+
+def feed(client, after=0):
+    """Every event of the feed past `after`, as GET /v1/events pages it."""
+    events = []
+    while True:
+        page = client.events(after=after, limit=500)
+        events += page
+        if len(page) < 500:
+            return events
+        after = page[-1]['seq']
+
+
+class Receiver:
+    """The example app served over real HTTP on loopback, at the URL callstate pushes to. It
+    logs every push as (webhook-id, type, status answered). The first push of each type in
+    lose_first_answer is handled (its event emitted) and then answered 500, as if the answer
+    had been lost on its way back: callstate must send it again, and the app emit it once."""
+
+    def __init__(self, lose_first_answer):
+        self.app = None  # set once callstate, whose URL the app needs, is up: 503 till then
+        self.pushes = []
+        self._to_lose = set(lose_first_answer)
+        self._lock = threading.Lock()
+        self.server = make_server('127.0.0.1', 0, self, threaded=True)
+        self.url = f'http://127.0.0.1:{self.server.server_port}/callstate/events'
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def __call__(self, environ, start_response):
+        if self.app is None:
+            start_response('503 Service Unavailable', [('Content-Length', '0')])
+            return [b'']
+        body = environ['wsgi.input'].read(int(environ.get('CONTENT_LENGTH') or 0))
+        environ['wsgi.input'] = io.BytesIO(body)
+        answer = []
+        chunks = self.app(environ, lambda status, headers, exc_info=None:
+                          answer.extend((status, headers)))
+        content = b''.join(chunks)
+        status, headers = answer
+        event_type = json.loads(body).get('type') if body.startswith(b'{') else None
+        with self._lock:
+            if status.startswith('204') and event_type in self._to_lose:
+                self._to_lose.discard(event_type)
+                status, headers, content = '500 Internal Server Error', [], b''
+            self.pushes.append((environ.get('HTTP_WEBHOOK_ID'), event_type, int(status[:3])))
+        start_response(status, [(k, v) for k, v in headers if k.lower() != 'content-length']
+                       + [('Content-Length', str(len(content)))])
+        return [content]
+
+    def answered(self):
+        with self._lock:
+            return list(self.pushes)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver(lose_first_answer={'call.accepted', 'call.ended'})
+    yield r
+    r.close()
+
+
+def livekit_participant(server, event, room, user):
+    now = time.time()
+    server.livekit_webhook({
+        'event': event, 'id': 'EV_' + secrets.token_hex(6), 'createdAt': str(int(now)),
+        'room': {'sid': 'RM_' + room[-8:], 'name': room},
+        'participant': {'sid': 'PA_' + hashlib.sha256(user.encode()).hexdigest()[:12],
+                        'identity': user, 'state': 'ACTIVE', 'joinedAt': str(int(now)),
+                        'joinedAtMs': str(int(now * 1000))}})
+
+
+def test_callstate_pushes_a_whole_call_to_the_example_app_over_http(receiver, callstate_factory):
+    server = callstate_factory(CALLSTATE_EVENTS_URL=receiver.url,
+                               CALLSTATE_EVENTS_SECRET=EVENTS_SECRET)
+    app, socketio, relay = create_app(server.url, server.token, EVENTS_SECRET)
+    assert relay is None
+    receiver.app = app
+    a, b, c, d = (Browser(app, socketio, u) for u in new_users(4))
+
+    call = a.post('/calls', {'callees': [b.user, c.user], 'kind': 'video'}, status=201)['call']
+    b.post(f"/calls/{call['id']}/accept")
+    c.post(f"/calls/{call['id']}/decline")
+    livekit_participant(server, 'participant_joined', call['room'], a.user)
+    livekit_participant(server, 'participant_joined', call['room'], b.user)
+    livekit_participant(server, 'participant_left', call['room'], b.user)
+    assert b.post(f"/calls/{call['id']}/leave")['status'] == 'active'
+    assert a.post(f"/calls/{call['id']}/leave")['outcome'] == 'completed'
+    livekit_participant(server, 'participant_left', call['room'], a.user)
+
+    client = CallstateClient(server.url, server.token)
+    events = feed(client)
+    delivered = lambda: {i for i, _, status in receiver.answered() if status == 204}
+    wait_for(lambda: delivered() >= {e['id'] for e in events}, timeout_s=20)
+    time.sleep(0.3)  # anything more, or twice, would have come by now
+    of_call = [e for e in events if e['call_id'] == call['id']]
+    assert [e['type'] for e in of_call] == [
+        'call.ringing', 'call.accepted', 'call.active', 'call.declined', 'call.member_joined',
+        'call.member_joined', 'call.member_left', 'call.ended', 'call.member_left']
+    for who in (a, b, c):
+        got = [(name, ev) for name, ev in who.received() if ev['call_id'] == call['id']]
+        assert got == [(SOCKET_EVENTS[e['type']], e) for e in of_call], \
+            'each event of the call, as the feed has it, once, in order'
+        presence = [e for e in events if e['type'] == 'presence.changed'
+                    and e['data']['user'] == who.user]
+        assert [ev for name, ev in who.received() if name == 'presence:changed'] == presence
+    assert [(e['data']['user'], e['data']['status']) for e in events
+            if e['type'] == 'presence.changed'] == [
+        (a.user, 'in_call'), (b.user, 'in_call'), (b.user, 'offline'), (a.user, 'offline')]
+    assert d.received() == [], 'nothing for a user who is not in the call'
+
+    pushes = receiver.answered()
+    for lost in ('call.accepted', 'call.ended'):
+        tries = [(i, status) for i, t, status in pushes if t == lost]
+        event_id = next(e['id'] for e in of_call if e['type'] == lost)
+        assert tries == [(event_id, 500), (event_id, 204)], 'sent again after a lost answer'
+    assert all(status in (204, 500) for _, _, status in pushes)
