@@ -66,7 +66,6 @@ def ended_for(browsers, call_id):
 @pytest.fixture
 def relayed(callstate):
     app, socketio, relay = create_app(callstate.url, callstate.token)
-    relay.wait_s = 2  # the default 25 s would hold stop() that long
     relay.start()
     yield app, socketio
     relay.stop()
@@ -419,3 +418,82 @@ def test_callstate_pushes_a_whole_call_to_the_example_app_over_http(receiver, ca
         event_id = next(e['id'] for e in of_call if e['type'] == lost)
         assert tries == [(event_id, 500), (event_id, 204)], 'sent again after a lost answer'
     assert all(status in (204, 500) for _, _, status in pushes)
+
+
+class RecordingFanout(EventFanout):
+    """An EventFanout that notes the seq of every event handed to it."""
+
+    def __init__(self, socketio):
+        super().__init__(socketio)
+        self.seqs = []
+
+    def dispatch(self, event):
+        self.seqs.append(event['seq'])
+        return super().dispatch(event)
+
+
+def stop_timed(relay):
+    began = time.monotonic()
+    relay.stop()
+    took = time.monotonic() - began
+    assert not relay.is_alive()
+    return took
+
+
+def test_relay_stops_mid_poll_at_once_and_resumes_where_it_stopped(callstate):
+    client = CallstateClient(callstate.url, callstate.token)
+    app, socketio, _ = create_app(callstate.url, callstate.token)
+    a, b = (Browser(app, socketio, u) for u in new_users(2))
+    start = max([e['seq'] for e in feed(client)], default=0)
+    fanout = RecordingFanout(socketio)
+    relay = EventRelay(client, fanout, MemoryCursorStore(start))  # long polls of 25 s
+    relay.start()
+    first = client.create_call(a.user, [b.user])['call']
+    client.decline(first['id'], b.user)
+    wait_for(ended_for([a, b], first['id']))
+    time.sleep(0.5)  # the relay waits in its next long poll, with nothing to come
+    assert stop_timed(relay) < 1.0, 'stop() waited for the long poll'
+
+    # Events come while the relay is stopped, and while it stops and starts again and again.
+    busy = threading.Event()
+
+    def make_calls():
+        while not busy.is_set():
+            call = client.create_call(a.user, [b.user])['call']
+            client.leave(call['id'], a.user)
+
+    maker = threading.Thread(target=make_calls)
+    maker.start()
+    try:
+        for _ in range(10):
+            relay.start()
+            time.sleep(0.2)
+            assert stop_timed(relay) < 1.0
+    finally:
+        busy.set()
+        maker.join()
+    relay.start()
+    try:
+        expected = [e['seq'] for e in feed(client, start)]
+        wait_for(lambda: fanout.seqs[-1:] == expected[-1:])
+    finally:
+        assert stop_timed(relay) < 1.0
+    assert fanout.seqs == expected, 'every event once, in order, across the stops and starts'
+    assert [ev['seq'] for _, ev in a.received()] == expected, 'a is in every call'
+    assert relay.errors == 0, relay.last_error
+
+
+def test_relay_stops_at_once_while_it_backs_off_from_503(callstate_factory):
+    server = callstate_factory(CALLSTATE_LONG_POLLS='1')
+    patient = CallstateClient(server.url, server.token, retries=5, backoff_s=1.0)
+    app, socketio, _ = create_app(server.url, server.token)
+    hold = threading.Thread(target=patient.copy().events,
+                            kwargs={'after': 10 ** 9, 'wait_s': 3})
+    hold.start()
+    time.sleep(0.3)
+    relay = EventRelay(patient, EventFanout(socketio), backoff_s=10)
+    relay.start()
+    wait_for(lambda: relay.errors == 1)
+    assert relay.last_error.status == 503, 'the relay backs off itself, not in the client'
+    assert stop_timed(relay) < 1.0, 'stop() waited for the backoff'
+    hold.join()
