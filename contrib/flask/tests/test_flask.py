@@ -7,12 +7,14 @@ import hashlib
 import hmac
 import io
 import json
+import re
 import secrets
 import threading
 import time
 
 import flask
 import pytest
+import requests
 from werkzeug.serving import make_server
 
 from callstate_flask import (SOCKET_EVENTS, CallstateClient, CallstateError, EventFanout,
@@ -255,8 +257,15 @@ def test_pushed_events_reach_the_members_once_and_forgeries_do_not(callstate):
     assert push(pusher, {'id': 'x'}, body=not_json).status_code == 400
 
 
+def long_polls_waiting(server, admin_token):
+    text = requests.get(server.url + '/metrics', timeout=10,
+                        headers={'Authorization': f'Bearer {admin_token}'}).text
+    return int(re.search(r'^callstate_long_polls_waiting (\d+)$', text, re.M).group(1))
+
+
 def test_relay_resumes_from_its_store_and_backs_off_on_503(callstate_factory):
-    server = callstate_factory(CALLSTATE_LONG_POLLS='1')
+    admin = 'adm-' + secrets.token_hex(16)
+    server = callstate_factory(CALLSTATE_LONG_POLLS='1', CALLSTATE_ADMIN_TOKENS=admin)
     client = CallstateClient(server.url, server.token, retries=0)
     app, socketio, _ = create_app(server.url, server.token)
     a, b = (Browser(app, socketio, u) for u in new_users(2))
@@ -269,6 +278,8 @@ def test_relay_resumes_from_its_store_and_backs_off_on_503(callstate_factory):
     wait_for(ended_for([a], first['id']))
     relay.stop()
     assert not relay.is_alive() and store.load() > 0
+    # callstate does not see that the poll stop() cut is gone: it keeps its place till wait_s.
+    wait_for(lambda: long_polls_waiting(server, admin) == 0)
 
     # The one long-poll place taken: a poll more is refused, the relay backs off and retries.
     hold = threading.Thread(target=client.events, kwargs={'after': 10 ** 9, 'wait_s': 3})
