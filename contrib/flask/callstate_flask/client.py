@@ -4,11 +4,16 @@ alive; callstate's errors raised as CallstateError with their `code`; 503 retrie
 A 503 from callstate means nothing was done (storage unavailable, or too many long polls), so a
 retry is safe; create_call also sends an Idempotency-Key, so that a retry after a lost answer
 cannot make a second call."""
+import copy
+import socket
+import threading
 import time
 import uuid
+import weakref
 from urllib.parse import quote
 
 import requests
+from requests.adapters import HTTPAdapter
 
 
 class CallstateError(Exception):
@@ -41,9 +46,33 @@ class CallstateClient:
         self.max_backoff_s = max_backoff_s
         self.session = requests.Session()
         self.session.headers['Authorization'] = f'Bearer {token}'
+        self._mount_cancellable()
+
+    def _mount_cancellable(self):
+        adapter = _CancellableAdapter()
+        self.session.mount('http://', adapter)
+        self.session.mount('https://', adapter)
 
     def close(self):
         self.session.close()
+
+    def copy(self):
+        """This client on connections of its own: a session with the same headers, auth, TLS
+        and proxy settings, so that its cancel() leaves this client's requests alone."""
+        twin = copy.copy(self)
+        twin.session = requests.Session()
+        for setting in ('headers', 'auth', 'proxies', 'verify', 'cert', 'trust_env'):
+            setattr(twin.session, setting, copy.copy(getattr(self.session, setting)))
+        twin._mount_cancellable()
+        return twin
+
+    def cancel(self):
+        """Ends this client's requests in flight at once, and fails every later one: they
+        raise requests.ConnectionError. For a long poll that must stop now; a client used by
+        others is cancelled for them too, hence copy()."""
+        for adapter in set(self.session.adapters.values()):
+            if isinstance(adapter, _CancellableAdapter):
+                adapter.cancel()
 
     def request(self, method, path, json=None, params=None, headers=None, timeout_s=None):
         """One call of callstate's API: the parsed JSON answer, or CallstateError."""
@@ -106,6 +135,65 @@ class CallstateClient:
             params['limit'] = limit
         return self.request('GET', '/v1/events', params=params,
                             timeout_s=self.timeout_s + wait_s)['events']
+
+
+class _CancellableAdapter(HTTPAdapter):
+    """Keeps the sockets of its connections, so that cancel() can shut them down from another
+    thread: a recv blocked in one thread returns when another shuts its socket down, not when
+    it closes it. A connection made after cancel() is shut down as soon as it is made."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._sockets = weakref.WeakSet()
+        self._cancelled = False
+        self._tracking = {}  # a pool class -> its subclass whose connections report here
+        super().__init__()
+
+    def _tracking_pool(self, pool):
+        if pool in self._tracking.values():
+            return pool
+        if pool not in self._tracking:
+            adapter = self
+
+            class Connection(pool.ConnectionCls):
+                def connect(self):
+                    super().connect()
+                    adapter._opened(self.sock)
+
+            self._tracking[pool] = type(pool.__name__, (pool,), {'ConnectionCls': Connection})
+        return self._tracking[pool]
+
+    def _track(self, manager):
+        manager.pool_classes_by_scheme = {
+            scheme: self._tracking_pool(pool)
+            for scheme, pool in manager.pool_classes_by_scheme.items()}
+        return manager
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self._track(self.poolmanager)
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        return self._track(super().proxy_manager_for(proxy, **proxy_kwargs))
+
+    def _opened(self, sock):
+        with self._lock:
+            self._sockets.add(sock)
+            if self._cancelled:
+                _shut(sock)
+
+    def cancel(self):
+        with self._lock:
+            self._cancelled = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock):
+    try:  # socket.socket's own: an SSLSocket's would drop its TLS state under another thread
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:  # closed already
+        pass
 
 
 def _retry_after(r):

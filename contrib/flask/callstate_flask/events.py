@@ -179,11 +179,12 @@ class MemoryCursorStore:
 class EventRelay:
     """A thread that long-polls GET /v1/events?after=SEQ&wait=wait_s and hands every event to
     the fanout, saving the cursor after each page. On an error (callstate down, 503 when too
-    many long polls wait) it waits backoff_s, doubling up to max_backoff_s. stop() ends it once
-    the poll in flight answers (within wait_s; at once when callstate stops), without emitting
-    that poll's events or saving its cursor. The thread is a daemon: it does not hold the
-    process's exit. Run one relay per deployment, not one per worker process: each fanout
-    remembers only the ids it emitted itself."""
+    many long polls wait) it waits backoff_s, doubling up to max_backoff_s. stop() cuts the
+    poll in flight (its connection is the relay's own, a copy() of the client's) and returns
+    at once, without emitting that poll's events or saving its cursor: the next start()
+    resumes from the store's seq. The thread is a daemon: it does not hold the process's exit.
+    Run one relay per deployment, not one per worker process: each fanout remembers only the
+    ids it emitted itself."""
 
     def __init__(self, client, fanout, store=None, wait_s=25, limit=100, backoff_s=0.5,
                  max_backoff_s=30.0):
@@ -197,39 +198,54 @@ class EventRelay:
         self.errors = 0
         self.last_error = None
         self._stopping = threading.Event()
+        self._poller = None
         self._thread = None
 
     def start(self):
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name='callstate-relay', daemon=True)
+        if self.is_alive():
+            raise RuntimeError('the relay runs already')
+        self._stopping = threading.Event()
+        self._poller = self.client.copy()
+        self._poller.retries = 0  # a 503 waits in _relay's backoff, which stop() interrupts
+        self._thread = threading.Thread(target=self._run, args=(self._stopping, self._poller),
+                                        name='callstate-relay', daemon=True)
         self._thread.start()
 
-    def stop(self, timeout_s=None):
-        """Stop, waiting up to timeout_s (default: one long poll) for the thread to end."""
+    def stop(self, timeout_s=5.0):
+        """Stop, waiting up to timeout_s for the thread to end (it ends at once unless it is
+        emitting a page: the page is emitted, and its cursor saved, first)."""
         self._stopping.set()
         if self._thread:
-            self._thread.join(self.wait_s + self.client.timeout_s
-                              if timeout_s is None else timeout_s)
+            self._poller.cancel()
+            self._thread.join(timeout_s)
 
     def is_alive(self):
         return bool(self._thread and self._thread.is_alive())
 
-    def _run(self):
+    def _run(self, stopping, poller):
+        try:
+            self._relay(stopping, poller)
+        finally:
+            poller.close()
+
+    def _relay(self, stopping, poller):
         after = self.store.load()
         delay = self.backoff_s
-        while not self._stopping.is_set():
+        while not stopping.is_set():
             try:
-                events = self.client.events(after=after, limit=self.limit, wait_s=self.wait_s)
+                events = poller.events(after=after, limit=self.limit, wait_s=self.wait_s)
             except (CallstateError, OSError, ValueError) as e:
                 # requests' exceptions are OSErrors; ValueError: a body that is not JSON.
+                if stopping.is_set():
+                    return  # cut by stop(): not an error
                 self.errors += 1
                 self.last_error = e
-                self._stopping.wait(delay)
+                stopping.wait(delay)
                 delay = min(delay * 2, self.max_backoff_s)
                 continue
             delay = self.backoff_s
-            if self._stopping.is_set():
-                break
+            if stopping.is_set():
+                return
             for event in events:
                 self.fanout.dispatch(event)
                 after = event['seq']

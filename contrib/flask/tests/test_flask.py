@@ -1,19 +1,24 @@
 """The Flask side of callstate, against the real binary: a whole call through the blueprint,
-its events reaching the right users' Socket.IO clients from the relay and from signed pushes,
-forged and replayed pushes refused, 503s retried."""
+its events reaching the right users' Socket.IO clients from the relay and from callstate's own
+pushes to the app served over loopback HTTP, redeliveries emitted once, forged and replayed
+pushes refused, 503s retried, the relay stopped mid-poll at once and losing nothing."""
 import base64
 import hashlib
 import hmac
+import io
 import json
+import re
 import secrets
 import threading
 import time
 
 import flask
 import pytest
+import requests
+from werkzeug.serving import make_server
 
-from callstate_flask import (CallstateClient, CallstateError, EventFanout, EventRelay,
-                             MemoryCursorStore, calls_blueprint)
+from callstate_flask import (SOCKET_EVENTS, CallstateClient, CallstateError, EventFanout,
+                             EventRelay, MemoryCursorStore, calls_blueprint)
 from example_app import create_app
 
 EVENTS_SECRET = 'whsec_' + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -33,7 +38,6 @@ class Browser:
         assert self.http.post('/login', json={'user': user}).status_code == 204
         self.sio = socketio.test_client(app, flask_test_client=self.http)
         assert self.sio.is_connected()
-        self.events = []
 
     def post(self, path, json=None, status=200):
         r = self.http.post('/api' + path, json=json or {})
@@ -41,9 +45,10 @@ class Browser:
         return r.get_json()
 
     def received(self):
-        """Every (name, event) received so far."""
-        self.events += [(m['name'], m['args'][0]) for m in self.sio.get_received()]
-        return self.events
+        """Every (name, event) received so far. Read off the test client's queue, which only
+        grows: its get_received() would empty it, and could drop a packet that another
+        thread (the relay, a push) appends meanwhile."""
+        return [(m['name'], m['args'][0]) for m in list(self.sio.queue)]
 
     def names(self, call_id):
         return [name for name, ev in self.received() if ev['call_id'] == call_id]
@@ -63,7 +68,6 @@ def ended_for(browsers, call_id):
 @pytest.fixture
 def relayed(callstate):
     app, socketio, relay = create_app(callstate.url, callstate.token)
-    relay.wait_s = 2  # the default 25 s would hold stop() that long
     relay.start()
     yield app, socketio
     relay.stop()
@@ -253,8 +257,15 @@ def test_pushed_events_reach_the_members_once_and_forgeries_do_not(callstate):
     assert push(pusher, {'id': 'x'}, body=not_json).status_code == 400
 
 
+def long_polls_waiting(server, admin_token):
+    text = requests.get(server.url + '/metrics', timeout=10,
+                        headers={'Authorization': f'Bearer {admin_token}'}).text
+    return int(re.search(r'^callstate_long_polls_waiting (\d+)$', text, re.M).group(1))
+
+
 def test_relay_resumes_from_its_store_and_backs_off_on_503(callstate_factory):
-    server = callstate_factory(CALLSTATE_LONG_POLLS='1')
+    admin = 'adm-' + secrets.token_hex(16)
+    server = callstate_factory(CALLSTATE_LONG_POLLS='1', CALLSTATE_ADMIN_TOKENS=admin)
     client = CallstateClient(server.url, server.token, retries=0)
     app, socketio, _ = create_app(server.url, server.token)
     a, b = (Browser(app, socketio, u) for u in new_users(2))
@@ -267,6 +278,8 @@ def test_relay_resumes_from_its_store_and_backs_off_on_503(callstate_factory):
     wait_for(ended_for([a], first['id']))
     relay.stop()
     assert not relay.is_alive() and store.load() > 0
+    # callstate does not see that the poll stop() cut is gone: it keeps its place till wait_s.
+    wait_for(lambda: long_polls_waiting(server, admin) == 0)
 
     # The one long-poll place taken: a poll more is refused, the relay backs off and retries.
     hold = threading.Thread(target=client.events, kwargs={'after': 10 ** 9, 'wait_s': 3})
@@ -294,3 +307,206 @@ def test_relay_resumes_from_its_store_and_backs_off_on_503(callstate_factory):
     assert a.names(first['id']) == ['call:incoming', 'call:declined', 'call:ended'], \
         'the first call is not emitted again'
     assert a.names(second['id']) == ['call:incoming', 'call:ended']
+
+
+def feed(client, after=0):
+    """Every event of the feed past `after`, as GET /v1/events pages it."""
+    events = []
+    while True:
+        page = client.events(after=after, limit=500)
+        events += page
+        if len(page) < 500:
+            return events
+        after = page[-1]['seq']
+
+
+class Receiver:
+    """The example app served over real HTTP on loopback, at the URL callstate pushes to. It
+    logs every push as (webhook-id, type, status answered). The first push of each type in
+    lose_first_answer is handled (its event emitted) and then answered 500, as if the answer
+    had been lost on its way back: callstate must send it again, and the app emit it once."""
+
+    def __init__(self, lose_first_answer):
+        self.app = None  # set once callstate, whose URL the app needs, is up: 503 till then
+        self.pushes = []
+        self._to_lose = set(lose_first_answer)
+        self._lock = threading.Lock()
+        self.server = make_server('127.0.0.1', 0, self, threaded=True)
+        self.url = f'http://127.0.0.1:{self.server.server_port}/callstate/events'
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def __call__(self, environ, start_response):
+        if self.app is None:
+            start_response('503 Service Unavailable', [('Content-Length', '0')])
+            return [b'']
+        body = environ['wsgi.input'].read(int(environ.get('CONTENT_LENGTH') or 0))
+        environ['wsgi.input'] = io.BytesIO(body)
+        answer = []
+        chunks = self.app(environ, lambda status, headers, exc_info=None:
+                          answer.extend((status, headers)))
+        content = b''.join(chunks)
+        status, headers = answer
+        event_type = json.loads(body).get('type') if body.startswith(b'{') else None
+        with self._lock:
+            if status.startswith('204') and event_type in self._to_lose:
+                self._to_lose.discard(event_type)
+                status, headers, content = '500 Internal Server Error', [], b''
+            self.pushes.append((environ.get('HTTP_WEBHOOK_ID'), event_type, int(status[:3])))
+        start_response(status, [(k, v) for k, v in headers if k.lower() != 'content-length']
+                       + [('Content-Length', str(len(content)))])
+        return [content]
+
+    def answered(self):
+        with self._lock:
+            return list(self.pushes)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver(lose_first_answer={'call.accepted', 'call.ended'})
+    yield r
+    r.close()
+
+
+def livekit_participant(server, event, room, user):
+    now = time.time()
+    server.livekit_webhook({
+        'event': event, 'id': 'EV_' + secrets.token_hex(6), 'createdAt': str(int(now)),
+        'room': {'sid': 'RM_' + room[-8:], 'name': room},
+        'participant': {'sid': 'PA_' + hashlib.sha256(user.encode()).hexdigest()[:12],
+                        'identity': user, 'state': 'ACTIVE', 'joinedAt': str(int(now)),
+                        'joinedAtMs': str(int(now * 1000))}})
+
+
+def test_callstate_pushes_a_whole_call_to_the_example_app_over_http(receiver, callstate_factory):
+    server = callstate_factory(CALLSTATE_EVENTS_URL=receiver.url,
+                               CALLSTATE_EVENTS_SECRET=EVENTS_SECRET)
+    app, socketio, relay = create_app(server.url, server.token, EVENTS_SECRET)
+    assert relay is None
+    receiver.app = app
+    a, b, c, d = (Browser(app, socketio, u) for u in new_users(4))
+
+    call = a.post('/calls', {'callees': [b.user, c.user], 'kind': 'video'}, status=201)['call']
+    b.post(f"/calls/{call['id']}/accept")
+    c.post(f"/calls/{call['id']}/decline")
+    livekit_participant(server, 'participant_joined', call['room'], a.user)
+    livekit_participant(server, 'participant_joined', call['room'], b.user)
+    livekit_participant(server, 'participant_left', call['room'], b.user)
+    assert b.post(f"/calls/{call['id']}/leave")['status'] == 'active'
+    assert a.post(f"/calls/{call['id']}/leave")['outcome'] == 'completed'
+    livekit_participant(server, 'participant_left', call['room'], a.user)
+
+    client = CallstateClient(server.url, server.token)
+    events = feed(client)
+    delivered = lambda: {i for i, _, status in receiver.answered() if status == 204}
+    wait_for(lambda: delivered() >= {e['id'] for e in events}, timeout_s=20)
+    time.sleep(0.3)  # anything more, or twice, would have come by now
+    of_call = [e for e in events if e['call_id'] == call['id']]
+    assert [e['type'] for e in of_call] == [
+        'call.ringing', 'call.accepted', 'call.active', 'call.declined', 'call.member_joined',
+        'call.member_joined', 'call.member_left', 'call.ended', 'call.member_left']
+    for who in (a, b, c):
+        got = [(name, ev) for name, ev in who.received() if ev['call_id'] == call['id']]
+        assert got == [(SOCKET_EVENTS[e['type']], e) for e in of_call], \
+            'each event of the call, as the feed has it, once, in order'
+        presence = [e for e in events if e['type'] == 'presence.changed'
+                    and e['data']['user'] == who.user]
+        assert [ev for name, ev in who.received() if name == 'presence:changed'] == presence
+    assert [(e['data']['user'], e['data']['status']) for e in events
+            if e['type'] == 'presence.changed'] == [
+        (a.user, 'in_call'), (b.user, 'in_call'), (b.user, 'offline'), (a.user, 'offline')]
+    assert d.received() == [], 'nothing for a user who is not in the call'
+
+    pushes = receiver.answered()
+    for lost in ('call.accepted', 'call.ended'):
+        tries = [(i, status) for i, t, status in pushes if t == lost]
+        event_id = next(e['id'] for e in of_call if e['type'] == lost)
+        assert tries == [(event_id, 500), (event_id, 204)], 'sent again after a lost answer'
+    assert all(status in (204, 500) for _, _, status in pushes)
+
+
+class RecordingFanout(EventFanout):
+    """An EventFanout that notes the seq of every event handed to it, once it is emitted."""
+
+    def __init__(self, socketio):
+        super().__init__(socketio)
+        self.seqs = []
+
+    def dispatch(self, event):
+        emitted = super().dispatch(event)
+        self.seqs.append(event['seq'])
+        return emitted
+
+
+def stop_timed(relay):
+    began = time.monotonic()
+    relay.stop()
+    took = time.monotonic() - began
+    assert not relay.is_alive()
+    return took
+
+
+def test_relay_stops_mid_poll_at_once_and_resumes_where_it_stopped(callstate):
+    client = CallstateClient(callstate.url, callstate.token)
+    app, socketio, _ = create_app(callstate.url, callstate.token)
+    a, b = (Browser(app, socketio, u) for u in new_users(2))
+    start = max([e['seq'] for e in feed(client)], default=0)
+    fanout = RecordingFanout(socketio)
+    relay = EventRelay(client, fanout, MemoryCursorStore(start))  # long polls of 25 s
+    relay.start()
+    first = client.create_call(a.user, [b.user])['call']
+    client.decline(first['id'], b.user)
+    of_first = [e['seq'] for e in feed(client, start)]
+    wait_for(lambda: fanout.seqs == of_first)
+    time.sleep(0.5)  # the relay waits in its next long poll, with nothing to come
+    assert stop_timed(relay) < 1.0, 'stop() waited for the long poll'
+
+    # Events come while the relay is stopped, and while it stops and starts again and again.
+    busy = threading.Event()
+
+    def make_calls():
+        while not busy.is_set():
+            call = client.create_call(a.user, [b.user])['call']
+            client.leave(call['id'], a.user)
+
+    maker = threading.Thread(target=make_calls)
+    maker.start()
+    try:
+        for _ in range(10):
+            relay.start()
+            time.sleep(0.2)
+            assert stop_timed(relay) < 1.0
+    finally:
+        busy.set()
+        maker.join()
+    relay.start()
+    try:
+        expected = [e['seq'] for e in feed(client, start)]
+        wait_for(lambda: fanout.seqs[-1:] == expected[-1:])
+    finally:
+        assert stop_timed(relay) < 1.0
+    assert fanout.seqs == expected, 'every event once, in order, across the stops and starts'
+    assert [ev['seq'] for _, ev in a.received()] == expected, 'a is in every call'
+    assert relay.errors == 0, relay.last_error
+
+
+def test_relay_stops_at_once_while_it_backs_off_from_503(callstate_factory):
+    server = callstate_factory(CALLSTATE_LONG_POLLS='1')
+    patient = CallstateClient(server.url, server.token, retries=5, backoff_s=1.0)
+    app, socketio, _ = create_app(server.url, server.token)
+    hold = threading.Thread(target=patient.copy().events,
+                            kwargs={'after': 10 ** 9, 'wait_s': 3})
+    hold.start()
+    time.sleep(0.3)
+    relay = EventRelay(patient, EventFanout(socketio), backoff_s=10)
+    relay.start()
+    wait_for(lambda: relay.errors == 1)
+    assert relay.last_error.status == 503, 'the relay backs off itself, not in the client'
+    assert stop_timed(relay) < 1.0, 'stop() waited for the backoff'
+    hold.join()
