@@ -59,6 +59,7 @@ struct config {
 	char *events_url;                   /* CALLSTATE_EVENTS_URL: "" = no push */
 	struct events_key events_keys[CONFIG_EVENTS_KEYS]; /* CALLSTATE_EVENTS_SECRET */
 	size_t n_events_keys;
+	char *events_ca_file;               /* CALLSTATE_EVENTS_CA_FILE: vouches for https receivers */
 };
 
 /* Split an http:// or https:// URL (CALLSTATE_EVENTS_URL); false when it is not one. */

@@ -15,6 +15,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/x509_vfy.h>
 
 #define SECRET_FILE_MAX ((size_t)64 * 1024)
 #define CONFIG_FILE_MAX ((size_t)1024 * 1024)
@@ -495,6 +496,15 @@ static enum err set_events_secret(struct config *cfg, const struct setting *s, c
 	return e;
 }
 
+/* Whether path holds PEM certificates OpenSSL can load, as CivetWeb's client will. */
+static bool has_certificates(const char *path)
+{
+	X509_STORE *store = X509_STORE_new();
+	bool ok = store && X509_STORE_load_file(store, path) == 1;
+	X509_STORE_free(store);
+	return ok;
+}
+
 #define FIELD(f) offsetof(struct config, f)
 #define S(n, d, fn) .name = (n), .def = (d), .apply = (fn)
 #define INT(f, lo, hi) .offset = FIELD(f), .min = (lo), .max = (hi)
@@ -523,6 +533,8 @@ static const struct setting settings[] = {
 	{S("CALLSTATE_RETENTION_DAYS", "0", set_int), INT(retention_days, 0, RETENTION_DAYS_MAX)},
 	{S("CALLSTATE_EVENTS_URL", "", set_events_url), .offset = FIELD(events_url)},
 	{S("CALLSTATE_EVENTS_SECRET", "", set_events_secret)},
+	{S("CALLSTATE_EVENTS_CA_FILE", "/etc/ssl/certs/ca-certificates.crt", set_string),
+	 .offset = FIELD(events_ca_file)},
 };
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
 
@@ -692,6 +704,15 @@ static enum err load(struct config *cfg, const char *config_path, char *const *e
 		snprintf(msgbuf, msgcap, "CALLSTATE_EVENTS_SECRET: required with CALLSTATE_EVENTS_URL");
 		e = ERR_INVALID;
 	}
+	struct events_target target;
+	if (e == ERR_OK && cfg->events_url && *cfg->events_url &&
+	    config_events_target(cfg->events_url, &target) && target.tls &&
+	    !has_certificates(cfg->events_ca_file)) {
+		snprintf(msgbuf, msgcap,
+			 "CALLSTATE_EVENTS_CA_FILE: no PEM certificates to read in %s",
+			 cfg->events_ca_file);
+		e = ERR_INVALID;
+	}
 	return e;
 }
 
@@ -744,6 +765,7 @@ void config_finish(struct config *cfg)
 	for (size_t i = 0; i < cfg->n_admin_tokens; i++)
 		free_secret(cfg->admin_tokens[i]);
 	free(cfg->events_url);
+	free(cfg->events_ca_file);
 	OPENSSL_cleanse(cfg->events_keys, sizeof cfg->events_keys);
 	*cfg = (struct config){0};
 }

@@ -168,7 +168,11 @@ int main(int argc, char **argv)
 		config_finish(&cfg);
 		return EXIT_USAGE;
 	}
-	mg_init_library(0);
+	/* CivetWeb's client speaks TLS only once the library is initialized for it (its return
+	 * value says nothing of that in 1.15: a failure shows as each push's connect error). */
+	struct events_target target;
+	bool tls = cfg.events_url && config_events_target(cfg.events_url, &target) && target.tls;
+	mg_init_library(tls ? MG_FEATURES_TLS : 0);
 	struct storage *st = NULL;
 	int rc = EXIT_USAGE;
 	if (open_database(&cfg, &st) == ERR_OK)

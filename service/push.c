@@ -51,8 +51,6 @@
 #define PUSH_ANSWER_BODY_MAX (64 * 1024)
 #define PUSH_QUEUE_PAGE 200
 #define PUSH_QUEUE_WAIT_MS 1000
-/* System CA certificates: an https receiver must present a certificate they vouch for. */
-#define PUSH_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
 
 static _Atomic uint64_t n_delivered, n_retried, n_dead, n_stopped;
 
@@ -375,7 +373,7 @@ static int post(struct sender *s, const struct event *ev, const char *body, size
 		if (!kept) {
 			char ebuf[256] = "";
 			struct mg_client_options opts = {.host = t->host, .port = t->port,
-							 .server_cert = PUSH_CA_FILE,
+							 .server_cert = s->p->cfg->events_ca_file,
 							 .host_name = t->host};
 			s->conn = t->tls ? mg_connect_client_secure(&opts, ebuf, sizeof ebuf)
 					 : mg_connect_client(t->host, t->port, 0, ebuf, sizeof ebuf);

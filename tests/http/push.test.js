@@ -6,6 +6,10 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import https from 'node:https';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 import {
@@ -325,6 +329,82 @@ describe('push over kept connections', () => {
     await sleep(3000);
     const idle = (await commits(srv)) - before;
     assert.ok(idle <= 1, `${idle} transactions in 3 s of idle`);
+  });
+});
+
+/** A CA of the test's own and a certificate it signs for 127.0.0.1, by the openssl command. */
+function makeCertificates(dir) {
+  const run = (args) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=callstate test CA',
+    '-keyout', 'ca.key', '-out', 'ca.pem']);
+  run(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key',
+    '-out', 'server.csr']);
+  run(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial',
+    '-days', '2', '-out', 'server.pem']);
+  return { ca: join(dir, 'ca.pem'), key: readFileSync(join(dir, 'server.key')), cert: readFileSync(join(dir, 'server.pem')) };
+}
+
+describe('push to an https receiver', () => {
+  const dir = makeTmpDir();
+  const key = newKey();
+  let certs;
+  let rx;
+  let srv;
+  before(async () => {
+    certs = makeCertificates(dir);
+    rx = { received: [], connections: 0 };
+    rx.server = https.createServer({ key: certs.key, cert: certs.cert }, (req, res) => {
+      const chunks = [];
+      req.on('data', (c) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks).toString('utf8');
+        new Webhook(key).verify(body, req.headers);
+        rx.received.push(JSON.parse(body));
+        res.writeHead(204).end();
+      });
+    });
+    rx.server.keepAliveTimeout = 60000;
+    rx.server.on('secureConnection', () => { rx.connections += 1; });
+    await new Promise((resolve) => rx.server.listen(0, '127.0.0.1', resolve));
+    rx.url = `https://127.0.0.1:${rx.server.address().port}/hooks`;
+  });
+  after(async () => {
+    await shutdown(srv);
+    rx.server.closeAllConnections();
+    await new Promise((resolve) => rx.server.close(resolve));
+    removeTmpDir(dir);
+  });
+
+  it('delivers over TLS to a receiver whose certificate CALLSTATE_EVENTS_CA_FILE vouches for', async () => {
+    srv = await startServer({
+      env: { CALLSTATE_EVENTS_URL: rx.url, CALLSTATE_EVENTS_SECRET: key, CALLSTATE_EVENTS_CA_FILE: certs.ca },
+    });
+    await driveCalls(srv, 4);
+    await assertAllDelivered(srv, { ...rx, failures: [] }, 15000);
+    assert.ok(rx.connections <= 4 + 2, `${rx.connections} TLS connections for ${rx.received.length} events`);
+    await shutdown(srv);
+    srv = null;
+  });
+
+  it('sends nothing to a receiver whose certificate the CA file does not vouch for', async () => {
+    srv = await startServer({ env: { CALLSTATE_EVENTS_URL: rx.url, CALLSTATE_EVENTS_SECRET: key } });
+    const before = rx.received.length;
+    await driveCalls(srv, 1);
+    const [st] = await pollUntil(async () => {
+      const s = await deliveryStatus(srv);
+      return s.last_error ? s : null;
+    }, 5000, 100);
+    assert.ok(st, 'the status shows the failure');
+    assert.match(st.last_error.error, /^cannot connect/);
+    assert.equal(rx.received.length, before, 'nothing reached the receiver');
+  });
+
+  it('refuses to start without certificates to check https receivers with', () => {
+    const r = runCli(['serve'], baseEnv(makeSecrets(), dir, 1, {
+      CALLSTATE_EVENTS_URL: rx.url, CALLSTATE_EVENTS_SECRET: key, CALLSTATE_EVENTS_CA_FILE: join(dir, 'server.csr'),
+    }));
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /CALLSTATE_EVENTS_CA_FILE: no PEM certificates/);
   });
 });
 
