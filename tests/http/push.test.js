@@ -259,6 +259,35 @@ async function commits(srv) {
   return Number(m[1]);
 }
 
+/**
+ * A receiver on kept connections for the connection tests: `server` is made by `create(handler)`
+ * (http or https); each request is verified with key and recorded, then `answer(req, res)`
+ * answers it. Counts connections (`connectionEvent`: 'connection', or 'secureConnection').
+ */
+async function startKeptReceiver(key, create, connectionEvent, answer) {
+  const rx = { received: [], requests: 0, connections: 0, failures: [] };
+  rx.server = create((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      new Webhook(key).verify(body, req.headers);
+      rx.received.push(JSON.parse(body));
+      answer(req, res);
+    });
+  });
+  rx.server.keepAliveTimeout = 60000;
+  rx.server.on(connectionEvent, () => { rx.connections += 1; });
+  await new Promise((resolve) => rx.server.listen(0, '127.0.0.1', resolve));
+  const scheme = connectionEvent === 'secureConnection' ? 'https' : 'http';
+  rx.url = `${scheme}://127.0.0.1:${rx.server.address().port}/hooks`;
+  rx.close = async () => {
+    rx.server.closeAllConnections();
+    await new Promise((resolve) => rx.server.close(resolve));
+  };
+  return rx;
+}
+
 describe('push over kept connections', () => {
   let srv;
   let rx;
@@ -269,44 +298,28 @@ describe('push over kept connections', () => {
   before(async () => {
     // Answers in turn with no body, a body with a length, a chunked body, and "Connection:
     // close"; on demand, an answer whose body never ends.
-    rx = { received: [], requests: 0, connections: 0 };
-    rx.server = http.createServer((req, res) => {
-      const chunks = [];
-      req.on('data', (c) => chunks.push(c));
-      req.on('end', () => {
-        const body = Buffer.concat(chunks).toString('utf8');
-        new Webhook(key).verify(body, req.headers);
-        rx.received.push(JSON.parse(body));
-        if (stallNext) {
-          stallNext = false;
-          stalled = { at: Date.now(), closedAt: null };
-          req.socket.on('close', () => { stalled.closedAt = Date.now(); });
-          res.writeHead(200, { 'Content-Length': 100 });
-          res.write('only ten b');
-          return;
-        }
-        const shape = shapes[rx.requests++ % shapes.length];
-        if (shape === 'empty') res.writeHead(204).end();
-        else if (shape === 'length') res.writeHead(200, { 'Content-Type': 'text/plain' }).end('received');
-        else if (shape === 'chunked') { res.writeHead(202); res.write('rece'); res.end('ived'); }
-        else res.writeHead(200, { Connection: 'close' }).end('bye');
-      });
+    rx = await startKeptReceiver(key, (h) => http.createServer(h), 'connection', (req, res) => {
+      if (stallNext) {
+        stallNext = false;
+        stalled = { at: Date.now(), closedAt: null };
+        req.socket.on('close', () => { stalled.closedAt = Date.now(); });
+        res.writeHead(200, { 'Content-Length': 100 });
+        res.write('only ten b');
+        return;
+      }
+      const shape = shapes[rx.requests++ % shapes.length];
+      if (shape === 'empty') res.writeHead(204).end();
+      else if (shape === 'length') res.writeHead(200, { 'Content-Type': 'text/plain' }).end('received');
+      else if (shape === 'chunked') { res.writeHead(202); res.write('rece'); res.end('ived'); }
+      else res.writeHead(200, { Connection: 'close' }).end('bye');
     });
-    rx.server.keepAliveTimeout = 60000;
-    rx.server.on('connection', () => { rx.connections += 1; });
-    await new Promise((resolve) => rx.server.listen(0, '127.0.0.1', resolve));
-    rx.url = `http://127.0.0.1:${rx.server.address().port}/hooks`;
     srv = await startServer({ env: { CALLSTATE_EVENTS_URL: rx.url, CALLSTATE_EVENTS_SECRET: key } });
   });
-  after(async () => {
-    await shutdown(srv);
-    rx.server.closeAllConnections();
-    await new Promise((resolve) => rx.server.close(resolve));
-  });
+  after(async () => { await shutdown(srv); await rx?.close(); });
 
   it('keeps connections across answers of every shape', async () => {
     await driveCalls(srv, 10);
-    await assertAllDelivered(srv, { ...rx, failures: [] }, 15000);
+    await assertAllDelivered(srv, rx, 15000);
     // One answer in four closes its connection; the others leave it for the next request.
     assert.ok(rx.connections <= rx.requests / 4 + 4 + 2,
       `${rx.connections} connections for ${rx.requests} requests`);
@@ -320,7 +333,7 @@ describe('push over kept connections', () => {
     const held = stalled.closedAt - stalled.at;
     assert.ok(held >= 9000 && held < 15000, `held ${held} ms: the 10 s timeout`);
     await driveCalls(srv, 2);
-    await assertAllDelivered(srv, { ...rx, failures: [] }, 15000);
+    await assertAllDelivered(srv, rx, 15000);
   });
 
   it('does no work while there is nothing to push', async () => {
@@ -352,26 +365,12 @@ describe('push to an https receiver', () => {
   let srv;
   before(async () => {
     certs = makeCertificates(dir);
-    rx = { received: [], connections: 0 };
-    rx.server = https.createServer({ key: certs.key, cert: certs.cert }, (req, res) => {
-      const chunks = [];
-      req.on('data', (c) => chunks.push(c));
-      req.on('end', () => {
-        const body = Buffer.concat(chunks).toString('utf8');
-        new Webhook(key).verify(body, req.headers);
-        rx.received.push(JSON.parse(body));
-        res.writeHead(204).end();
-      });
-    });
-    rx.server.keepAliveTimeout = 60000;
-    rx.server.on('secureConnection', () => { rx.connections += 1; });
-    await new Promise((resolve) => rx.server.listen(0, '127.0.0.1', resolve));
-    rx.url = `https://127.0.0.1:${rx.server.address().port}/hooks`;
+    const create = (h) => https.createServer({ key: certs.key, cert: certs.cert }, h);
+    rx = await startKeptReceiver(key, create, 'secureConnection', (req, res) => res.writeHead(204).end());
   });
   after(async () => {
     await shutdown(srv);
-    rx.server.closeAllConnections();
-    await new Promise((resolve) => rx.server.close(resolve));
+    await rx?.close();
     removeTmpDir(dir);
   });
 
@@ -380,7 +379,7 @@ describe('push to an https receiver', () => {
       env: { CALLSTATE_EVENTS_URL: rx.url, CALLSTATE_EVENTS_SECRET: key, CALLSTATE_EVENTS_CA_FILE: certs.ca },
     });
     await driveCalls(srv, 4);
-    await assertAllDelivered(srv, { ...rx, failures: [] }, 15000);
+    await assertAllDelivered(srv, rx, 15000);
     assert.ok(rx.connections <= 4 + 2, `${rx.connections} TLS connections for ${rx.received.length} events`);
     await shutdown(srv);
     srv = null;
