@@ -91,6 +91,34 @@ static enum err wait_for_events(struct storage *st, int64_t after, int limit, in
 	return e;
 }
 
+/* The answer of GET /v1/events: the page, or the refusal of e; frees the page. */
+static int reply_page(struct req *r, enum err e, struct event_page *page)
+{
+	if (e != ERR_OK) {
+		event_page_finish(page);
+		return reply_refusal(r, e, NULL);
+	}
+	size_t cap = 32;
+	for (size_t i = 0; i < page->n; i++)
+		cap += event_json_cap(&page->events[i]) + 1;
+	char *body = malloc(cap);
+	if (!body) {
+		event_page_finish(page);
+		return reply_error(r, ERR_NOMEM, NULL);
+	}
+	size_t len = (size_t)snprintf(body, cap, "{\"events\":[");
+	for (size_t i = 0; i < page->n; i++) {
+		if (i)
+			body[len++] = ',';
+		len += format_event(body + len, cap - len, &page->events[i]);
+	}
+	len += (size_t)snprintf(body + len, cap - len, "]}");
+	event_page_finish(page);
+	int rc = reply_json(r, 200, body, len);
+	free(body);
+	return rc;
+}
+
 int handle_events_list(struct req *r)
 {
 	long long after = 0, limit = EVENTS_LIMIT_DEFAULT, wait_s = 0;
@@ -110,38 +138,19 @@ int handle_events_list(struct req *r)
 
 	struct event_page page = {0};
 	e = storage_events_after(r->app->st, after, (int)limit, &page);
-	if (e == ERR_OK && page.n == 0 && wait_s > 0) {
-		/* Each waiting long poll holds a worker thread. */
-		if (atomic_fetch_add(&long_polls, 1) >= r->app->cfg->long_polls) {
-			atomic_fetch_sub(&long_polls, 1);
-			return reply_error(r, ERR_UNAVAILABLE,
-					   "too many long polls are waiting (CALLSTATE_LONG_POLLS)");
-		}
-		e = wait_for_events(r->app->st, after, (int)limit, (int)wait_s, &page);
+	if (e != ERR_OK || page.n > 0 || wait_s == 0)
+		return reply_page(r, e, &page);
+	/* Each waiting long poll holds a worker thread. */
+	if (atomic_fetch_add(&long_polls, 1) >= r->app->cfg->long_polls) {
 		atomic_fetch_sub(&long_polls, 1);
+		return reply_error(r, ERR_UNAVAILABLE,
+				   "too many long polls are waiting (CALLSTATE_LONG_POLLS)");
 	}
-	if (e != ERR_OK) {
-		event_page_finish(&page);
-		return reply_refusal(r, e, NULL);
-	}
-	size_t cap = 32;
-	for (size_t i = 0; i < page.n; i++)
-		cap += event_json_cap(&page.events[i]) + 1;
-	char *body = malloc(cap);
-	if (!body) {
-		event_page_finish(&page);
-		return reply_error(r, ERR_NOMEM, NULL);
-	}
-	size_t len = (size_t)snprintf(body, cap, "{\"events\":[");
-	for (size_t i = 0; i < page.n; i++) {
-		if (i)
-			body[len++] = ',';
-		len += format_event(body + len, cap - len, &page.events[i]);
-	}
-	len += (size_t)snprintf(body + len, cap - len, "]}");
-	event_page_finish(&page);
-	int rc = reply_json(r, 200, body, len);
-	free(body);
+	e = wait_for_events(r->app->st, after, (int)limit, (int)wait_s, &page);
+	/* Counted until answered: a graceful stop (long_polls_end) must not stop the server
+	 * between the wake-up and the answer, which would then never be written. */
+	int rc = reply_page(r, e, &page);
+	atomic_fetch_sub(&long_polls, 1);
 	return rc;
 }
 

@@ -125,6 +125,10 @@ export function baseEnv(secrets, dir, port, overrides = {}) {
     CALLSTATE_DB: dbUrlFor(dir),
     CALLSTATE_LISTEN: `127.0.0.1:${port}`,
     CALLSTATE_TOKEN_TTL_S: String(TOKEN_TTL_S),
+    // Fewer workers than the default 1536, which CivetWeb starts and joins one by one: that
+    // took ~3 s of each start and stop under ASan, times ~80 servers a suite. 512 is still
+    // more than any test holds at once (hardening: 370 connections; 256 long polls).
+    CALLSTATE_THREADS: '512',
   };
   for (const [k, v] of Object.entries(overrides)) {
     if (v === undefined || v === null) delete env[k];

@@ -71,7 +71,9 @@ describe('GET /v1/calls?format=csv', () => {
   const commaCallee = `callee,with,commas ${uid('')}`;
   const MANY = 530; // more than one page of 500 inside the stream
   before(async () => {
-    srv = await startServer();
+    // The longest ring timeout: the ringing calls must still ring when the last test reads
+    // them, which on a loaded machine (CI runs suites side by side) is well past the default 45 s.
+    srv = await startServer({ env: { CALLSTATE_RING_TIMEOUT_S: '300' } });
     await inBatches(MANY, 25, (i) => srv.createCall({
       caller: uid('c'), callees: [uid('e')], kind: i % 3 ? 'audio' : 'video', ...(i % 2 ? { chat_id: `chat-${i % 7}` } : {}),
     }));
