@@ -425,8 +425,9 @@ struct pg_storage {
 	uint64_t feed_started, feed_done;
 	bool feed_running;
 	/* The listener: LISTENs on FEED_CHANNEL on a connection of its own, for the long polls
-	 * (base.feed); listener_wake stops it. Not run without prepared statements: pgbouncer
-	 * in transaction pooling mode keeps no LISTEN, and the waiters look again each second. */
+	 * (base.feed) to hear of other instances' rounds (this instance's own raise it at their
+	 * commit); listener_wake stops it. Not run without prepared statements: pgbouncer in
+	 * transaction pooling mode keeps no LISTEN, and the waiters look again each second. */
 	bool feed_signal_ready;
 	bool listener_running;
 	pthread_t listener;
