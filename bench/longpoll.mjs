@@ -6,6 +6,9 @@
 // visible by then; a waiter may hear of it first, which counts as 0).
 // CREATOR_PORT (default PORT) is the instance the creator posts to.
 // Usage: node bench/longpoll.mjs PORT SERVICE_TOKEN [SAMPLES=300] [RATE=20] [WAITERS=4] [CREATOR_PORT]
+// With RAW_OUT set, also writes every wake-up after the 201 (ms, one a line) to that file,
+// for percentiles over several runs.
+import fs from 'node:fs';
 import http from 'node:http';
 
 const [port, token, samples = '300', rate = '20', waiters = '4', creatorPort = port] = process.argv.slice(2);
@@ -71,6 +74,7 @@ for (const [id, { t0, t1 }] of sent) {
 }
 fromSend.sort((a, b) => a - b);
 fromAnswer.sort((a, b) => a - b);
+if (process.env.RAW_OUT) fs.writeFileSync(process.env.RAW_OUT, fromAnswer.map((x) => `${x.toFixed(3)}\n`).join(''));
 const f = (x) => x.toFixed(2);
 console.log(`samples ${fromSend.length} (${sent.size} calls x ${waiters} waiters, ${rate}/s), missed ${missed}`);
 console.log(`wake after the creator's 201:   p50 ${f(pct(fromAnswer, 50))} ms  p99 ${f(pct(fromAnswer, 99))} ms  max ${f(fromAnswer.at(-1))} ms`);

@@ -2,8 +2,9 @@
 # Long-poll wake-up latency (on demand, never in CI): starts a release callstate (SQLite, or
 # BACKEND=postgres on a throwaway PostgreSQL server from tools/pg.sh) and runs
 # bench/longpoll.mjs against it. Knobs: SAMPLES (300), RATE (20 calls/s), WAITERS (4),
-# SKIP_BUILD=1, CALLSTATE_BIN, and with BACKEND=postgres CREATOR=other: a second instance takes
-# the creates, so that the waiters hear of them through LISTEN/NOTIFY.
+# SKIP_BUILD=1, CALLSTATE_BIN, RAW_OUT (a file that gets every sample), and with
+# BACKEND=postgres CREATOR=other: a second instance takes the creates, so that the waiters
+# hear of them through LISTEN/NOTIFY.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BACKEND=${BACKEND:-sqlite}
