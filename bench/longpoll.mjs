@@ -4,16 +4,20 @@
 // waiter it records when the waiter's answer with that call's call.ringing arrived, against
 // when the creator's POST was sent and when its 201 arrived (the event is durable and
 // visible by then; a waiter may hear of it first, which counts as 0).
-// Usage: node bench/longpoll.mjs PORT SERVICE_TOKEN [SAMPLES=300] [RATE=20] [WAITERS=4]
+// CREATOR_PORT (default PORT) is the instance the creator posts to.
+// Usage: node bench/longpoll.mjs PORT SERVICE_TOKEN [SAMPLES=300] [RATE=20] [WAITERS=4] [CREATOR_PORT]
+// With RAW_OUT set, also writes every wake-up after the 201 (ms, one a line) to that file,
+// for percentiles over several runs.
+import fs from 'node:fs';
 import http from 'node:http';
 
-const [port, token, samples = '300', rate = '20', waiters = '4'] = process.argv.slice(2);
+const [port, token, samples = '300', rate = '20', waiters = '4', creatorPort = port] = process.argv.slice(2);
 const N = Number(samples);
 const headers = { Authorization: `Bearer ${token}` };
 
-function request(agent, method, path, body) {
+function request(agent, method, path, body, to = port) {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method, path, agent,
+    const req = http.request({ host: '127.0.0.1', port: to, method, path, agent,
       headers: body ? { ...headers, 'Content-Type': 'application/json' } : headers }, (res) => {
       let text = '';
       res.setEncoding('utf8');
@@ -49,7 +53,7 @@ const loops = Array.from({ length: Number(waiters) }, (_, k) => waiter(k, last))
 await new Promise((r) => setTimeout(r, 500));
 for (let i = 0; i < N; i++) {
   const t0 = performance.now();
-  const r = await request(creator, 'POST', '/v1/calls', { caller: `lp-c${i}`, callees: [`lp-e${i}`], kind: 'audio' });
+  const r = await request(creator, 'POST', '/v1/calls', { caller: `lp-c${i}`, callees: [`lp-e${i}`], kind: 'audio' }, creatorPort);
   if (r.status !== 201) throw new Error(`create: ${r.status}`);
   sent.set(r.body.call.id, { t0, t1: r.at });
   await new Promise((res) => setTimeout(res, 1000 / Number(rate)));
@@ -70,6 +74,7 @@ for (const [id, { t0, t1 }] of sent) {
 }
 fromSend.sort((a, b) => a - b);
 fromAnswer.sort((a, b) => a - b);
+if (process.env.RAW_OUT) fs.writeFileSync(process.env.RAW_OUT, fromAnswer.map((x) => `${x.toFixed(3)}\n`).join(''));
 const f = (x) => x.toFixed(2);
 console.log(`samples ${fromSend.length} (${sent.size} calls x ${waiters} waiters, ${rate}/s), missed ${missed}`);
 console.log(`wake after the creator's 201:   p50 ${f(pct(fromAnswer, 50))} ms  p99 ${f(pct(fromAnswer, 99))} ms  max ${f(fromAnswer.at(-1))} ms`);

@@ -72,6 +72,7 @@
 #define LOCK_DELIVERY "1668481028"
 /* The feed's numbering notifies this channel with the newest seq (see listener_main). */
 #define FEED_CHANNEL "callstate_feed"
+#define FEED_TOP "numbered_top" /* the column of feed_numbering's newest seq */
 #define LISTEN_RETRY_MAX_MS 8000
 
 /* ---- statements ---- */
@@ -442,8 +443,9 @@ struct pg_storage {
 	uint64_t feed_started, feed_done;
 	bool feed_running;
 	/* The listener: LISTENs on FEED_CHANNEL on a connection of its own, for the long polls
-	 * (base.feed); listener_wake stops it. Not run without prepared statements: pgbouncer
-	 * in transaction pooling mode keeps no LISTEN, and the waiters look again each second. */
+	 * (base.feed) to hear of other instances' rounds (this instance's own raise it at their
+	 * commit); listener_wake stops it. Not run without prepared statements: pgbouncer in
+	 * transaction pooling mode keeps no LISTEN, and the waiters look again each second. */
 	bool feed_signal_ready;
 	bool listener_running;
 	pthread_t listener;
@@ -935,19 +937,53 @@ static const char feed_numbering[] =
 	" RETURNING last_seq - (SELECT count(*) FROM todo) AS base, last_seq AS top),"
 	" numbering AS (UPDATE events e SET seq = counter.base + numbered.n"
 	" FROM numbered, counter WHERE e.id = numbered.id)"
-	/* Delivered at the commit, to every instance's listener: the long polls. */
-	" SELECT pg_notify('" FEED_CHANNEL "', top::text) FROM counter;"
+	/* Delivered at the commit, to every instance's listener: the long polls. The top
+	 * comes back too, for this instance's own (see feed_number). */
+	" SELECT top AS " FEED_TOP ", pg_notify('" FEED_CHANNEL "', top::text) FROM counter;"
 	" COMMIT";
 
-/* ERR_OK when the numbering ran, whether or not there was anything to number. */
+/* Runs feed_numbering: ERR_OK once it has committed, with *ret_top the newest seq it gave,
+ * or 0 when there was nothing to number. PQexec would keep only the COMMIT's result. */
+static enum err feed_number_run(struct conn *cn, int64_t *ret_top)
+{
+	if (!PQsendQuery(cn->pg, feed_numbering))
+		return err_of(pg_fail(cn, NULL, "feed_number"));
+	enum outcome o = OUT_OK;
+	int64_t top = 0;
+	PGresult *res;
+	while ((res = PQgetResult(cn->pg))) {
+		ExecStatusType status = PQresultStatus(res);
+		if (status == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQfnumber(res, FEED_TOP) == 0)
+			top = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+		else if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && o == OUT_OK)
+			o = pg_fail(cn, res, "feed_number");
+		PQclear(res);
+	}
+	if (o == OUT_OK)
+		*ret_top = top;
+	return err_of(o);
+}
+
+/* ERR_OK when the numbering ran, whether or not there was anything to number. Once it has
+ * committed, this instance's own long polls are woken at once, without waiting for its NOTIFY
+ * to come back through the server and the listener's connection. Raising top is safe (rule
+ * 4: every seq up to it is visible): this round gave base + 1 .. top, every one of them, and
+ * the seqs up to base were given by earlier rounds, which held the same advisory lock and so
+ * had committed before this round took it (PostgreSQL makes a commit visible before it
+ * releases the transaction's locks); everything numbered by now has committed, and any
+ * snapshot taken after this COMMIT returned sees it. Rounds of other instances are heard
+ * through the listener as before. */
 static enum err feed_number(struct pg_storage *s)
 {
 	struct conn *cn = NULL;
 	enum err e = conn_take(s, &cn);
 	if (e != ERR_OK)
 		return e;
-	e = err_of(exec_simple(cn, feed_numbering, "feed_number"));
+	int64_t top = 0;
+	e = feed_number_run(cn, &top);
 	conn_give(s, cn);
+	if (e == ERR_OK && top > 0)
+		feed_signal_raise(&s->base.feed, top);
 	return e;
 }
 

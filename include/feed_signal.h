@@ -1,7 +1,8 @@
 /* How a long poll of the feed waits without polling: each backend raises the newest seq it
- * knows to be visible (SQLite's syncer once a batch is durable, PostgreSQL's listener when any
- * instance has numbered events), and the waiters of storage_events_wait sleep on a condition
- * variable until it passes theirs. Only db/ includes this header. */
+ * knows to be visible (SQLite's syncer once a batch is durable; on PostgreSQL a numbering
+ * round once it has committed, and the listener when another instance's has), and the
+ * waiters of storage_events_wait sleep on a condition variable until it passes theirs. Only
+ * db/ includes this header. */
 #pragma once
 
 #include <pthread.h>

@@ -23,7 +23,8 @@ async function lastSeq(srv) {
 }
 
 /** GET /v1/events on a connection of its own (fetch would queue concurrent requests to one
- * origin behind each other here); resolves to {status, body, ms}, ms: how long it took. */
+ * origin behind each other here); resolves to {status, body, ms, at}, ms: how long it took,
+ * at: when the answer had arrived (Date.now()). */
 function poll(srv, after, wait, { port = srv.port } = {}) {
   const t0 = Date.now();
   return new Promise((resolve, reject) => {
@@ -34,7 +35,7 @@ function poll(srv, after, wait, { port = srv.port } = {}) {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (chunk) => { text += chunk; });
-      res.on('end', () => resolve({ status: res.statusCode, body: JSON.parse(text), ms: Date.now() - t0 }));
+      res.on('end', () => resolve({ status: res.statusCode, body: JSON.parse(text), ms: Date.now() - t0, at: Date.now() }));
     });
     req.on('timeout', () => req.destroy(new Error('no answer in 40 s')));
     req.on('error', reject);
@@ -157,5 +158,22 @@ describe('GET /v1/events?wait=S', () => {
     assert.equal(r.status, 200);
     assert.ok(r.ms < 10000, `woken by the other instance's commit (${r.ms} ms)`);
     assert.deepEqual(r.body.events.map((e) => e.call_id), [call.id]);
+  });
+
+  // Without prepared statements (pgbouncer) there is no listener, and a poll would find another
+  // instance's events only when it looks again, a second after it began to wait; this
+  // instance's own numbering round wakes it at its commit.
+  it('wakes at once for this instance\'s commit, with no listener (PostgreSQL, CALLSTATE_DB_PREPARED=off)', { skip: BACKEND !== 'postgres' }, async () => {
+    const srv = await server({ env: { CALLSTATE_DB_PREPARED: 'off' } });
+    for (let i = 0; i < 3; i++) {
+      const seq = await lastSeq(srv);
+      const waiting = poll(srv, seq, 20);
+      await untilWaiting(srv, 1);
+      const { call } = await srv.createCall(newCall(i + 1));
+      const created = Date.now();
+      const r = await waiting;
+      assert.deepEqual(r.body.events.map((e) => [e.type, e.call_id]), [['call.ringing', call.id]]);
+      assert.ok(r.at - created < 500, `answered ${r.at - created} ms after the 201, not when it looked again`);
+    }
   });
 });
