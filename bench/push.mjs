@@ -8,10 +8,11 @@
 // 2. latency: on that server, RATE calls a second for SECONDS; for each call, the arrival of
 //    its call.ringing at the receiver against when the POST was sent (the commit is later:
 //    an upper bound of commit to delivery) and when its 201 arrived (a lower bound).
+// With PERF_OUT=FILE, `perf record -g` samples the server during the backlog's push.
 // Usage: node bench/push.mjs BIN PORT SERVICE_TOKEN [CALLS=20000] [RATE=1000] [SECONDS=10]
 import http from 'node:http';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 
 const [bin, port, token, calls = '20000', rate = '1000', seconds = '10'] = process.argv.slice(2);
 const headers = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' };
@@ -52,8 +53,12 @@ const receiver = http.createServer({ keepAliveTimeout: 60000 }, (req, res) => {
 await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
 const receiverUrl = `http://127.0.0.1:${receiver.address().port}/events`;
 
+const children = new Set();
+process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
 async function start(env) {
   const child = spawn(bin, ['serve'], { env: { ...process.env, ...env }, stdio: 'ignore' });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
   for (let i = 0; i < 400; i++) {
     try {
       if ((await request('GET', '/healthz')).status === 200) return child;
@@ -69,6 +74,19 @@ async function stop(child) {
 const cpuSeconds = (pid) => {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+};
+// CPU seconds by thread name, summed over the threads of each name.
+const cpuByThread = (pid) => {
+  const by = new Map();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      by.set(name, (by.get(name) || 0) + (Number(f[11]) + Number(f[12])) / 100);
+    } catch { /* the thread ended */ }
+  }
+  return by;
 };
 const pct = (xs, p) => xs[Math.min(xs.length - 1, Math.max(0, Math.ceil((p / 100) * xs.length) - 1))];
 const fmt = (x) => x.toFixed(1);
@@ -90,13 +108,32 @@ for (let after = 0, page; (page = (await request('GET', `/v1/events?after=${afte
 await stop(server);
 const t0 = performance.now();
 server = await start({ CALLSTATE_EVENTS_URL: receiverUrl });
+const perf = process.env.PERF_OUT
+  ? spawn('perf', ['record', '-e', 'cpu-clock', '-g', '-p', String(server.pid), '-o', process.env.PERF_OUT], { stdio: 'ignore' })
+  : null;
 const cpu0 = cpuSeconds(server.pid);
+const threads0 = cpuByThread(server.pid);
+const own0 = process.cpuUsage();
 while (firstArrival.size < total) await new Promise((r) => setTimeout(r, 5));
-const t1 = [...firstArrival.values()].reduce((a, b) => Math.max(a, b), 0);
+const arrivals = [...firstArrival.values()];
+const t1 = arrivals.reduce((a, b) => Math.max(a, b), 0);
+const first = arrivals.reduce((a, b) => Math.min(a, b), Infinity);
 const cpu1 = cpuSeconds(server.pid);
-console.log(`backlog: ${total} events pushed in ${fmt(t1 - t0)} ms (from the restart): ` +
-  `${Math.round(total / ((t1 - t0) / 1000))} events/s; ${requests - total} sent twice; ` +
-  `server CPU ${fmt(((cpu1 - cpu0) * 1e6) / total)} us per event`);
+const threads1 = cpuByThread(server.pid);
+if (perf) {
+  perf.kill('SIGINT');
+  await new Promise((r) => perf.once('exit', r));
+}
+const own = process.cpuUsage(own0);
+console.log(`backlog: ${total} events pushed in ${fmt(t1 - t0)} ms from the restart ` +
+  `(${Math.round(total / ((t1 - t0) / 1000))} events/s), in ${fmt(t1 - first)} ms from the first ` +
+  `arrival (${Math.round(total / ((t1 - first) / 1000))} events/s); ${requests - total} sent twice; ` +
+  `server CPU ${fmt(((cpu1 - cpu0) * 1e6) / total)} us per event, this receiver's ` +
+  `${fmt((own.user + own.system) / total)} us (${Math.round(((own.user + own.system) / 1000 / (t1 - t0)) * 100)} % of a core)`);
+
+const perThread = [...threads1].map(([name, s]) => [name, ((s - (threads0.get(name) || 0)) * 1e6) / total])
+  .filter(([, us]) => us >= 0.5).sort((a, b) => b[1] - a[1]);
+console.log(`  server CPU by thread, us per event: ${perThread.map(([n, us]) => `${n} ${fmt(us)}`).join(', ')}`);
 
 // 2. Latency at a steady rate on the same server.
 const sent = new Map();

@@ -2,7 +2,7 @@
 # Push throughput and commit-to-delivery latency (on demand, never in CI): a release callstate
 # (SQLite, or BACKEND=postgres on a throwaway PostgreSQL server from tools/pg.sh) pushing to
 # bench/push.mjs's receiver. Knobs: CALLS (20000, the backlog), RATE (1000 calls/s) and
-# SECONDS (10) for the latency run, SKIP_BUILD=1, CALLSTATE_BIN.
+# DURATION (10 s) for the latency run, SKIP_BUILD=1, CALLSTATE_BIN.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BACKEND=${BACKEND:-sqlite}
@@ -17,4 +17,4 @@ trap cleanup EXIT
 bench_service push
 export CALLSTATE_EVENTS_SECRET="whsec_$(head -c 32 /dev/urandom | base64)"
 echo "== push, $BACKEND" >&2
-node "$ROOT/bench/push.mjs" "$BIN" "$PORT" "$SVC" "${CALLS:-20000}" "${RATE:-1000}" "${SECONDS:-10}"
+node "$ROOT/bench/push.mjs" "$BIN" "$PORT" "$SVC" "${CALLS:-20000}" "${RATE:-1000}" "${DURATION:-10}"
