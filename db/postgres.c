@@ -366,10 +366,14 @@ static const struct {
 			     " expired_keys AS (DELETE FROM idempotency_keys WHERE (caller, key) IN"
 			     " (SELECT caller, key FROM idempotency_keys WHERE created_at < $1::bigint"
 			     " ORDER BY created_at LIMIT $2::bigint FOR UPDATE SKIP LOCKED)"
-			     " RETURNING 1)"
+			     " RETURNING 1),"
+			     " settled_deliveries AS (DELETE FROM deliveries WHERE seq IN (SELECT seq"
+			     " FROM deliveries WHERE state IN (1, 2) AND at < $1::bigint ORDER BY at"
+			     " LIMIT $2::bigint FOR UPDATE SKIP LOCKED) RETURNING 1)"
 			     " SELECT (SELECT count(*) FROM loose_events)"
 			     " + (SELECT count(*) FROM loose_webhooks)"
-			     " + (SELECT count(*) FROM expired_keys)"},
+			     " + (SELECT count(*) FROM expired_keys)"
+			     " + (SELECT count(*) FROM settled_deliveries)"},
 	/* As db/sqlite.c's delivery statements. */
 	[S_DELIVERY_CURSOR] = {"delivery_cursor", "SELECT seq FROM delivery_cursor WHERE id = 1"},
 	/* Enqueues and advances exclude each other (storage.h rule 12): each takes the lock in a

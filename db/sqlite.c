@@ -146,6 +146,7 @@ enum stmt_id {
 	S_PURGE_LOOSE_EVENTS,
 	S_PURGE_LOOSE_WEBHOOKS,
 	S_PURGE_IDEMPOTENCY,
+	S_PURGE_SETTLED_DELIVERIES,
 	S_AUDIT_MARK_LOWER,
 	S_DELIVERY_CURSOR,
 	S_DELIVERY_CURSOR_MOVE,
@@ -396,6 +397,9 @@ static const struct {
 				 "DELETE FROM idempotency_keys WHERE (caller, key) IN"
 				 " (SELECT caller, key FROM idempotency_keys WHERE created_at < ?1"
 				 " ORDER BY created_at LIMIT ?2)"},
+	[S_PURGE_SETTLED_DELIVERIES] = {"purge_settled_deliveries",
+					"DELETE FROM deliveries WHERE seq IN (SELECT seq FROM deliveries"
+					" WHERE state IN (1, 2) AND at < ?1 ORDER BY at LIMIT ?2)"},
 	/* webhooks has no AUTOINCREMENT: once its newest rows are deleted, the next insert
 	 * takes a rowid at or below webhooks_upto, which the audit catch-up would never index.
 	 * The mark comes down to the newest row left; nothing between was left unindexed. */
@@ -1547,7 +1551,7 @@ static enum err sq_tx_purge_unowned(struct storage_tx *tx, int64_t before, size_
 				    size_t *ret_n)
 {
 	static const enum stmt_id steps[] = {S_PURGE_LOOSE_EVENTS, S_PURGE_LOOSE_WEBHOOKS,
-					     S_PURGE_IDEMPOTENCY};
+					     S_PURGE_IDEMPOTENCY, S_PURGE_SETTLED_DELIVERIES};
 	return purge_steps(tx, steps, sizeof steps / sizeof steps[0], 0, before, max, ret_n);
 }
 

@@ -277,8 +277,9 @@ enum err storage_tx_presence_set(struct storage_tx *tx, const char *user, int st
 enum err storage_tx_purge_calls(struct storage_tx *tx, int64_t ended_before, size_t max,
 				size_t *ret_n);
 /* Deletes at most max each of what no call owns and is older than before: feed events
- * without a call (presence), webhooks of rooms no call owns, and idempotency records (expired
- * long before: a live one points to a call too young to purge). *ret_n counts the rows. */
+ * without a call (presence), webhooks of rooms no call owns, idempotency records (expired
+ * long before: a live one points to a call too young to purge), and the deliveries settled
+ * for good (dead, or stopped by a 410) of events that old. *ret_n counts the rows. */
 enum err storage_tx_purge_unowned(struct storage_tx *tx, int64_t before, size_t max,
 				  size_t *ret_n);
 

@@ -1977,3 +1977,29 @@ Test(storage, events_are_read_back_by_seq)
 	for (size_t i = 0; i < 3; i++)
 		event_finish(&evs[i]);
 }
+
+Test(storage, retention_takes_the_deliveries_settled_for_good)
+{
+	struct event evs[3];
+	char call_a[ID_LEN + 1];
+	make_id(call_a, 94);
+	for (unsigned i = 0; i < 3; i++)
+		make_event(&evs[i], i + 1, "call.ringing", call_a, i + 1, "{}");
+	queue_events(evs, 3);
+	struct delivery d;
+	cr_assert_eq(claim("u", 100, &d), evs[0].seq);
+	settle(&d, DELIVERY_DEAD, 0, "u", "HTTP 500", 100);
+	cr_assert_eq(claim("u", 100, &d), evs[1].seq, "the next after a dead one");
+	settle(&d, DELIVERY_STOPPED, 0, "u", "HTTP 410", 100);
+
+	int64_t before = evs[2].at + 1;
+	cr_assert_eq(purge(false, evs[0].at, 100), 0, "nothing that young");
+	cr_assert_eq(purge(false, before, 100), 2, "the dead and the stopped one");
+	struct delivery_status ds;
+	cr_assert_eq(storage_delivery_status(st, "u", &ds), ERR_OK);
+	cr_assert_eq(ds.dead, 0);
+	cr_assert_eq(ds.stopped, 0);
+	cr_assert_eq(ds.backlog, 1, "a pending delivery stays");
+	for (size_t i = 0; i < 3; i++)
+		event_finish(&evs[i]);
+}
