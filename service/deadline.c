@@ -126,6 +126,17 @@ bool deadlines_thread_init(struct deadlines *d)
 	return true;
 }
 
+void deadlines_expire(struct deadlines *d)
+{
+	int taken = atomic_load(&d->taken);
+	for (int i = 0; i < taken && i < d->n; i++) {
+		int64_t armed = atomic_load(&d->slots[i].armed_at);
+		/* 1 ns after the clock's start: passed, and not 0 (disarmed). */
+		if (armed)
+			atomic_compare_exchange_strong(&d->slots[i].armed_at, &armed, 1);
+	}
+}
+
 void deadline_arm(int64_t at_ns)
 {
 	my_deadline = at_ns;

@@ -32,6 +32,10 @@ void deadlines_stop(struct deadlines *d);
  * without a deadline that can interrupt it, and deadline_passed still reports the time). */
 bool deadlines_thread_init(struct deadlines *d);
 
+/* Brings every armed deadline of d forward to now: their threads are interrupted within a
+ * tick (a graceful stop). A thread that arms after this must look for the stop itself. */
+void deadlines_expire(struct deadlines *d);
+
 /* Arms the calling thread's deadline at the CLOCK_MONOTONIC time at_ns. */
 void deadline_arm(int64_t at_ns);
 /* Disarms it: once this returns, the watchdog sends this thread nothing more. */

@@ -342,7 +342,10 @@ static int exchange(struct sender *s, const struct event *ev, const char *body, 
 	memcpy(request, head, (size_t)n);
 	memcpy(request + n, body, len);
 	deadline_arm(monotonic_ns() + PUSH_TIMEOUT_MS * 1000000LL);
-	if (mg_write(s->conn, request, size) != (int)size) {
+	/* After arming: push_stop either sees this deadline to expire, or is seen here. */
+	if (atomic_load(&s->p->stop)) {
+		snprintf(error, cap, "stopping");
+	} else if (mg_write(s->conn, request, size) != (int)size) {
 		snprintf(error, cap, "cannot send the request");
 	} else if (mg_get_response(s->conn, ebuf, sizeof ebuf, PUSH_TIMEOUT_MS) < 0) {
 		snprintf(error, cap, "no answer within %d s: %s", PUSH_TIMEOUT_MS / 1000, ebuf);
@@ -563,6 +566,10 @@ void push_stop(struct push *p)
 	if (!p)
 		return;
 	atomic_store(&p->stop, true);
+	/* An attempt in flight ends now, to be made again after the restart, rather than make
+	 * the stop wait for a receiver's 10 s. */
+	if (p->deadlines)
+		deadlines_expire(p->deadlines);
 	wake_senders(p, PUSH_SENDERS);
 	if (p->queuer_started)
 		pthread_join(p->queuer, NULL);

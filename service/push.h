@@ -12,7 +12,8 @@ struct push;
 /* Starts the queueing thread and PUSH_SENDERS sending threads; *ret_p is NULL (and nothing
  * runs) when CALLSTATE_EVENTS_URL is empty. cfg and st must outlive the push. */
 enum err push_start(const struct config *cfg, struct storage *st, struct push **ret_p);
-/* Stops the threads; an attempt in flight finishes first (10 s at most). NULL is accepted. */
+/* Stops the threads; an attempt in flight is cut short (it is made again after a restart).
+ * NULL is accepted. */
 void push_stop(struct push *p);
 
 /* What this process's attempts came to since it started. */

@@ -288,6 +288,29 @@ async function startKeptReceiver(key, create, connectionEvent, answer) {
   return rx;
 }
 
+describe('push stopped while an attempt hangs', () => {
+  let srv;
+  let rx;
+  const key = newKey();
+  before(async () => {
+    rx = await startReceiver([key], () => 'hang');
+    srv = await startServer({ env: { CALLSTATE_EVENTS_URL: rx.url, CALLSTATE_EVENTS_SECRET: key } });
+  });
+  after(async () => { await shutdown(srv); await rx?.close(); });
+
+  it('stops without waiting for the receiver\'s 10 s', async () => {
+    await srv.createCall(newCall(1));
+    const [hung] = await pollUntil(() => rx.hanging.size > 0, 5000);
+    assert.ok(hung, 'an attempt hangs');
+    const stopping = Date.now();
+    await srv.stop();
+    // A stop takes about 2 s here (CivetWeb joins its workers); waiting for the attempt would
+    // take its 10 s.
+    const took = Date.now() - stopping;
+    assert.ok(took < 7000, `the stop took ${took} ms`);
+  });
+});
+
 describe('push over kept connections', () => {
   let srv;
   let rx;
