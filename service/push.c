@@ -455,8 +455,9 @@ static const struct event *event_of(const struct event_page *page, int64_t seq)
 	return lo < page->n && page->events[lo].seq == seq ? &page->events[lo] : NULL;
 }
 
-/* Sends the claimed deliveries, each order in seq order until one of its events fails. */
-static void send_round(struct sender *s)
+/* Sends the claimed deliveries, each order in seq order until one of its events fails; false
+ * when their events cannot be read (nothing tried: the heads are given back). */
+static bool send_round(struct sender *s)
 {
 	struct push *p = s->p;
 	int64_t seqs[PUSH_BATCH];
@@ -467,7 +468,7 @@ static void send_round(struct sender *s)
 	}
 	qsort(seqs, s->n, sizeof *seqs, by_seq);
 	if (storage_events_get(p->st, seqs, s->n, &page) != ERR_OK)
-		return; /* nothing tried: the heads are given back */
+		return false;
 	int64_t started = clock_monotonic_ms();
 	bool order_waits = false; /* an event of this order will be tried again: not the rest */
 	for (size_t i = 0; i < s->n && !atomic_load(&p->stop); i++) {
@@ -483,6 +484,7 @@ static void send_round(struct sender *s)
 		order_waits = s->outcome[i].state == DELIVERY_PENDING;
 	}
 	event_page_finish(&page);
+	return true;
 }
 
 static void *send_thread(void *arg)
@@ -513,7 +515,8 @@ static void *send_thread(void *arg)
 		s->n = s->n_next;
 		if (s->n == PUSH_BATCH) /* more may be due: another sender can take it */
 			wake_senders(p, 1);
-		send_round(s);
+		if (!send_round(s)) /* not at once again: the feed cannot be read now */
+			idle(p, wakes_now(p), PUSH_QUEUE_WAIT_MS);
 	}
 	/* The outcomes of the round sent just before the stop. */
 	s->stopping = true;
