@@ -27,7 +27,8 @@
 # ATTACK_IDLE (1000), ATTACK_SLOW (200), ATTACK_SECONDS (20), RETENTION_CALLS (1000000),
 # RETENTION_IDLE_S (30: how long the purge is timed alone after its webhook run),
 # SKIP_WEBHOOKS=1, SKIP_HISTORY=1, SKIP_PEERS=1, SKIP_ATTACK=1, SKIP_RETENTION=1, SKIP_BUILD=1 (use build-release as it is), CALLSTATE_BIN (use
-# this binary, no build).
+# this binary, no build), PERF_OUT=PREFIX (`perf record -g` of the server during each webhook
+# run, into PREFIX-CONNS.data).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -322,11 +323,17 @@ else
 				-p "$CS_PID" -o "$WORK/perf-$wc.csv" 2>/dev/null &
 			PERF_PID=$!
 		fi
+		RECORD_PID=
+		if [ -n "${PERF_OUT:-}" ]; then
+			perf record -g -q -p "$CS_PID" -o "$PERF_OUT-$wc.data" 2>/dev/null &
+			RECORD_PID=$!
+		fi
 		RUN_CONNS=$wc run_wrk "webhooks POST /webhooks/livekit (c=$wc)" "http://127.0.0.1:$PORT" \
 			"$BENCH/webhook.lua" "$WORK/webhooks-$wc.txt" "$WRK_THREADS"
 		alive "$CS_PID" "$WORK/webhooks-$wc.log"
 		thread_cpu "$CS_PID" >"$WORK/cpu-after-$wc"
 		[ -z "$PERF_PID" ] || { kill -INT "$PERF_PID" 2>/dev/null; wait "$PERF_PID" 2>/dev/null || true; }
+		[ -z "$RECORD_PID" ] || { kill -INT "$RECORD_PID" 2>/dev/null; wait "$RECORD_PID" 2>/dev/null || true; }
 		# Every 200 means stored: count what this run's ids left in the database.
 		stored=$(db_query "webhooks$wc" "SELECT count(*) FROM webhooks WHERE substr(id, 1, $((${#prefix} + 4))) = 'EV_${prefix}_'")
 		acked=$(awk '/requests in/ { t = $1 } /Non-2xx or 3xx responses:/ { n = $NF } END { print t - n }' "$LAST_WRK_OUT")
