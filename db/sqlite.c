@@ -32,6 +32,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -438,6 +439,12 @@ struct job {
 	struct job *next;
 };
 
+/* A file as stat names it: the same path may come to name another. */
+struct file_id {
+	dev_t dev;
+	ino_t ino;
+};
+
 struct sqlite_storage {
 	struct storage base; /* first: storage_impl.h */
 	struct storage_tx tx; /* handed to transaction functions, on the writer thread only */
@@ -469,7 +476,9 @@ struct sqlite_storage {
 	struct job *unsynced_head, *unsynced_tail;
 	int64_t unsynced_feed; /* feed_appended when the newest unsynced batch was handed over */
 	bool sync_stop;
+	char *wal_path;
 	int wal_fd;            /* the syncer's descriptor of the WAL file; -1 before it opens it */
+	struct file_id db_id, wal_id; /* the files the syncer found at their paths */
 	atomic_bool failed;    /* an fdatasync failed: nothing is written any more */
 	/* The feed's seqs up to feed_durable are durable; the readers show no seq past it. The
 	 * writer lowers it (to the seq before its first) when it appends to a feed with nothing
@@ -1069,7 +1078,9 @@ static enum err audit_catch_up(struct storage_tx *tx, void *arg)
 static void audit_index_if_due(struct sqlite_storage *s, int64_t *last_ms)
 {
 	int64_t now = clock_monotonic_ms();
-	if (!atomic_load(&s->audit_behind) || now - *last_ms < AUDIT_INDEX_INTERVAL_MS)
+	/* A failed storage writes nothing until the restart, which catches up. */
+	if (!atomic_load(&s->audit_behind) || atomic_load(&s->failed) ||
+	    now - *last_ms < AUDIT_INDEX_INTERVAL_MS)
 		return;
 	*last_ms = now;
 	enum err e = sq_transact(&s->base, audit_catch_up, s);
@@ -1126,34 +1137,43 @@ static enum err checkpointer_start(struct sqlite_storage *s)
  * first write made one), and leaves wal_fd -1. */
 static bool wal_open(struct sqlite_storage *s, bool missing_ok)
 {
-	size_t n = strlen(s->path);
-	char *name = malloc(n + sizeof "-wal");
-	if (!name)
-		return false;
-	memcpy(name, s->path, n);
-	memcpy(name + n, "-wal", sizeof "-wal");
-	s->wal_fd = open(name, O_RDONLY | O_CLOEXEC);
+	s->wal_fd = open(s->wal_path, O_RDONLY | O_CLOEXEC);
 	int err = s->wal_fd < 0 ? errno : 0;
-	if (err == ENOENT && missing_ok) {
-		free(name);
+	if (err == ENOENT && missing_ok)
 		return true;
-	}
+	struct stat st;
+	if (!err && fstat(s->wal_fd, &st) != 0)
+		err = errno;
 	if (!err) {
-		char *slash = strrchr(name, '/');
-		const char *dir_name = !slash ? "." : slash == name ? "/" : name;
-		if (slash && slash != name)
-			*slash = '\0';
+		s->wal_id = (struct file_id){st.st_dev, st.st_ino};
+		size_t n = strlen(s->wal_path);
+		char *dir_name = malloc(n + 1);
+		if (!dir_name)
+			return false;
+		memcpy(dir_name, s->wal_path, n + 1);
+		char *slash = strrchr(dir_name, '/');
+		if (!slash)
+			memcpy(dir_name, ".", 2);
+		else
+			slash[slash == dir_name] = '\0';
 		int dir = open(dir_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (dir < 0 || fsync(dir) != 0)
 			err = errno;
 		if (dir >= 0)
 			close(dir);
+		free(dir_name);
 	}
-	free(name);
 	if (err)
 		log_write(LOG_ERROR, "msg=\"cannot open the sqlite WAL to sync it\" err=\"%s\"",
 			  strerror(err));
 	return !err;
+}
+
+/* Whether path still names the file of id: not once it was deleted, renamed or replaced. */
+static bool still_there(const char *path, const struct file_id *id)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && st.st_dev == id->dev && st.st_ino == id->ino;
 }
 
 /* The syncer's fdatasync of the WAL. */
@@ -1162,11 +1182,20 @@ static bool wal_sync(struct sqlite_storage *s)
 	if (s->wal_fd < 0 && !wal_open(s, false))
 		return false;
 	s->syncs++;
-	if (fdatasync(s->wal_fd) == 0)
+	if (fdatasync(s->wal_fd) != 0) {
+		metrics_db_error(METRICS_SQLITE, METRICS_DB_UNAVAILABLE);
+		log_write(LOG_ERROR, "msg=\"fdatasync of the sqlite WAL failed: writes refused until"
+			  " a restart\" err=\"%s\"", strerror(errno));
+		return false;
+	}
+	/* Files that were deleted (rm, the directory gone) or replaced (a restore copied over
+	 * them) still take writes through their open descriptors, which a restart would not
+	 * find: nothing synced into them is stored, and nothing more is answered as stored. */
+	if (still_there(s->path, &s->db_id) && still_there(s->wal_path, &s->wal_id))
 		return true;
 	metrics_db_error(METRICS_SQLITE, METRICS_DB_UNAVAILABLE);
-	log_write(LOG_ERROR, "msg=\"fdatasync of the sqlite WAL failed: writes refused until a"
-		  " restart\" err=\"%s\"", strerror(errno));
+	log_write(LOG_ERROR, "msg=\"the sqlite database or its WAL was deleted or replaced: writes"
+		  " refused until a restart\"");
 	return false;
 }
 
@@ -2085,7 +2114,7 @@ static void log_writer_totals(struct sqlite_storage *s)
 static void sqlite_free(struct sqlite_storage *s)
 {
 	/* Nothing is left past the audit marks at rest (see 0003_audit_trail.sql). */
-	if (s->thread_running && atomic_load(&s->audit_behind) &&
+	if (s->thread_running && atomic_load(&s->audit_behind) && !atomic_load(&s->failed) &&
 	    sq_transact(&s->base, audit_catch_up, s) != ERR_OK)
 		log_write(LOG_WARN, "msg=\"audit index catch-up failed at close\"");
 	if (s->thread_running) {
@@ -2135,6 +2164,7 @@ static void sqlite_free(struct sqlite_storage *s)
 		feed_signal_finish(&s->base.feed);
 	}
 	free(s->path);
+	free(s->wal_path);
 	free(s);
 }
 
@@ -2412,13 +2442,24 @@ enum err sqlite_storage_open(const char *path, const struct storage_options *opt
 	atomic_init(&s->feed_durable, INT64_MAX);
 	atomic_init(&s->audit_behind, false);
 	s->path = strdup(path);
-	s->sync_ready = s->path && sync_init(s);
+	size_t path_len = strlen(path);
+	s->wal_path = s->path ? malloc(path_len + sizeof "-wal") : NULL;
+	if (s->wal_path) {
+		memcpy(s->wal_path, path, path_len);
+		memcpy(s->wal_path + path_len, "-wal", sizeof "-wal");
+	}
+	s->sync_ready = s->wal_path && sync_init(s);
 	s->readers_ready = s->sync_ready && pool_init(&s->readers, opts->pool_size) == ERR_OK;
 	if (!s->readers_ready) {
 		e = ERR_NOMEM;
 		goto out;
 	}
 	e = writer_open(&s->writer, path);
+	struct stat db_stat;
+	if (e == ERR_OK && stat(path, &db_stat) != 0)
+		e = ERR_UNAVAILABLE;
+	if (e == ERR_OK)
+		s->db_id = (struct file_id){db_stat.st_dev, db_stat.st_ino};
 	/* What a process killed before us committed may still be in the page cache only; the
 	 * readers are about to show it, so it is made durable first. */
 	if (e == ERR_OK && (!wal_open(s, true) || (s->wal_fd >= 0 && !wal_sync(s))))

@@ -226,3 +226,35 @@ describe('an fdatasync of the WAL that fails', { skip: BACKEND !== 'sqlite' || !
 describe('a power cut in the middle of a webhook burst', { skip: BACKEND !== 'sqlite' || !POWERCUT_LIB }, () => {
   killMidBurst('every webhook acknowledged before the cut is on the disk and applied after the restart', { powerCut: true });
 });
+
+// The database's files deleted (rm, the directory gone) or replaced (a restore renamed over
+// them) under a running server: its descriptors still take writes, into files that a restart
+// would not find, so nothing may be answered as stored from then on.
+describe('the database files deleted or replaced under the server', { skip: BACKEND !== 'sqlite' }, () => {
+  const servers = [];
+  after(async () => { for (const s of servers) await shutdown(s); });
+
+  for (const [how, change] of [
+    ['deleted', (db) => { for (const f of [db, `${db}-wal`, `${db}-shm`]) fs.rmSync(f, { force: true }); }],
+    ['replaced by a copy', (db) => { fs.copyFileSync(db, `${db}.copy`); fs.renameSync(`${db}.copy`, db); }],
+  ]) {
+    it(`${how}: 503 and not ready from then on, never a 2xx for what went into them`, async () => {
+      const srv = await startServer();
+      servers.push(srv);
+      const db = path.join(srv.dir, 'callstate.db');
+      const req = newCall(1, { ring_timeout_s: 300 });
+      const { call } = await srv.createCall(req);
+      const room = new LkRoom(call.room, { creationMs: Date.now() - 60000 });
+      const joined = room.joined(room.session(req.callees[0], Date.now() - 1000));
+      change(db);
+      for (let i = 0; i < 3; i++) {
+        const created = await srv.svc('POST', '/v1/calls', newCall(1));
+        assert.equal(created.status, 503, `a create after the files were ${how}: ${created.text}`);
+        const hook = await postWebhook(srv, joined.body, await signWebhook(joined.body, srv.secrets.apiKey, srv.secrets.apiSecret));
+        assert.equal(hook.status, 503, `a webhook after the files were ${how}: ${hook.text}`);
+      }
+      assert.equal((await srv.request('GET', '/readyz', { token: 'none' })).status, 503, 'not ready');
+      assert.match(srv.stderr, /the sqlite database or its WAL was deleted or replaced/);
+    });
+  }
+});
