@@ -54,6 +54,8 @@
 /* The audit tables are filled in bulk at most this often (see 0003_audit_trail.sql), by the
  * checkpointer, which wakes at least once a second. */
 #define AUDIT_INDEX_INTERVAL_MS 1000
+#define AUDIT_INDEX_CHUNK 512     /* seqs, and webhook rowids, indexed by one transaction */
+#define AUDIT_INDEX_CHUNKS_MAX 64 /* transactions of one catch-up: the checkpoints go on */
 /* Under sustained writes the checkpointer never reaches the WAL's end, and the WAL can only
  * start over once a checkpoint has: past this size the writer finishes the copy itself,
  * between two batches, so the WAL (and recovery after a crash) stays bounded. */
@@ -118,6 +120,7 @@ enum stmt_id {
 	S_AUDIT_INDEX_EVENTS,
 	S_AUDIT_INDEX_WEBHOOKS,
 	S_AUDIT_INDEXED,
+	S_AUDIT_BEHIND,
 	S_IDEM_GET,
 	S_IDEM_CLAIM,
 	S_DUE,
@@ -265,20 +268,27 @@ static const struct {
 		     " call_version FROM events"
 		     " WHERE seq > (SELECT events_upto FROM audit_indexed) AND call_id = ?1"
 		     " ORDER BY pos, webhook DESC, at, id"},
+	/* The audit tables are filled AUDIT_INDEX_CHUNK seqs and rowids past their marks at a
+	 * time (?1), and the marks moved as far, never past the newest row nor back. */
 	[S_AUDIT_INDEX_EVENTS] = {"audit_index_events",
 				  "INSERT INTO audit_events (call_id, seq) SELECT call_id, seq"
-				  " FROM events WHERE seq > (SELECT events_upto FROM audit_indexed)"
-				  " AND call_id IS NOT NULL"},
+				  " FROM events, audit_indexed WHERE seq > events_upto"
+				  " AND seq <= events_upto + ?1 AND call_id IS NOT NULL"},
 	[S_AUDIT_INDEX_WEBHOOKS] = {"audit_index_webhooks",
 				    "INSERT INTO audit_webhooks (call_id, webhook_id)"
-				    " SELECT call_id, id FROM webhooks"
-				    " WHERE rowid > (SELECT webhooks_upto FROM audit_indexed)"
-				    " AND call_id IS NOT NULL"},
+				    " SELECT call_id, id FROM webhooks, audit_indexed"
+				    " WHERE webhooks.rowid > webhooks_upto"
+				    " AND webhooks.rowid <= webhooks_upto + ?1 AND call_id IS NOT NULL"},
 	[S_AUDIT_INDEXED] = {"audit_indexed",
 			     "UPDATE audit_indexed SET"
-			     " events_upto = coalesce((SELECT max(seq) FROM events), events_upto),"
-			     " webhooks_upto = coalesce((SELECT max(rowid) FROM webhooks),"
-			     " webhooks_upto)"},
+			     " events_upto = max(events_upto, min(events_upto + ?1,"
+			     " coalesce((SELECT max(seq) FROM events), events_upto))),"
+			     " webhooks_upto = max(webhooks_upto, min(webhooks_upto + ?1,"
+			     " coalesce((SELECT max(rowid) FROM webhooks), webhooks_upto)))"},
+	[S_AUDIT_BEHIND] = {"audit_behind",
+			    "SELECT coalesce((SELECT max(seq) FROM events), 0) > events_upto"
+			    " OR coalesce((SELECT max(rowid) FROM webhooks), 0) > webhooks_upto"
+			    " FROM audit_indexed"},
 	[S_IDEM_GET] = {"idempotency_get",
 			"SELECT call_id, request_hash, created_at FROM idempotency_keys"
 			" WHERE caller = ?1 AND key = ?2"},
@@ -1058,19 +1068,38 @@ static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
 
 static enum err sq_transact(struct storage *st, storage_tx_fn fn, void *arg);
 
-/* A transaction of the writer's: index what was appended past the marks. */
+/* One transaction of the writer's: indexes the next AUDIT_INDEX_CHUNK rows past each mark,
+ * and leaves audit_behind set while more are past them. */
 static enum err audit_catch_up(struct storage_tx *tx, void *arg)
 {
 	struct sqlite_storage *s = arg;
 	struct conn *w = tx_conn(tx);
-	atomic_store(&s->audit_behind, false);
-	enum err e = exec_stmt(w, S_AUDIT_INDEX_EVENTS);
+	int64_t behind = 1;
+	enum err e = ERR_OK;
+	static const enum stmt_id steps[] = {S_AUDIT_INDEX_EVENTS, S_AUDIT_INDEX_WEBHOOKS,
+					     S_AUDIT_INDEXED};
+	for (size_t i = 0; e == ERR_OK && i < sizeof steps / sizeof *steps; i++) {
+		struct binder b = {0};
+		e = stmt_get(w, steps[i], &b.st);
+		bind_int(&b, 1, AUDIT_INDEX_CHUNK);
+		if (e == ERR_OK)
+			e = run_bound(w, steps[i], &b);
+	}
 	if (e == ERR_OK)
-		e = exec_stmt(w, S_AUDIT_INDEX_WEBHOOKS);
-	if (e == ERR_OK)
-		e = exec_stmt(w, S_AUDIT_INDEXED);
-	if (e != ERR_OK)
-		atomic_store(&s->audit_behind, true);
+		e = query_int(w, S_AUDIT_BEHIND, &behind);
+	atomic_store(&s->audit_behind, e != ERR_OK || behind);
+	return e;
+}
+
+/* Indexes what is past the marks, one chunk per transaction: a second's appends in one
+ * transaction held the writer, and every webhook queued behind it, for up to 20 ms under
+ * load. At most max_chunks transactions (0: until nothing is left). */
+static enum err audit_index(struct sqlite_storage *s, int max_chunks)
+{
+	enum err e = ERR_OK;
+	for (int n = 0; e == ERR_OK && atomic_load(&s->audit_behind) &&
+			(max_chunks == 0 || n < max_chunks); n++)
+		e = sq_transact(&s->base, audit_catch_up, s);
 	return e;
 }
 
@@ -1083,7 +1112,7 @@ static void audit_index_if_due(struct sqlite_storage *s, int64_t *last_ms)
 	    now - *last_ms < AUDIT_INDEX_INTERVAL_MS)
 		return;
 	*last_ms = now;
-	enum err e = sq_transact(&s->base, audit_catch_up, s);
+	enum err e = audit_index(s, AUDIT_INDEX_CHUNKS_MAX);
 	if (e != ERR_OK)
 		log_write(LOG_WARN, "msg=\"audit index catch-up failed\" error=%s", err_code(e));
 }
@@ -2114,8 +2143,7 @@ static void log_writer_totals(struct sqlite_storage *s)
 static void sqlite_free(struct sqlite_storage *s)
 {
 	/* Nothing is left past the audit marks at rest (see 0003_audit_trail.sql). */
-	if (s->thread_running && atomic_load(&s->audit_behind) && !atomic_load(&s->failed) &&
-	    sq_transact(&s->base, audit_catch_up, s) != ERR_OK)
+	if (s->thread_running && !atomic_load(&s->failed) && audit_index(s, 0) != ERR_OK)
 		log_write(LOG_WARN, "msg=\"audit index catch-up failed at close\"");
 	if (s->thread_running) {
 		pthread_mutex_lock(&s->queue_mu);
@@ -2440,7 +2468,7 @@ enum err sqlite_storage_open(const char *path, const struct storage_options *opt
 	s->wal_fd = -1;
 	atomic_init(&s->failed, false);
 	atomic_init(&s->feed_durable, INT64_MAX);
-	atomic_init(&s->audit_behind, false);
+	atomic_init(&s->audit_behind, true); /* what a crash left past the marks */
 	s->path = strdup(path);
 	size_t path_len = strlen(path);
 	s->wal_path = s->path ? malloc(path_len + sizeof "-wal") : NULL;

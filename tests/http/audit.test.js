@@ -135,6 +135,64 @@ describe('GET /v1/calls/{id}/events', () => {
     }
   });
 
+  // More than one chunk of the bulk indexing (SQLite indexes 512 seqs and 512 webhooks a
+  // transaction): the trails are whole while the marks move, and after a clean stop every row
+  // is in the audit tables.
+  it('more rows than an indexing chunk: whole trails while indexed, and after a restart', async () => {
+    const dir = makeTmpDir();
+    let own = await startServer({ dir });
+    const { secrets } = own;
+    try {
+      const calls = [];
+      let next = 0;
+      const CALLS = 280; // each: 2 webhooks and about 5 changes
+      await Promise.all(Array.from({ length: 8 }, async () => {
+        while (next < CALLS) {
+          next += 1;
+          const req = newCall(2, { ring_timeout_s: 300 });
+          const { call } = await own.createCall(req);
+          const room = new LkRoom(call.room);
+          const s = room.session(req.callees[0], Date.now());
+          for (const ev of [room.started(Date.now()), room.joined(s)]) assert.equal((await deliver(own, ev)).status, 200);
+          const r = await own.request('POST', `/v1/calls/${call.id}/decline`, { json: { user: req.callees[1] } });
+          assert.equal(r.status, 200, r.text);
+          calls.push(call.id);
+        }
+      }));
+      const trails = new Map();
+      let transitions = 0;
+      for (const id of calls) {
+        const a = await audit(id, 'admin', own);
+        assert.equal(a.body.events.filter((e) => e.kind === 'webhook').length, 2, `call ${id}: both webhooks`);
+        const changes = a.body.events.filter((e) => e.kind === 'transition');
+        assert.deepEqual(changes.map((e) => e.call_version), changes.map((_, i) => i + 1), `call ${id}: every change`);
+        transitions += changes.length;
+        trails.set(id, a.body);
+      }
+      assert.ok(transitions > 512 && calls.length * 2 > 512, `${transitions} changes and ${calls.length * 2} webhooks: more than a chunk each`);
+      await own.stop();
+      const db = path.join(dir, 'callstate.db');
+      const q = (sql) => spawnSync('sqlite3', [db, sql], { encoding: 'utf8' }).stdout.trim();
+      if (BACKEND === 'sqlite') {
+        // Everything past the marks again, as far as a file from before the audit tables: the
+        // restart indexes it in several chunks, and the reads meanwhile show it all.
+        q('DELETE FROM audit_events; DELETE FROM audit_webhooks; UPDATE audit_indexed SET events_upto = 0, webhooks_upto = 0');
+      }
+      own = await startServer({ dir, secrets });
+      for (const id of calls) assert.deepEqual((await audit(id, 'admin', own)).body, trails.get(id));
+      await own.stop();
+      own = await startServer({ dir, secrets });
+      for (const id of calls) assert.deepEqual((await audit(id, 'admin', own)).body, trails.get(id));
+      if (BACKEND === 'sqlite') {
+        assert.equal(q('SELECT count(*) FROM audit_events'), String(transitions));
+        assert.equal(q('SELECT count(*) FROM audit_webhooks'), String(calls.length * 2));
+        assert.equal(q('SELECT events_upto = (SELECT max(seq) FROM events) AND webhooks_upto = (SELECT max(rowid) FROM webhooks) FROM audit_indexed'), '1');
+      }
+    } finally {
+      await shutdown(own);
+    }
+  });
+
   it('admin only; an unknown call is 404, a malformed id 400', async () => {
     const { call } = await srv.createCall(newCall(1));
     assertError(await audit(call.id, 'none'), 401, 'unauthorized');
