@@ -57,7 +57,9 @@ static bool watch(void *arg)
 		if (!at || now < at)
 			continue;
 		pthread_mutex_lock(&s->mu);
-		if (atomic_load(&s->armed_at))
+		/* Again under the lock: disarmed, or armed anew for later, since it was read. */
+		at = atomic_load(&s->armed_at);
+		if (at && now >= at)
 			pthread_kill(s->thread, wake_signal());
 		pthread_mutex_unlock(&s->mu);
 	}

@@ -1,13 +1,15 @@
 /* One thread queues the feed past the delivery cursor into the deliveries table; PUSH_SENDERS
  * threads each claim up to PUSH_BATCH events (the due heads of several orders, a call or the
- * presence events, each with what is queued behind it), POST them in order over a connection
- * they keep alive, and record the outcomes with their next claim in one transaction. The
+ * presence events, each with what is queued behind it), POST them over up to PUSH_FANOUT
+ * connections they keep alive, the events of different orders at once and each order's one
+ * after another, and record the outcomes with their next claim in one transaction. The
  * request path writes nothing for push: the queue is filled from the feed, which is durable
  * already. A receiver that hangs on one call holds its sender for at most the 10 s timeout:
- * the rest of that sender's batch waits that long at most, once, since a sender tries the
- * heads never tried before first and gives back what it did not start after PUSH_ROUND_MS; the
- * other senders go on. Senders with nothing due sleep until the queue thread wakes them or the
- * earliest retry comes due. */
+ * answers are read in the order the requests went, so the rest of that sender's batch waits
+ * that long at most, once, since a sender tries the heads never tried before first and starts
+ * nothing after PUSH_ROUND_MS (it gives back what it did not start); the other senders go on.
+ * Senders with nothing due sleep until the queue thread wakes them or the earliest retry comes
+ * due. */
 #include "push.h"
 
 #include <inttypes.h>
@@ -33,6 +35,10 @@
 
 #define PUSH_SENDERS 4
 #define PUSH_BATCH 64
+/* A sender keeps this many connections, each with one request in flight at most: the heads of
+ * different orders go at once, and a sender blocks once for several answers rather than once
+ * per event (CivetWeb's client cannot pipeline: mg_get_response drops what it read early). */
+#define PUSH_FANOUT 8
 #define PUSH_TIMEOUT_MS 10000
 /* A sender starts no attempt this long after its round began; it gives back the heads it did
  * not try. */
@@ -78,10 +84,38 @@ struct outcome {
 	char error[DELIVERY_ERROR_MAX + 1];
 };
 
+/* One of a sender's connections to the receiver, kept alive between requests, with one
+ * request in flight at most. */
+struct link {
+	struct mg_connection *conn; /* NULL when closed */
+	bool reused;                /* the request in flight went on a connection kept from before */
+	bool busy;                  /* a request in flight: ev, the event order next of the round */
+	const struct event *ev;
+	size_t order;
+	int64_t written_ns;         /* when it was written: its 10 s run from there */
+	uint64_t sent;              /* the sender's count of requests then: answers are read oldest first */
+};
+
+/* One order of a round: its claimed deliveries from next to end, sent one at a time. */
+struct order {
+	size_t next, end;
+	bool busy;   /* next is in flight */
+	bool halted; /* next failed: the rest waits for its retry */
+};
+
+struct round {
+	const struct event_page *page;
+	struct order orders[PUSH_BATCH];
+	size_t n_orders;
+	int64_t started;
+	bool gone; /* a 410: nothing more is started */
+};
+
 struct sender {
 	struct push *p;
 	pthread_t thread;
-	struct mg_connection *conn; /* kept alive between attempts; NULL when closed */
+	struct link links[PUSH_FANOUT];
+	uint64_t sent;
 	/* The round sent last: its claimed deliveries (each head followed by those behind it) and
 	 * what came of them, to be recorded by the next round's transaction. */
 	struct delivery claimed[PUSH_BATCH];
@@ -303,137 +337,11 @@ static bool answer_drained(struct mg_connection *conn, const struct mg_response_
 	return r == 0 && !deadline_passed();
 }
 
-static void hang_up(struct sender *s)
+static void hang_up(struct link *c)
 {
-	if (s->conn)
-		mg_close_connection(s->conn);
-	s->conn = NULL;
-}
-
-/* One request on the sender's connection; the HTTP status, or 0 with error set. The
- * deadline interrupts a body read that CivetWeb would let run on (deadline.h). */
-static int exchange(struct sender *s, const struct event *ev, const char *body, size_t len,
-		    char *error, size_t cap)
-{
-	const struct events_target *t = &s->p->target;
-	long long timestamp = (long long)(clock_now_ms(&clock_system) / 1000);
-	char signature[PUSH_SIGNATURE_MAX];
-	char ebuf[256] = "";
-	int status = 0;
-	bool keep = false;
-	if (!push_sign(s->p->cfg, ev->id, timestamp, body, len, signature, sizeof signature)) {
-		snprintf(error, cap, "cannot sign the request");
-		return 0;
-	}
-	/* One write for the head and the body: two would wait for the receiver's delayed ACK of
-	 * the first (Nagle's algorithm; CivetWeb's client sets no TCP_NODELAY), 40 ms each. */
-	char head[2048];
-	int n = snprintf(head, sizeof head,
-			 "POST %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: callstate\r\n"
-			 "Content-Type: application/json\r\nContent-Length: %zu\r\n"
-			 "webhook-id: %s\r\nwebhook-timestamp: %lld\r\nwebhook-signature: %s\r\n\r\n",
-			 t->path, t->host, t->port, len, ev->id, timestamp, signature);
-	size_t size = n > 0 && (size_t)n < sizeof head ? (size_t)n + len : 0;
-	char *request = size ? malloc(size) : NULL;
-	if (!request) {
-		snprintf(error, cap, "cannot make the request");
-		return 0;
-	}
-	memcpy(request, head, (size_t)n);
-	memcpy(request + n, body, len);
-	deadline_arm(monotonic_ns() + PUSH_TIMEOUT_MS * 1000000LL);
-	/* After arming: push_stop either sees this deadline to expire, or is seen here. */
-	if (atomic_load(&s->p->stop)) {
-		snprintf(error, cap, "stopping");
-	} else if (mg_write(s->conn, request, size) != (int)size) {
-		snprintf(error, cap, "cannot send the request");
-	} else if (mg_get_response(s->conn, ebuf, sizeof ebuf, PUSH_TIMEOUT_MS) < 0) {
-		snprintf(error, cap, "no answer within %d s: %s", PUSH_TIMEOUT_MS / 1000, ebuf);
-	} else {
-		const struct mg_response_info *info = mg_get_response_info(s->conn);
-		status = info ? info->status_code : 0;
-		if (!status)
-			snprintf(error, cap, "unreadable answer");
-		else
-			snprintf(error, cap, "HTTP %d", status);
-		keep = status && answer_drained(s->conn, info);
-	}
-	deadline_disarm();
-	free(request);
-	if (!keep)
-		hang_up(s);
-	return status;
-}
-
-/* POSTs body to the target on the kept connection, or a new one; the HTTP status, or 0 with
- * error set when there is none. */
-static int post(struct sender *s, const struct event *ev, const char *body, size_t len,
-		char *error, size_t cap)
-{
-	const struct events_target *t = &s->p->target;
-	for (;;) {
-		bool kept = s->conn != NULL;
-		if (!kept) {
-			char ebuf[256] = "";
-			struct mg_client_options opts = {.host = t->host, .port = t->port,
-							 .server_cert = s->p->cfg->events_ca_file,
-							 .host_name = t->host};
-			s->conn = t->tls ? mg_connect_client_secure(&opts, ebuf, sizeof ebuf)
-					 : mg_connect_client(t->host, t->port, 0, ebuf, sizeof ebuf);
-			if (!s->conn) {
-				snprintf(error, cap, "cannot connect: %s", ebuf);
-				return 0;
-			}
-		}
-		int64_t started = clock_monotonic_ms();
-		int status = exchange(s, ev, body, len, error, cap);
-		/* A kept connection that the receiver closed while it was idle fails at once:
-		 * once more on a new one. */
-		if (status || !kept || clock_monotonic_ms() - started > 1000)
-			return status;
-	}
-}
-
-/* One attempt at claimed[i], whose event is ev (NULL: gone from the feed, so done). */
-static void attempt(struct sender *s, size_t i, const struct event *ev)
-{
-	struct push *p = s->p;
-	struct delivery *d = &s->claimed[i];
-	struct outcome *o = &s->outcome[i];
-	*o = (struct outcome){.tried = true, .state = DELIVERY_DELIVERED};
-	if (!ev)
-		return;
-	size_t len = 0;
-	char *body = event_json(ev, &len);
-	int status = body ? post(s, ev, body, len, o->error, sizeof o->error) : 0;
-	if (!body)
-		snprintf(o->error, sizeof o->error, "out of memory");
-	free(body);
-	int64_t now = clock_now_ms(&clock_system);
-	d->attempts++;
-	if (!d->first_attempt_at)
-		d->first_attempt_at = now;
-	if (status >= 200 && status < 300) {
-		atomic_fetch_add(&n_delivered, 1);
-		return;
-	}
-	if (status == 410) {
-		o->state = DELIVERY_STOPPED;
-		atomic_fetch_add(&n_stopped, 1);
-		if (!atomic_exchange(&p->stop_logged, true))
-			log_write(LOG_WARN,
-				  "msg=\"push stopped: the receiver answered 410 Gone\" seq=%" PRId64,
-				  d->seq);
-		return;
-	}
-	o->next_at = now + backoff_ms(d->attempts);
-	o->state = o->next_at - d->first_attempt_at > PUSH_GIVE_UP_MS ? DELIVERY_DEAD
-									 : DELIVERY_PENDING;
-	atomic_fetch_add(o->state == DELIVERY_DEAD ? &n_dead : &n_retried, 1);
-	if (o->state == DELIVERY_DEAD)
-		log_write(LOG_WARN,
-			  "msg=\"push gave up on an event after 24 h\" seq=%" PRId64 " attempts=%d",
-			  d->seq, d->attempts);
+	if (c->conn)
+		mg_close_connection(c->conn);
+	c->conn = NULL;
 }
 
 static int by_seq(const void *a, const void *b)
@@ -455,11 +363,241 @@ static const struct event *event_of(const struct event_page *page, int64_t seq)
 	return lo < page->n && page->events[lo].seq == seq ? &page->events[lo] : NULL;
 }
 
-/* Sends the claimed deliveries, each order in seq order until one of its events fails; false
+/* Arms the thread's deadline at at_ns; false when the push is stopping. After arming: push_stop
+ * either sees this deadline to expire, or is seen here. */
+static bool deadline_armed(struct push *p, int64_t at_ns)
+{
+	deadline_arm(at_ns);
+	return !atomic_load(&p->stop);
+}
+
+/* Writes the request for ev on c, connected first if it has no connection; false with error
+ * set when it cannot (c is then closed). */
+static bool request_write(struct sender *s, struct link *c, const struct event *ev,
+			  char *error, size_t cap)
+{
+	const struct events_target *t = &s->p->target;
+	c->reused = c->conn != NULL;
+	if (!c->conn) {
+		char ebuf[256] = "";
+		struct mg_client_options opts = {.host = t->host, .port = t->port,
+						 .server_cert = s->p->cfg->events_ca_file,
+						 .host_name = t->host};
+		c->conn = t->tls ? mg_connect_client_secure(&opts, ebuf, sizeof ebuf)
+				 : mg_connect_client(t->host, t->port, 0, ebuf, sizeof ebuf);
+		if (!c->conn) {
+			snprintf(error, cap, "cannot connect: %s", ebuf);
+			return false;
+		}
+	}
+	size_t len = 0;
+	char *body = event_json(ev, &len);
+	long long timestamp = (long long)(clock_now_ms(&clock_system) / 1000);
+	char signature[PUSH_SIGNATURE_MAX];
+	/* One write for the head and the body: two would wait for the receiver's delayed ACK of
+	 * the first (Nagle's algorithm; CivetWeb's client sets no TCP_NODELAY), 40 ms each. */
+	char head[2048];
+	int n = -1;
+	if (body && push_sign(s->p->cfg, ev->id, timestamp, body, len, signature, sizeof signature))
+		n = snprintf(head, sizeof head,
+			     "POST %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: callstate\r\n"
+			     "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+			     "webhook-id: %s\r\nwebhook-timestamp: %lld\r\nwebhook-signature: %s\r\n\r\n",
+			     t->path, t->host, t->port, len, ev->id, timestamp, signature);
+	size_t size = n > 0 && (size_t)n < sizeof head ? (size_t)n + len : 0;
+	char *request = size ? malloc(size) : NULL;
+	bool ok = request != NULL;
+	if (!ok) {
+		snprintf(error, cap, "cannot make the request");
+	} else {
+		memcpy(request, head, (size_t)n);
+		memcpy(request + n, body, len);
+		c->written_ns = monotonic_ns();
+		if (!(ok = deadline_armed(s->p, c->written_ns + PUSH_TIMEOUT_MS * 1000000LL)))
+			snprintf(error, cap, "stopping");
+		else if (!(ok = mg_write(c->conn, request, size) == (int)size))
+			snprintf(error, cap, "cannot send the request");
+		deadline_disarm();
+	}
+	free(request);
+	free(body);
+	if (!ok)
+		hang_up(c);
+	return ok;
+}
+
+/* Reads the answer to c's request: the HTTP status, or 0 with error set. The deadline, 10 s
+ * after the request was written, interrupts a read that CivetWeb would let run on
+ * (deadline.h). */
+static int answer_read(struct sender *s, struct link *c, char *error, size_t cap)
+{
+	char ebuf[256] = "";
+	int status = 0;
+	bool keep = false;
+	if (!deadline_armed(s->p, c->written_ns + PUSH_TIMEOUT_MS * 1000000LL)) {
+		snprintf(error, cap, "stopping");
+	} else if (mg_get_response(c->conn, ebuf, sizeof ebuf, PUSH_TIMEOUT_MS) < 0) {
+		snprintf(error, cap, "no answer within %d s: %s", PUSH_TIMEOUT_MS / 1000, ebuf);
+	} else {
+		const struct mg_response_info *info = mg_get_response_info(c->conn);
+		status = info ? info->status_code : 0;
+		if (!status)
+			snprintf(error, cap, "unreadable answer");
+		else
+			snprintf(error, cap, "HTTP %d", status);
+		keep = status && answer_drained(c->conn, info);
+	}
+	deadline_disarm();
+	if (!keep)
+		hang_up(c);
+	return status;
+}
+
+/* Records what came of the attempt at order k's event in flight (status 0: no answer), and
+ * moves the order on past it when it is done with. */
+static void settle(struct sender *s, struct round *r, size_t k, int status)
+{
+	struct push *p = s->p;
+	struct order *ord = &r->orders[k];
+	struct delivery *d = &s->claimed[ord->next];
+	struct outcome *o = &s->outcome[ord->next];
+	int64_t now = clock_now_ms(&clock_system);
+	ord->busy = false;
+	d->attempts++;
+	if (!d->first_attempt_at)
+		d->first_attempt_at = now;
+	if (status >= 200 && status < 300) {
+		atomic_fetch_add(&n_delivered, 1);
+		ord->next++;
+		return;
+	}
+	if (status == 410) {
+		o->state = DELIVERY_STOPPED;
+		ord->halted = r->gone = true;
+		atomic_fetch_add(&n_stopped, 1);
+		if (!atomic_exchange(&p->stop_logged, true))
+			log_write(LOG_WARN,
+				  "msg=\"push stopped: the receiver answered 410 Gone\" seq=%" PRId64,
+				  d->seq);
+		return;
+	}
+	o->next_at = now + backoff_ms(d->attempts);
+	o->state = o->next_at - d->first_attempt_at > PUSH_GIVE_UP_MS ? DELIVERY_DEAD
+									 : DELIVERY_PENDING;
+	atomic_fetch_add(o->state == DELIVERY_DEAD ? &n_dead : &n_retried, 1);
+	ord->halted = o->state == DELIVERY_PENDING; /* the rest of the order waits for its retry */
+	if (o->state == DELIVERY_DEAD) { /* given up: the order goes on without it */
+		ord->next++;
+		log_write(LOG_WARN,
+			  "msg=\"push gave up on an event after 24 h\" seq=%" PRId64 " attempts=%d",
+			  d->seq, d->attempts);
+	}
+}
+
+/* Whether a request that failed on c may go once more on a new connection: c was kept from an
+ * earlier request, and the receiver closed it while it was idle (the failure came at once). */
+static bool closed_while_idle(const struct sender *s, const struct round *r,
+			      const struct link *c, int64_t failed_after_ms)
+{
+	return c->reused && failed_after_ms <= 1000 && !r->gone && !atomic_load(&s->p->stop);
+}
+
+/* Starts the attempt at order k's next event on c. */
+static void start(struct sender *s, struct round *r, struct link *c, size_t k)
+{
+	struct order *ord = &r->orders[k];
+	size_t i = ord->next;
+	struct outcome *o = &s->outcome[i];
+	*o = (struct outcome){.tried = true, .state = DELIVERY_DELIVERED};
+	const struct event *ev = event_of(r->page, s->claimed[i].seq);
+	if (!ev) { /* gone from the feed: done with */
+		ord->next++;
+		return;
+	}
+	bool ok = request_write(s, c, ev, o->error, sizeof o->error);
+	if (!ok && closed_while_idle(s, r, c, 0))
+		ok = request_write(s, c, ev, o->error, sizeof o->error);
+	if (!ok) {
+		settle(s, r, k, 0);
+		return;
+	}
+	ord->busy = c->busy = true;
+	c->ev = ev;
+	c->order = k;
+	c->sent = ++s->sent;
+}
+
+/* Reads the answer on c, the oldest request in flight, and settles its attempt; or writes the
+ * request once more, on a new connection, when the receiver closed c while it was idle. */
+static void finish(struct sender *s, struct round *r, struct link *c)
+{
+	struct outcome *o = &s->outcome[r->orders[c->order].next];
+	int64_t started = clock_monotonic_ms();
+	int status = answer_read(s, c, o->error, sizeof o->error);
+	/* A new connection is not reused: this happens once per attempt at most. */
+	if (!status && closed_while_idle(s, r, c, clock_monotonic_ms() - started) &&
+	    request_write(s, c, c->ev, o->error, sizeof o->error)) {
+		c->sent = ++s->sent;
+		return;
+	}
+	c->busy = false;
+	settle(s, r, c->order, status);
+}
+
+/* A connection with no request in flight, one kept open first; NULL when all are busy. */
+static struct link *link_free(struct sender *s)
+{
+	struct link *closed = NULL;
+	for (size_t j = 0; j < PUSH_FANOUT; j++) {
+		struct link *c = &s->links[j];
+		if (!c->busy && c->conn)
+			return c;
+		if (!c->busy && !closed)
+			closed = c;
+	}
+	return closed;
+}
+
+/* The connection whose request was written first of those in flight; NULL when none is. */
+static struct link *link_oldest(struct sender *s)
+{
+	struct link *oldest = NULL;
+	for (size_t j = 0; j < PUSH_FANOUT; j++)
+		if (s->links[j].busy && (!oldest || s->links[j].sent < oldest->sent))
+			oldest = &s->links[j];
+	return oldest;
+}
+
+/* The first order (never tried heads come first) with an event to send and none in flight;
+ * r->n_orders when none has. */
+static size_t order_ready(const struct round *r)
+{
+	size_t k = 0;
+	while (k < r->n_orders && (r->orders[k].busy || r->orders[k].halted ||
+				   r->orders[k].next == r->orders[k].end))
+		k++;
+	return k;
+}
+
+/* Starts attempts on free connections while an order has an event to send, until the round's
+ * PUSH_ROUND_MS have passed, a 410 or the stop. */
+static void fill(struct sender *s, struct round *r)
+{
+	while (!r->gone && !atomic_load(&s->p->stop) &&
+	       clock_monotonic_ms() - r->started <= PUSH_ROUND_MS) {
+		struct link *c = link_free(s);
+		size_t k = order_ready(r);
+		if (!c || k == r->n_orders)
+			return;
+		start(s, r, c, k);
+	}
+}
+
+/* Sends the claimed deliveries, the events of different orders at once on up to PUSH_FANOUT
+ * connections, each order's in seq order, one at a time, until one of its events fails; false
  * when their events cannot be read (nothing tried: the heads are given back). */
 static bool send_round(struct sender *s)
 {
-	struct push *p = s->p;
 	int64_t seqs[PUSH_BATCH];
 	struct event_page page = {0};
 	for (size_t i = 0; i < s->n; i++) {
@@ -467,21 +605,20 @@ static bool send_round(struct sender *s)
 		seqs[i] = s->claimed[i].seq;
 	}
 	qsort(seqs, s->n, sizeof *seqs, by_seq);
-	if (storage_events_get(p->st, seqs, s->n, &page) != ERR_OK)
+	if (storage_events_get(s->p->st, seqs, s->n, &page) != ERR_OK)
 		return false;
-	int64_t started = clock_monotonic_ms();
-	bool order_waits = false; /* an event of this order will be tried again: not the rest */
-	for (size_t i = 0; i < s->n && !atomic_load(&p->stop); i++) {
-		if (s->claimed[i].leased)
-			order_waits = false;
-		if (order_waits)
-			continue;
-		if (clock_monotonic_ms() - started > PUSH_ROUND_MS)
+	struct round r = {.page = &page, .started = clock_monotonic_ms()};
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->claimed[i].leased || r.n_orders == 0) /* a head starts an order */
+			r.orders[r.n_orders++] = (struct order){.next = i};
+		r.orders[r.n_orders - 1].end = i + 1;
+	}
+	for (;;) {
+		fill(s, &r);
+		struct link *c = link_oldest(s);
+		if (!c)
 			break;
-		attempt(s, i, event_of(&page, s->claimed[i].seq));
-		if (s->outcome[i].state == DELIVERY_STOPPED)
-			break;
-		order_waits = s->outcome[i].state == DELIVERY_PENDING;
+		finish(s, &r, c);
 	}
 	event_page_finish(&page);
 	return true;
@@ -523,7 +660,8 @@ static void *send_thread(void *arg)
 	s->now = clock_now_ms(&clock_system);
 	if (s->n && storage_transact(p->st, round_tx, s) != ERR_OK)
 		log_write(LOG_WARN, "msg=\"push cannot record attempts\" events=%zu", s->n);
-	hang_up(s);
+	for (size_t j = 0; j < PUSH_FANOUT; j++)
+		hang_up(&s->links[j]);
 	return NULL;
 }
 

@@ -1,8 +1,8 @@
 // Push of the feed to CALLSTATE_EVENTS_URL (API.md "Events"): every event POSTed to a receiver
 // of the test's own, signed as Standard Webhooks says (checked with the `standardwebhooks`
 // package), in seq order per call, retried with backoff while the receiver fails, stopped by
-// 410, kept across a kill -9, over kept connections; GET /v1/events/delivery and /metrics say
-// how it goes.
+// 410, kept across a kill -9, over kept connections, several calls at once per sender;
+// GET /v1/events/delivery and /metrics say how it goes.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -162,9 +162,13 @@ describe('push to CALLSTATE_EVENTS_URL', () => {
     await driveCalls(srv, 8);
     await srv.svc('PUT', '/v1/presence/pu1', { status: 'busy' });
     await assertAllDelivered(srv, rx, 15000);
-    const st = await deliveryStatus(srv);
+    // The receiver holds the last events a moment before their answers are read and recorded.
+    const [st] = await pollUntil(async () => {
+      const s = await deliveryStatus(srv);
+      return s.backlog === 0 ? s : null;
+    }, 5000, 50);
+    assert.ok(st, 'the backlog empties');
     assert.equal(st.url, rx.url);
-    assert.equal(st.backlog, 0);
     assert.equal(st.oldest_undelivered_age_ms, 0);
     assert.equal(st.dead, 0);
     assert.equal(st.stopped, false);
@@ -261,7 +265,7 @@ async function commits(srv) {
 
 /**
  * A receiver on kept connections for the connection tests: `server` is made by `create(handler)`
- * (http or https); each request is verified with key and recorded, then `answer(req, res)`
+ * (http or https); each request is verified with key and recorded, then `answer(req, res, event)`
  * answers it. Counts connections (`connectionEvent`: 'connection', or 'secureConnection').
  */
 async function startKeptReceiver(key, create, connectionEvent, answer) {
@@ -272,8 +276,9 @@ async function startKeptReceiver(key, create, connectionEvent, answer) {
     req.on('end', () => {
       const body = Buffer.concat(chunks).toString('utf8');
       new Webhook(key).verify(body, req.headers);
-      rx.received.push(JSON.parse(body));
-      answer(req, res);
+      const event = JSON.parse(body);
+      rx.received.push(event);
+      answer(req, res, event);
     });
   });
   rx.server.keepAliveTimeout = 60000;
@@ -341,10 +346,12 @@ describe('push over kept connections', () => {
   after(async () => { await shutdown(srv); await rx?.close(); });
 
   it('keeps connections across answers of every shape', async () => {
-    await driveCalls(srv, 10);
+    await driveCalls(srv, 40);
     await assertAllDelivered(srv, rx, 15000);
-    // One answer in four closes its connection; the others leave it for the next request.
-    assert.ok(rx.connections <= rx.requests / 4 + 4 + 2,
+    // One answer in four closes its connection; the others leave it for the next request. Each
+    // of the 4 senders opens one connection per request it has in flight at once (8 at most).
+    assert.ok(rx.requests >= 100, `${rx.requests} requests`);
+    assert.ok(rx.connections <= rx.requests / 4 + 4 * 8 + 2,
       `${rx.connections} connections for ${rx.requests} requests`);
   });
 
@@ -401,9 +408,11 @@ describe('push to an https receiver', () => {
     srv = await startServer({
       env: { CALLSTATE_EVENTS_URL: rx.url, CALLSTATE_EVENTS_SECRET: key, CALLSTATE_EVENTS_CA_FILE: certs.ca },
     });
-    await driveCalls(srv, 4);
+    // Four calls at a time, three times: a sender has at most four calls' events in flight at
+    // once, each on a connection of its own, and keeps them for the next ones.
+    for (let i = 0; i < 3; i++) await driveCalls(srv, 4);
     await assertAllDelivered(srv, rx, 15000);
-    assert.ok(rx.connections <= 4 + 2, `${rx.connections} TLS connections for ${rx.received.length} events`);
+    assert.ok(rx.connections <= 4 * 4 + 2, `${rx.connections} TLS connections for ${rx.received.length} events`);
     await shutdown(srv);
     srv = null;
   });
@@ -485,11 +494,78 @@ describe('push stopped by 410 Gone', () => {
     await driveCalls(srv, 1);
     await sleep(1500);
     assert.equal(rx.requests, requests, 'nothing was sent after the 410');
-    // The senders run in parallel: besides the refused one, the heads of other calls may have
-    // been in flight (refused too, and kept, since delivery stopped).
-    assert.ok(rx.requests <= 4, `${rx.requests} requests: one per sender at most`);
+    // The senders, and each sender's connections, run in parallel: besides the refused one,
+    // the head of the other call may have been in flight (refused too, and kept, since delivery
+    // stopped); nothing comes after a call's refused head.
+    assert.ok(rx.requests <= 2, `${rx.requests} requests: one per call at most`);
     assert.match(srv.stderr, /410/);
     const m = await srv.admin('GET', '/metrics');
     assert.match(m.text, /^callstate_push_stopped 1$/m);
+  });
+});
+
+/**
+ * A receiver on kept connections (startKeptReceiver) that answers each request after a random
+ * 5-40 ms, 503 to the first attempt of every call.accepted. Per call it records, for each
+ * request, the events of that call answered 2xx before the request came; it notes a violation
+ * when a request comes while another of its call is unanswered. Counts requests unanswered at
+ * once.
+ */
+async function startSlowReceiver(key) {
+  const rx = await startKeptReceiver(key, (h) => http.createServer(h), 'connection', (req, res, event) => {
+    const call = event.call_id ?? 'presence';
+    if (rx.busy.has(call)) rx.violations.push(`${event.type} (seq ${event.seq}) came while another event of its call was unanswered`);
+    rx.busy.add(call);
+    if (!rx.answered.has(call)) rx.answered.set(call, new Set());
+    rx.arrivals.push({ event, deliveredBefore: new Set(rx.answered.get(call)) });
+    rx.inFlight += 1;
+    rx.maxInFlight = Math.max(rx.maxInFlight, rx.inFlight);
+    const attempt = (rx.attempts.get(event.id) || 0) + 1;
+    rx.attempts.set(event.id, attempt);
+    const status = event.type === 'call.accepted' && attempt === 1 ? 503 : 204;
+    setTimeout(() => {
+      rx.busy.delete(call);
+      rx.inFlight -= 1;
+      if (status === 204) rx.answered.get(call).add(event.seq);
+      res.writeHead(status).end();
+    }, 5 + Math.random() * 35);
+  });
+  return Object.assign(rx, {
+    arrivals: [], violations: [], attempts: new Map(), inFlight: 0, maxInFlight: 0,
+    answered: new Map(), busy: new Set(),
+  });
+}
+
+describe('push of many calls at once', () => {
+  let srv;
+  let rx;
+  const key = newKey();
+  before(async () => {
+    rx = await startSlowReceiver(key);
+    srv = await startServer({ env: { CALLSTATE_EVENTS_URL: rx.url, CALLSTATE_EVENTS_SECRET: key } });
+  });
+  after(async () => { await shutdown(srv); await rx?.close(); });
+
+  it('sends several calls\' events at once per sender, each call\'s one at a time, stopping at a failure', async () => {
+    await driveCalls(srv, 40);
+    const feed = await assertAllDelivered(srv, rx, 30000);
+    const [answered] = await pollUntil(() => feed.every((e) => rx.answered.get(e.call_id)?.has(e.seq)), 5000, 50);
+    assert.ok(answered, 'every event was answered 2xx');
+    // 4 senders: more requests than that at once means a sender has several in flight; 8
+    // connections each bound them.
+    assert.ok(rx.maxInFlight > 4, `${rx.maxInFlight} requests in flight at once at most`);
+    assert.ok(rx.maxInFlight <= 4 * 8, `${rx.maxInFlight} requests in flight at once`);
+    assert.ok(rx.connections <= 4 * 8, `${rx.connections} connections`);
+    assert.deepEqual(rx.violations, [], 'one request per call in flight at a time');
+    // Every request came after each earlier event of its call was answered 2xx: a call.accepted
+    // refused once held its call.ended back until its retry was delivered.
+    const bySeq = new Map(feed.map((e) => [e.seq, e]));
+    for (const { event, deliveredBefore } of rx.arrivals) {
+      const earlier = feed.filter((e) => e.call_id === event.call_id && e.seq < event.seq).map((e) => e.seq);
+      const missing = earlier.filter((q) => !deliveredBefore.has(q));
+      assert.deepEqual(missing.map((q) => bySeq.get(q).type), [], `${event.type} (seq ${event.seq}) went before these were delivered`);
+    }
+    const refused = [...rx.attempts].filter(([, n]) => n > 1).length;
+    assert.equal(refused, 40, 'each call.accepted was refused once, then delivered');
   });
 });
