@@ -105,10 +105,12 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # the service: cs-writer, cs-checkpoint, ...; CivetWeb's civetweb-worker and -master). From
 # schedstat, not utime/stime: those are sampled at each clock tick, and a thread that wakes on
 # a timer runs right at the tick and gets charged far more than it ran.
+# Read with builtins: a process per file made it take minutes on a loaded machine, and the
+# webhooks' signatures (5 min) expired before wrk sent them.
 thread_cpu() {
-	local t
+	local t comm ns
 	for t in /proc/"$1"/task/*; do
-		printf '%s %s\n' "$(cat "$t/comm" 2>/dev/null)" "$(cut -d' ' -f1 "$t/schedstat" 2>/dev/null)"
+		{ read -r comm <"$t/comm" && read -r ns _ <"$t/schedstat"; } 2>/dev/null && printf '%s %s\n' "$comm" "$ns"
 	done | awk 'NF == 2 { sub(/-[0-9]+$/, "", $1); n[$1] += $2 } END { for (k in n) printf "%s %.0f\n", k, n[k] }' | sort
 }
 
@@ -249,6 +251,7 @@ pg_stats_reset() {
 # statements (calls, time, shared blocks hit and dirtied per event, the dearest first).
 pg_per_event() {
 	local name=$1 n=$2 cpu
+	[ "$n" -gt 0 ] 2>/dev/null || { echo "  postgres: no events"; return 0; }
 	cpu=$(($(pg_cpu_ns) - $(cat "$WORK/pg-cpu-before")))
 	sleep 1 # the statistics of the backends reach the views within a second (PGSTAT_MIN_INTERVAL)
 	db_query "$name" "SELECT format('  postgres: CPU %s us, WAL %s bytes (%s records, %s full pages, %s syncs), %s%% of %s updates HOT, per event',
