@@ -26,6 +26,7 @@
 # WEBHOOK_CONNS ("32 64"), WEBHOOK_PAIRS (60000 joined/left pairs generated per webhook run),
 # PG_STATS=1 (PostgreSQL: pg_stat_statements loaded at the server's start, and each webhook
 # run's statements per event printed; the server's CPU, WAL and HOT updates are printed always),
+# PG_PERF=1 (PostgreSQL: perf's call graph of the server's processes, to PG_PERF_OUT or stderr),
 # ATTACK_IDLE (1000), ATTACK_SLOW (200), ATTACK_SECONDS (20), RETENTION_CALLS (1000000),
 # RETENTION_IDLE_S (30: how long the purge is timed alone after its webhook run),
 # SKIP_WEBHOOKS=1, SKIP_HISTORY=1, SKIP_PEERS=1, SKIP_ATTACK=1, SKIP_RETENTION=1, SKIP_BUILD=1 (use build-release as it is), CALLSTATE_BIN (use
