@@ -24,6 +24,9 @@
 # Environment knobs: DURATION (10s), CONNS (32), WRK_THREADS (2), SEED_CALLS (1000000),
 # SERVER_THREADS (1536, the service's default), MEMBERS (2000 calls created for the token bench),
 # WEBHOOK_CONNS ("32 64"), WEBHOOK_PAIRS (60000 joined/left pairs generated per webhook run),
+# PG_STATS=1 (PostgreSQL: pg_stat_statements loaded at the server's start, and each webhook
+# run's statements per event printed; the server's CPU, WAL and HOT updates are printed always),
+# PG_PERF=1 (PostgreSQL: perf's call graph of the server's processes, to PG_PERF_OUT or stderr),
 # ATTACK_IDLE (1000), ATTACK_SLOW (200), ATTACK_SECONDS (20), RETENTION_CALLS (1000000),
 # RETENTION_IDLE_S (30: how long the purge is timed alone after its webhook run),
 # SKIP_WEBHOOKS=1, SKIP_HISTORY=1, SKIP_PEERS=1, SKIP_ATTACK=1, SKIP_RETENTION=1, SKIP_BUILD=1 (use build-release as it is), CALLSTATE_BIN (use
@@ -104,10 +107,12 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # the service: cs-writer, cs-checkpoint, ...; CivetWeb's civetweb-worker and -master). From
 # schedstat, not utime/stime: those are sampled at each clock tick, and a thread that wakes on
 # a timer runs right at the tick and gets charged far more than it ran.
+# Read with builtins: a process per file made it take minutes on a loaded machine, and the
+# webhooks' signatures (5 min) expired before wrk sent them.
 thread_cpu() {
-	local t
+	local t comm ns
 	for t in /proc/"$1"/task/*; do
-		printf '%s %s\n' "$(cat "$t/comm" 2>/dev/null)" "$(cut -d' ' -f1 "$t/schedstat" 2>/dev/null)"
+		{ read -r comm <"$t/comm" && read -r ns _ <"$t/schedstat"; } 2>/dev/null && printf '%s %s\n' "$comm" "$ns"
 	done | awk 'NF == 2 { sub(/-[0-9]+$/, "", $1); n[$1] += $2 } END { for (k in n) printf "%s %.0f\n", k, n[k] }' | sort
 }
 
@@ -120,6 +125,7 @@ if [ "$BACKEND" = postgres ]; then
 	need psql postgresql-client
 	need /usr/lib/postgresql/15/bin/postgres postgresql
 	. "$ROOT/tools/pg.sh"
+	[ -z "${PG_STATS:-}" ] || export PG_SERVER_OPTIONS="-c shared_preload_libraries=pg_stat_statements"
 	pg_start
 fi
 # db_url NAME: the CALLSTATE_DB of the run NAME (a SQLite file, or a PostgreSQL database made
@@ -224,6 +230,48 @@ per_event() {
 		END { if (parts != "") printf "  syscalls and switches per event:%s\n", parts }' "$WORK/perf-$wc.csv"
 	return 0
 }
+# pg_cpu_ns: the CPU time (ns) of the PostgreSQL server so far: its processes alive now
+# (schedstat, as thread_cpu) and those the postmaster has reaped (its cutime + cstime, in ticks).
+pg_cpu_ns() {
+	local pm t ps
+	pm=$(head -n 1 "$PG_DIR/data/postmaster.pid")
+	t=$(awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.0f", ($14 + $15) * 1e9 / hz }' "/proc/$pm/stat")
+	for ps in "$pm" $(ps --ppid "$pm" -o pid=); do
+		t=$((t + $(cut -d' ' -f1 "/proc/$ps/schedstat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
+# pg_stats_reset NAME: zeroes the statistics pg_per_event reads, in the database of the run NAME.
+pg_stats_reset() {
+	db_query "$1" "SELECT pg_stat_reset(), pg_stat_reset_shared('wal')" >/dev/null
+	[ -z "${PG_STATS:-}" ] ||
+		db_query "$1" "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()" >/dev/null
+	pg_cpu_ns >"$WORK/pg-cpu-before"
+}
+# pg_per_event NAME EVENTS: what one webhook cost PostgreSQL since pg_stats_reset NAME: CPU,
+# WAL, the share of updates that were HOT (no index entry written), and with PG_STATS the
+# statements (calls, time, shared blocks hit and dirtied per event, the dearest first).
+pg_per_event() {
+	local name=$1 n=$2 cpu
+	[ "$n" -gt 0 ] 2>/dev/null || { echo "  postgres: no events"; return 0; }
+	cpu=$(($(pg_cpu_ns) - $(cat "$WORK/pg-cpu-before")))
+	sleep 1 # the statistics of the backends reach the views within a second (PGSTAT_MIN_INTERVAL)
+	db_query "$name" "SELECT format('  postgres: CPU %s us, WAL %s bytes (%s records, %s full pages, %s syncs), %s%% of %s updates HOT, per event',
+		round($cpu / 1e3 / $n), round(w.wal_bytes / $n), round(w.wal_records / $n::numeric, 1),
+		round(w.wal_fpi / $n::numeric, 2), round(w.wal_sync / $n::numeric, 2),
+		round(100.0 * t.hot / nullif(t.upd, 0)), round(t.upd / $n::numeric, 2))
+		FROM pg_stat_wal w, (SELECT sum(n_tup_upd) AS upd, sum(n_tup_hot_upd) AS hot FROM pg_stat_user_tables) t"
+	db_query "$name" "SELECT format('  sizes: call view %s bytes (%s stored), event data %s (%s stored); toast blocks hit %s per event',
+		(SELECT round(avg(octet_length(view))) FROM calls), (SELECT round(avg(pg_column_size(view))) FROM calls),
+		(SELECT round(avg(octet_length(data))) FROM events), (SELECT round(avg(pg_column_size(data))) FROM events),
+		(SELECT round(sum(coalesce(toast_blks_hit, 0) + coalesce(tidx_blks_hit, 0)) / $n::numeric, 1) FROM pg_statio_user_tables))"
+	[ -z "${PG_STATS:-}" ] && return 0
+	db_query "$name" "SELECT format('  statements: %s per event', round(sum(calls) / $n::numeric, 1)) FROM pg_stat_statements"
+	db_query "$name" "SELECT format('  %6s calls %7s us %6s hit %5s dirtied  %s', round(calls / $n::numeric, 2),
+		round((total_exec_time * 1e3 / $n)::numeric, 1), round(shared_blks_hit / $n::numeric, 1),
+		round(shared_blks_dirtied / $n::numeric, 2), left(regexp_replace(query, '\s+', ' ', 'g'), 90))
+		FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 14"
+}
 # note TEXT: appended to the notes of the last result line
 note() { sed -i '$ s/$/ '"$1"'/' "$RESULTS"; }
 
@@ -317,6 +365,7 @@ else
 		stop_pid "$CS_PID"
 		start_callstate "webhooks$wc" "$PORT" "$WORK/webhooks-$wc.log"
 		thread_cpu "$CS_PID" >"$WORK/cpu-before-$wc"
+		[ "$BACKEND" != postgres ] || pg_stats_reset "webhooks$wc"
 		PERF_PID=
 		if command -v perf >/dev/null; then
 			perf stat -x, -e syscalls:sys_enter_fdatasync,syscalls:sys_enter_fsync,syscalls:sys_enter_pwrite64,context-switches \
@@ -327,6 +376,13 @@ else
 		if [ -n "${PERF_OUT:-}" ]; then
 			perf record -g -q -p "$CS_PID" -o "$PERF_OUT-$wc.data" 2>/dev/null &
 			RECORD_PID=$!
+		fi
+		# PG_PERF=1: a call graph of the PostgreSQL server's processes through the middle of the
+		# run (its backends open with the run), reported below.
+		if [ -n "${PG_PERF:-}" ] && [ "$BACKEND" = postgres ]; then
+			(sleep 2; perf record -q -g -o "$WORK/pg-perf-$wc.data" \
+				-p "$(ps --ppid "$(head -n 1 "$PG_DIR/data/postmaster.pid")" -o pid= | paste -sd, | tr -d ' ')" \
+				-- sleep 6 >/dev/null 2>&1) &
 		fi
 		RUN_CONNS=$wc run_wrk "webhooks POST /webhooks/livekit (c=$wc)" "http://127.0.0.1:$PORT" \
 			"$BENCH/webhook.lua" "$WORK/webhooks-$wc.txt" "$WRK_THREADS"
@@ -343,6 +399,9 @@ else
 		rm -f "$WORK/webhooks-$wc.txt"
 		stop_pid "$CS_PID"
 		WEBHOOK_SUMMARY+=("$(per_event "$wc" "$stored")")
+		[ "$BACKEND" != postgres ] || WEBHOOK_SUMMARY+=("$(pg_per_event "webhooks$wc" "$stored")")
+		[ ! -s "$WORK/pg-perf-$wc.data" ] || perf report -i "$WORK/pg-perf-$wc.data" --no-children \
+			--sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -n 40 >"${PG_PERF_OUT:-/dev/stderr}" || true
 	done
 	# Two instances on one PostgreSQL database, behind no balancer: a wrk of its own for each,
 	# with half the connections and events of its own, started together; their rates add up.

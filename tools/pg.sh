@@ -6,6 +6,8 @@
 #   pg_stop_server  stops it (fast: connections are cut), keeping its data
 #   pg_run_server   starts it again on the same data and port
 # Run as root, the server runs as the postgres user (PostgreSQL refuses to run as root).
+# PG_SERVER_OPTIONS: more "-c name=value" settings for the server's start (the bench's
+# pg_stat_statements), the same on every start of one sitting.
 
 pg_bin() {
 	local d
@@ -46,7 +48,7 @@ pg_run_server() {
 	# several callstate instances with their pools, and the test suites beside them.
 	pg_as "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 start \
 		-o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$PG_DIR \
-		    -c max_connections=400 -c shared_buffers=128MB" >/dev/null ||
+		    -c max_connections=400 -c shared_buffers=128MB ${PG_SERVER_OPTIONS:-}" >/dev/null ||
 		{ tail -20 "$PG_DIR/server.log" >&2; return 1; }
 }
 
