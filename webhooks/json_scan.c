@@ -128,19 +128,29 @@ static size_t utf8_sequence(const unsigned char *p, const unsigned char *end)
 	return n;
 }
 
+/* Bytes that end the plain run of a string: control characters, the quote, the backslash, and
+ * every byte of a multi-byte UTF-8 character. */
+static const bool special[256] = {
+#define SPECIAL4(c) [c] = true, [c + 1] = true, [c + 2] = true, [c + 3] = true
+#define SPECIAL16(c) SPECIAL4(c), SPECIAL4(c + 4), SPECIAL4(c + 8), SPECIAL4(c + 12)
+	SPECIAL16(0x00), SPECIAL16(0x10), ['"'] = true, ['\\'] = true,
+	SPECIAL16(0x80), SPECIAL16(0x90), SPECIAL16(0xA0), SPECIAL16(0xB0),
+	SPECIAL16(0xC0), SPECIAL16(0xD0), SPECIAL16(0xE0), SPECIAL16(0xF0),
+#undef SPECIAL16
+#undef SPECIAL4
+};
+
 /* A string at s->p (its opening quote) into *ret: validated, its decoded length counted. */
 static bool scan_string(struct scanner *s, struct json_scan_value *ret)
 {
 	const unsigned char *p = s->p + 1, *end = s->end, *start = p;
-	size_t len = 0;
+	size_t shrink = 0; /* raw bytes minus decoded bytes, from escapes */
 	bool escaped = false;
 
 	for (;;) {
 		/* Printable ASCII other than the quote and the backslash is by far the most. */
-		while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
+		while (p < end && !special[*p])
 			p++;
-			len++;
-		}
 		if (p == end || *p < 0x20)
 			return refuse(s, JSON_LOAD_INVALID);
 		if (*p == '"')
@@ -155,10 +165,10 @@ static bool scan_string(struct scanner *s, struct json_scan_value *ret)
 				if (cp < 0)
 					return refuse(s, JSON_LOAD_INVALID);
 				p += 2 + used;
-				len += utf8_len(cp);
+				shrink += 2 + used - utf8_len(cp);
 			} else if (p[1] && strchr("\"\\/bfnrt", p[1])) {
 				p += 2;
-				len++;
+				shrink++;
 			} else {
 				return refuse(s, JSON_LOAD_INVALID);
 			}
@@ -167,14 +177,13 @@ static bool scan_string(struct scanner *s, struct json_scan_value *ret)
 			if (!n)
 				return refuse(s, JSON_LOAD_INVALID);
 			p += n;
-			len += n;
 		}
 	}
 	*ret = (struct json_scan_value){
 		.type = JSON_SCAN_STRING,
 		.text = (const char *)start,
 		.text_len = (size_t)(p - start),
-		.len = len,
+		.len = (size_t)(p - start) - shrink,
 		.escaped = escaped,
 	};
 	s->p = p + 1;
@@ -386,6 +395,9 @@ static int compare_decoded(const struct json_scan_value *a, const struct json_sc
 
 static bool key_is(const struct json_scan_value *key, const char *name)
 {
+	/* Most keys differ from most names in their first byte: no need to measure the name. */
+	if (!key->escaped && (key->len == 0 ? name[0] != '\0' : key->text[0] != name[0]))
+		return false;
 	size_t n = strlen(name);
 	struct json_scan_value v = {.type = JSON_SCAN_STRING, .text = name, .text_len = n, .len = n};
 
