@@ -4,7 +4,9 @@
  * json_loadb(JSON_REJECT_DUPLICATES) refuses after json_depth_within(JSON_MAX_DEPTH): bad
  * syntax, bad UTF-8, bad escapes, lone surrogates, \u0000, integers outside int64, reals that
  * overflow a double, duplicate keys in any object, nesting over JSON_MAX_DEPTH; and, as its
- * callers want, any top-level value that is not an object.
+ * callers want, any top-level value that is not an object. One difference, on the strict side:
+ * a raw NUL byte is refused wherever it is, where jansson 2.14 skips one that directly follows
+ * a number or true/false/null (a lexer quirk: {"a":1\0} reads as {"a":1}).
  * Reentrant and allocation-free unless an object holds more keys than fit on the stack. */
 #pragma once
 

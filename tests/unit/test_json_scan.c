@@ -161,6 +161,23 @@ Test(json_scan, refuses_bad_syntax)
 		assert_refused(docs[i]);
 	struct json_scan_value v[N];
 	cr_assert_eq(json_scan("{\"a\":1}\x00", 8, &schema, v, N), JSON_LOAD_INVALID);
+	/* where jansson 2.14 skips the NUL (after a number or a literal), json_scan refuses it */
+#define WITH_LEN(s) {(s), sizeof(s) - 1}
+	static const struct {
+		const char *doc;
+		size_t len;
+	} nul_after[] = {
+		WITH_LEN("{\"a\":1\0}"), WITH_LEN("{\"a\":true\0}"), WITH_LEN("{\"a\":[1e5\0]}"),
+	};
+#undef WITH_LEN
+	enum json_load_result jr;
+	json_decref(json_load_bounded(nul_after[0].doc, nul_after[0].len, &jr));
+	cr_assert_eq(jr, JSON_LOAD_OK, "jansson's quirk, which json_scan does not copy");
+	for (size_t i = 0; i < sizeof nul_after / sizeof nul_after[0]; i++) {
+		cr_assert_eq(json_scan(nul_after[i].doc, nul_after[i].len, &schema, v, N),
+			     JSON_LOAD_INVALID);
+		assert_agrees(nul_after[i].doc, nul_after[i].len);
+	}
 	cr_assert_eq(json_scan(NULL, 0, &schema, v, N), JSON_LOAD_INVALID);
 }
 
