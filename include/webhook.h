@@ -108,15 +108,15 @@ struct webhook_event {
 	struct webhook_track track;
 };
 
-/* Parses one webhook body (body need not be NUL-terminated) with a single jansson pass. Keys are
+/* Parses one webhook body (body need not be NUL-terminated) in one json_scan pass. Keys are
  * accepted in lowerCamelCase or snake_case (both spellings of one field → ERR_INVALID, as
  * protojson does), int64 as a decimal string or a JSON integer, enums as a name or a number,
  * null as absent; unknown fields are ignored. Which sub-objects an event kind needs is the
  * caller's rule, not checked here.
- * ERR_OK: *ret_ev is filled. ERR_INVALID (*ret_ev untouched): not a JSON object, duplicate keys,
- * no non-empty "event" or "id", a known field of the wrong type, a negative time or count, an
- * enum name that is not an identifier, a string over its bound. ERR_NOMEM when jansson ran out
- * of memory (answer 5xx so that LiveKit retries). */
+ * ERR_OK: *ret_ev is filled. ERR_INVALID (*ret_ev untouched): not a JSON object (as jansson would
+ * refuse it: json_scan.h), duplicate keys, no non-empty "event" or "id", a known field of the
+ * wrong type, a negative time or count, an enum name that is not an identifier, a string over
+ * its bound. ERR_NOMEM when memory ran out (answer 5xx so that LiveKit retries). */
 enum err webhook_event_parse(const char *body, size_t len, struct webhook_event *ret_ev);
 
 /* True for a participant that can be a call member: kind STANDARD, not hidden, not a recorder,

@@ -1,15 +1,14 @@
-/* Parsing of LiveKit webhook bodies (LIVEKIT.md §3) into a struct webhook_event: one jansson
- * parse, then lookups of the few fields callstate acts on under both protojson spellings. The
- * enum tables below mirror livekit_models.proto / livekit_webhook.proto (protocol 1.51). */
+/* Parsing of LiveKit webhook bodies (LIVEKIT.md §3) into a struct webhook_event: one json_scan
+ * pass that checks the whole body and picks out the few fields callstate acts on, under both
+ * protojson spellings, without building a tree. The enum tables below mirror
+ * livekit_models.proto / livekit_webhook.proto (protocol 1.51). */
 #include "webhook.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
-#include <jansson.h>
-
-#include "jsonutil.h"
+#include "json_scan.h"
 
 /* Value names indexed by number; NULL marks a number the proto leaves unused. */
 struct enum_names {
@@ -58,67 +57,125 @@ static const struct {
 	{"track_unpublished", WEBHOOK_TRACK_UNPUBLISHED},
 };
 
-/* A field under its JSON name (lowerCamelCase) or its proto name (snake_case, NULL when the same
- * word). Protojson accepts either and refuses both at once; null means absent. *ret is NULL when
- * the field is absent. */
-static bool field(const json_t *obj, const char *camel, const char *snake, const json_t **ret)
-{
-	const json_t *a = json_object_get(obj, camel);
-	const json_t *b = snake ? json_object_get(obj, snake) : NULL;
+/* Where json_scan puts each member callstate reads. A field with two protojson spellings has
+ * two slots, lowerCamelCase first and snake_case right after it. */
+enum slot {
+	EVENT, ID, CREATED_AT, CREATED_AT_SNAKE, NUM_DROPPED, NUM_DROPPED_SNAKE, ROOM_END_REASON,
+	ROOM_END_REASON_SNAKE, ROOM, PARTICIPANT, TRACK,
+	ROOM_SID, ROOM_NAME,
+	P_SID, P_IDENTITY, P_NAME, P_JOINED_AT, P_JOINED_AT_SNAKE, P_JOINED_AT_MS,
+	P_JOINED_AT_MS_SNAKE, P_KIND, P_STATE, P_DISCONNECT_REASON, P_DISCONNECT_REASON_SNAKE,
+	P_PERMISSION,
+	PERM_HIDDEN, PERM_RECORDER, PERM_AGENT,
+	T_SID, T_TYPE, T_SOURCE,
+	N_SLOTS
+};
 
-	if (a && b)
+#define MEMBERS(a) {(a), sizeof(a) / sizeof((a)[0])}
+
+static const struct json_scan_member permission_members[] = {
+	{"hidden", PERM_HIDDEN, NULL},
+	{"recorder", PERM_RECORDER, NULL},
+	{"agent", PERM_AGENT, NULL},
+};
+static const struct json_scan_object permission_object = MEMBERS(permission_members);
+
+static const struct json_scan_member room_members[] = {
+	{"sid", ROOM_SID, NULL},
+	{"name", ROOM_NAME, NULL},
+};
+static const struct json_scan_member participant_members[] = {
+	{"sid", P_SID, NULL},
+	{"identity", P_IDENTITY, NULL},
+	{"name", P_NAME, NULL},
+	{"joinedAt", P_JOINED_AT, NULL},
+	{"joined_at", P_JOINED_AT_SNAKE, NULL},
+	{"joinedAtMs", P_JOINED_AT_MS, NULL},
+	{"joined_at_ms", P_JOINED_AT_MS_SNAKE, NULL},
+	{"kind", P_KIND, NULL},
+	{"state", P_STATE, NULL},
+	{"disconnectReason", P_DISCONNECT_REASON, NULL},
+	{"disconnect_reason", P_DISCONNECT_REASON_SNAKE, NULL},
+	{"permission", P_PERMISSION, &permission_object},
+};
+static const struct json_scan_member track_members[] = {
+	{"sid", T_SID, NULL},
+	{"type", T_TYPE, NULL},
+	{"source", T_SOURCE, NULL},
+};
+static const struct json_scan_object room_object = MEMBERS(room_members);
+static const struct json_scan_object participant_object = MEMBERS(participant_members);
+static const struct json_scan_object track_object = MEMBERS(track_members);
+
+static const struct json_scan_member event_members[] = {
+	{"event", EVENT, NULL},
+	{"id", ID, NULL},
+	{"createdAt", CREATED_AT, NULL},
+	{"created_at", CREATED_AT_SNAKE, NULL},
+	{"numDropped", NUM_DROPPED, NULL},
+	{"num_dropped", NUM_DROPPED_SNAKE, NULL},
+	{"roomEndReason", ROOM_END_REASON, NULL},
+	{"room_end_reason", ROOM_END_REASON_SNAKE, NULL},
+	{"room", ROOM, &room_object},
+	{"participant", PARTICIPANT, &participant_object},
+	{"track", TRACK, &track_object},
+};
+static const struct json_scan_object event_object = MEMBERS(event_members);
+
+/* A field under one spelling, or under either of two (slot and slot + 1). Protojson accepts
+ * either and refuses both at once, also when one is null; null means absent. *ret is NULL when
+ * the field is absent. */
+static bool field(const struct json_scan_value *v, enum slot slot, bool two_spellings,
+		  const struct json_scan_value **ret)
+{
+	const struct json_scan_value *a = &v[slot];
+	const struct json_scan_value *b = two_spellings ? &v[slot + 1] : NULL;
+
+	if (b && a->type != JSON_SCAN_ABSENT && b->type != JSON_SCAN_ABSENT)
 		return false;
-	*ret = json_is_null(a ? a : b) ? NULL : (a ? a : b);
+	if (b && a->type == JSON_SCAN_ABSENT)
+		a = b;
+	*ret = a->type == JSON_SCAN_ABSENT || a->type == JSON_SCAN_NULL ? NULL : a;
 	return true;
 }
 
-/* Copies a string field into out (cap bytes with the NUL); longer → false, absent → "". */
-static bool get_string(const json_t *obj, const char *camel, const char *snake, char *out,
-		       size_t cap)
+/* Copies a string field into out (cap bytes with the NUL); longer → false, absent → "". The
+ * scan refused \u0000, so the length is the C string's. */
+static bool get_string(const struct json_scan_value *v, enum slot slot, char *out, size_t cap)
 {
-	const json_t *v;
+	const struct json_scan_value *s;
 
-	if (!field(obj, camel, snake, &v))
+	if (!field(v, slot, false, &s))
 		return false;
-	if (!v)
-		return true;
-	if (!json_is_string(v))
-		return false;
-	/* jansson refuses \u0000 (no JSON_ALLOW_NUL), so the length is the C string's. */
-	size_t len = json_string_length(v);
-	if (len >= cap)
-		return false;
-	memcpy(out, json_string_value(v), len + 1);
-	return true;
+	return !s || json_scan_string(s, out, cap);
 }
 
 /* The int64 fields callstate reads are times and counts: a JSON integer or, as protojson writes
  * int64, a string of decimal digits; negative values are refused. */
-static bool get_int64(const json_t *obj, const char *camel, const char *snake, int64_t *out)
+static bool get_int64(const struct json_scan_value *v, enum slot slot, int64_t *out)
 {
-	const json_t *v;
+	const struct json_scan_value *s;
 
-	if (!field(obj, camel, snake, &v))
+	if (!field(v, slot, true, &s))
 		return false;
-	if (!v)
+	if (!s)
 		return true;
-	if (json_is_integer(v)) {
-		if (json_integer_value(v) < 0)
+	if (s->type == JSON_SCAN_INTEGER) {
+		if (s->integer < 0)
 			return false;
-		*out = json_integer_value(v);
+		*out = s->integer;
 		return true;
 	}
-	if (!json_is_string(v))
+	if (s->type != JSON_SCAN_STRING || s->len == 0)
 		return false;
-	const char *s = json_string_value(v);
-	size_t len = json_string_length(v);
+	struct json_scan_chars it;
 	uint64_t n = 0;
-	if (len == 0)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] < '0' || s[i] > '9')
+	char c;
+	json_scan_chars_init(&it, s);
+	while (json_scan_chars_next(&it, &c)) {
+		if (c < '0' || c > '9')
 			return false;
-		unsigned d = (unsigned)(s[i] - '0');
+		unsigned d = (unsigned)(c - '0');
 		if (n > ((uint64_t)INT64_MAX - d) / 10)
 			return false;
 		n = n * 10 + d;
@@ -127,47 +184,53 @@ static bool get_int64(const json_t *obj, const char *camel, const char *snake, i
 	return true;
 }
 
-static bool get_int32(const json_t *obj, const char *camel, const char *snake, int32_t *out)
+static bool get_int32(const struct json_scan_value *v, enum slot slot, int32_t *out)
 {
-	int64_t v = 0;
+	int64_t n = 0;
 
-	if (!get_int64(obj, camel, snake, &v) || v > INT32_MAX)
+	if (!get_int64(v, slot, &n) || n > INT32_MAX)
 		return false;
-	*out = (int32_t)v;
+	*out = (int32_t)n;
 	return true;
 }
 
-static bool get_bool(const json_t *obj, const char *name, bool *out)
+static bool get_bool(const struct json_scan_value *v, enum slot slot, bool *out)
 {
-	const json_t *v;
+	const struct json_scan_value *b;
 
-	if (!field(obj, name, NULL, &v))
+	if (!field(v, slot, false, &b))
 		return false;
-	if (v && !json_is_boolean(v))
+	if (b && b->type != JSON_SCAN_TRUE && b->type != JSON_SCAN_FALSE)
 		return false;
-	*out = json_is_true(v);
+	*out = b && b->type == JSON_SCAN_TRUE;
 	return true;
 }
 
-static bool get_object(const json_t *obj, const char *camel, const char *snake,
-		       const json_t **ret)
+/* An object field: *ret is true when it is present (its members are then in their slots). */
+static bool get_object(const struct json_scan_value *v, enum slot slot, bool *ret)
 {
-	return field(obj, camel, snake, ret) && (!*ret || json_is_object(*ret));
+	const struct json_scan_value *o;
+
+	if (!field(v, slot, false, &o) || (o && o->type != JSON_SCAN_OBJECT))
+		return false;
+	*ret = o != NULL;
+	return true;
 }
 
 /* An enum value as its name (see webhook.h): from a number through the table, from a string as
  * sent once it looks like a proto identifier, and the zero value always as "". */
-static bool get_enum(const json_t *obj, const char *camel, const char *snake,
+static bool get_enum(const struct json_scan_value *v, enum slot slot, bool two_spellings,
 		     const struct enum_names *t, char out[REASON_MAX + 1])
 {
-	const json_t *v;
+	const struct json_scan_value *e;
+	char name[REASON_MAX + 1];
 
-	if (!field(obj, camel, snake, &v))
+	if (!field(v, slot, two_spellings, &e))
 		return false;
-	if (!v)
+	if (!e)
 		return true;
-	if (json_is_integer(v)) {
-		json_int_t n = json_integer_value(v);
+	if (e->type == JSON_SCAN_INTEGER) {
+		int64_t n = e->integer;
 		if (n < INT32_MIN || n > INT32_MAX) /* proto enums are int32 */
 			return false;
 		if (n > 0 && (size_t)n < t->n && t->names[n])
@@ -176,53 +239,48 @@ static bool get_enum(const json_t *obj, const char *camel, const char *snake,
 			snprintf(out, REASON_MAX + 1, "%" PRId32, (int32_t)n);
 		return true;
 	}
-	if (!json_is_string(v))
+	if (!json_scan_string(e, name, sizeof name) || !name[0])
 		return false;
-	const char *s = json_string_value(v);
-	size_t len = json_string_length(v);
-	if (len == 0 || len > REASON_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char c = s[i];
+	for (size_t i = 0; name[i]; i++) {
+		char c = name[i];
 		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
 		      c == '_'))
 			return false;
 	}
-	if (strcmp(s, t->names[0]) != 0)
-		memcpy(out, s, len + 1);
+	if (strcmp(name, t->names[0]) != 0)
+		memcpy(out, name, e->len + 1);
 	return true;
 }
 
-static bool parse_room(const json_t *o, struct webhook_room *r)
+static bool parse_room(const struct json_scan_value *v, struct webhook_room *r)
 {
-	return get_string(o, "sid", NULL, r->sid, sizeof r->sid) &&
-	       get_string(o, "name", NULL, r->name, sizeof r->name);
+	return get_string(v, ROOM_SID, r->sid, sizeof r->sid) &&
+	       get_string(v, ROOM_NAME, r->name, sizeof r->name);
 }
 
-static bool parse_participant(const json_t *o, struct webhook_participant *p)
+static bool parse_participant(const struct json_scan_value *v, struct webhook_participant *p)
 {
-	const json_t *perm;
+	bool perm;
 
-	return get_string(o, "sid", NULL, p->sid, sizeof p->sid) &&
-	       get_string(o, "identity", NULL, p->identity, sizeof p->identity) &&
-	       get_string(o, "name", NULL, p->name, sizeof p->name) &&
-	       get_int64(o, "joinedAt", "joined_at", &p->joined_at) &&
-	       get_int64(o, "joinedAtMs", "joined_at_ms", &p->joined_at_ms) &&
-	       get_enum(o, "kind", NULL, &kinds, p->kind) &&
-	       get_enum(o, "state", NULL, &states, p->state) &&
-	       get_enum(o, "disconnectReason", "disconnect_reason", &disconnect_reasons,
-			p->disconnect_reason) &&
-	       get_object(o, "permission", NULL, &perm) &&
-	       (!perm || (get_bool(perm, "hidden", &p->hidden) &&
-			  get_bool(perm, "recorder", &p->recorder) &&
-			  get_bool(perm, "agent", &p->agent)));
+	return get_string(v, P_SID, p->sid, sizeof p->sid) &&
+	       get_string(v, P_IDENTITY, p->identity, sizeof p->identity) &&
+	       get_string(v, P_NAME, p->name, sizeof p->name) &&
+	       get_int64(v, P_JOINED_AT, &p->joined_at) &&
+	       get_int64(v, P_JOINED_AT_MS, &p->joined_at_ms) &&
+	       get_enum(v, P_KIND, false, &kinds, p->kind) &&
+	       get_enum(v, P_STATE, false, &states, p->state) &&
+	       get_enum(v, P_DISCONNECT_REASON, true, &disconnect_reasons, p->disconnect_reason) &&
+	       get_object(v, P_PERMISSION, &perm) &&
+	       (!perm || (get_bool(v, PERM_HIDDEN, &p->hidden) &&
+			  get_bool(v, PERM_RECORDER, &p->recorder) &&
+			  get_bool(v, PERM_AGENT, &p->agent)));
 }
 
-static bool parse_track(const json_t *o, struct webhook_track *t)
+static bool parse_track(const struct json_scan_value *v, struct webhook_track *t)
 {
-	return get_string(o, "sid", NULL, t->sid, sizeof t->sid) &&
-	       get_enum(o, "type", NULL, &track_types, t->type) &&
-	       get_enum(o, "source", NULL, &track_sources, t->source);
+	return get_string(v, T_SID, t->sid, sizeof t->sid) &&
+	       get_enum(v, T_TYPE, false, &track_types, t->type) &&
+	       get_enum(v, T_SOURCE, false, &track_sources, t->source);
 }
 
 static enum webhook_kind event_kind(const char *name)
@@ -233,36 +291,33 @@ static enum webhook_kind event_kind(const char *name)
 	return WEBHOOK_IGNORED;
 }
 
-static bool parse_event(const json_t *root, struct webhook_event *ev)
+static bool parse_event(const struct json_scan_value *v, struct webhook_event *ev)
 {
-	const json_t *room, *participant, *track;
+	bool room, participant, track;
 
-	if (!json_is_object(root) || !get_string(root, "event", NULL, ev->name, sizeof ev->name) ||
-	    !ev->name[0] || !get_string(root, "id", NULL, ev->id, sizeof ev->id) || !ev->id[0])
+	if (!get_string(v, EVENT, ev->name, sizeof ev->name) || !ev->name[0] ||
+	    !get_string(v, ID, ev->id, sizeof ev->id) || !ev->id[0])
 		return false;
 	ev->kind = event_kind(ev->name);
-	return get_int64(root, "createdAt", "created_at", &ev->created_at) &&
-	       get_int32(root, "numDropped", "num_dropped", &ev->num_dropped) &&
-	       get_enum(root, "roomEndReason", "room_end_reason", &room_end_reasons,
-			ev->room_end_reason) &&
-	       get_object(root, "room", NULL, &room) && (!room || parse_room(room, &ev->room)) &&
-	       get_object(root, "participant", NULL, &participant) &&
-	       (!participant || parse_participant(participant, &ev->participant)) &&
-	       get_object(root, "track", NULL, &track) && (!track || parse_track(track, &ev->track));
+	return get_int64(v, CREATED_AT, &ev->created_at) &&
+	       get_int32(v, NUM_DROPPED, &ev->num_dropped) &&
+	       get_enum(v, ROOM_END_REASON, true, &room_end_reasons, ev->room_end_reason) &&
+	       get_object(v, ROOM, &room) && (!room || parse_room(v, &ev->room)) &&
+	       get_object(v, PARTICIPANT, &participant) &&
+	       (!participant || parse_participant(v, &ev->participant)) &&
+	       get_object(v, TRACK, &track) && (!track || parse_track(v, &ev->track));
 }
 
 enum err webhook_event_parse(const char *body, size_t len, struct webhook_event *ret_ev)
 {
 	struct webhook_event ev = {0};
-	enum json_load_result result;
-	json_t *root = json_load_bounded(body, len, &result);
+	struct json_scan_value values[N_SLOTS];
+	enum json_load_result result = json_scan(body, len, &event_object, values, N_SLOTS);
 
-	if (!root)
+	if (result != JSON_LOAD_OK)
 		/* Out of memory is ours, not the sender's: 500 makes LiveKit retry, 400 would not. */
 		return result == JSON_LOAD_NOMEM ? ERR_NOMEM : ERR_INVALID;
-	bool ok = parse_event(root, &ev);
-	json_decref(root);
-	if (!ok)
+	if (!parse_event(values, &ev))
 		return ERR_INVALID;
 	*ret_ev = ev;
 	return ERR_OK;

@@ -1,19 +1,19 @@
 /* Authentication of LiveKit webhook requests (LIVEKIT.md §2): the JWT in Authorization is checked
- * here with OpenSSL and jansson rather than libjwt, whose 1.x releases neither check exp/nbf nor
- * compare the MAC in constant time. Cheap structural checks come before any parsing or hashing. */
+ * here with OpenSSL and json_scan rather than libjwt, whose 1.x releases neither check exp/nbf nor
+ * compare the MAC in constant time. Cheap structural checks come before any parsing or hashing;
+ * header and claims are read in one json_scan pass each, which picks out the few members used. */
 #include "webhook.h"
 
 #include <limits.h>
 #include <string.h>
 #include <strings.h>
 
-#include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
 
-#include "jsonutil.h"
+#include "json_scan.h"
 
 /* Standard base64 of a SHA-256 digest: 44 characters with one '=' of padding. */
 #define SHA256_B64_LEN 44
@@ -90,26 +90,39 @@ static bool b64url_decode(const char *in, size_t len, unsigned char *out, size_t
 /* The JOSE header must say HS256: "none", HS384/512 and every asymmetric alg are refused, so the
  * token cannot pick how it is checked. A "crit" header asks for extensions we do not implement,
  * which RFC 7515 §4.1.11 says must fail. "typ" is advisory and ignored. */
+enum { HEADER_ALG, HEADER_CRIT, HEADER_SLOTS };
+static const struct json_scan_member header_members[] = {
+	{"alg", HEADER_ALG, NULL},
+	{"crit", HEADER_CRIT, NULL},
+};
+static const struct json_scan_object header_object = {header_members, HEADER_SLOTS};
+
 static bool header_ok(const unsigned char *json, size_t len)
 {
-	enum json_load_result result;
-	json_t *h = json_load_bounded((const char *)json, len, &result);
-	bool ok = json_is_object(h) && json_object_get(h, "crit") == NULL;
-	if (ok) {
-		json_t *alg = json_object_get(h, "alg");
-		ok = json_is_string(alg) && strcmp(json_string_value(alg), "HS256") == 0;
-	}
-	json_decref(h);
-	return ok;
+	struct json_scan_value v[HEADER_SLOTS];
+	char alg[sizeof "HS256"];
+
+	return json_scan((const char *)json, len, &header_object, v, HEADER_SLOTS) == JSON_LOAD_OK &&
+	       v[HEADER_CRIT].type == JSON_SCAN_ABSENT &&
+	       json_scan_string(&v[HEADER_ALG], alg, sizeof alg) && strcmp(alg, "HS256") == 0;
 }
+
+enum { CLAIM_ISS, CLAIM_EXP, CLAIM_NBF, CLAIM_SHA256, CLAIM_SLOTS };
+static const struct json_scan_member claim_members[] = {
+	{"iss", CLAIM_ISS, NULL},
+	{"exp", CLAIM_EXP, NULL},
+	{"nbf", CLAIM_NBF, NULL},
+	{"sha256", CLAIM_SHA256, NULL},
+};
+static const struct json_scan_object claims_object = {claim_members, CLAIM_SLOTS};
 
 /* A NumericDate claim as whole seconds, clamped so that adding or removing the leeway cannot
  * overflow. LiveKit writes integers; fractional or string times are refused. */
-static bool claim_time(const json_t *v, int64_t *ret)
+static bool claim_time(const struct json_scan_value *v, int64_t *ret)
 {
-	if (!json_is_integer(v))
+	if (v->type != JSON_SCAN_INTEGER)
 		return false;
-	json_int_t t = json_integer_value(v);
+	int64_t t = v->integer;
 	if (t > INT64_MAX - WEBHOOK_LEEWAY_S)
 		t = INT64_MAX - WEBHOOK_LEEWAY_S;
 	if (t < INT64_MIN + WEBHOOK_LEEWAY_S)
@@ -145,33 +158,51 @@ static bool mac_ok(const struct webhook_key *k, const char *signed_part, size_t 
 	return CRYPTO_memcmp(mac, sig, SHA256_DIGEST_LENGTH) == 0;
 }
 
-static bool body_digest_ok(const json_t *claim, const void *body, size_t body_len)
+static bool body_digest_ok(const struct json_scan_value *claim, const void *body, size_t body_len)
 {
 	unsigned char digest[SHA256_DIGEST_LENGTH];
 	unsigned char b64[SHA256_B64_LEN + 1]; /* EVP_EncodeBlock adds a NUL */
+	char sent[SHA256_B64_LEN + 1];
 
-	if (!json_is_string(claim) || json_string_length(claim) != SHA256_B64_LEN)
+	if (claim->type != JSON_SCAN_STRING || claim->len != SHA256_B64_LEN ||
+	    !json_scan_string(claim, sent, sizeof sent))
 		return false;
 	if (!EVP_Digest(body_len ? body : "", body_len, digest, NULL, EVP_sha256(), NULL))
 		return false;
 	EVP_EncodeBlock(b64, digest, SHA256_DIGEST_LENGTH);
-	return CRYPTO_memcmp(b64, json_string_value(claim), SHA256_B64_LEN) == 0;
+	return CRYPTO_memcmp(b64, sent, SHA256_B64_LEN) == 0;
+}
+
+/* The iss claim names this key id. Ids are public: no need for constant time. */
+static bool iss_is(const struct json_scan_value *iss, const char *id)
+{
+	struct json_scan_chars it;
+	size_t i = 0;
+	char c;
+
+	if (iss->type != JSON_SCAN_STRING || iss->len != strlen(id))
+		return false;
+	json_scan_chars_init(&it, iss);
+	while (json_scan_chars_next(&it, &c))
+		if (c != id[i++])
+			return false;
+	return true;
 }
 
 /* The claims of a parsed payload: signature first, since until it holds nothing else in the
  * token means anything. Returns NULL when all hold, else which check failed. */
-static const char *check_claims(const struct webhook_keys *keys, const json_t *claims,
+static const char *check_claims(const struct webhook_keys *keys,
+				const struct json_scan_value claims[CLAIM_SLOTS],
 				const char *signed_part, size_t signed_len,
 				const unsigned char sig[SHA256_DIGEST_LENGTH], const void *body,
 				size_t body_len, int64_t now_s, const struct webhook_key **ret_key)
 {
-	const char *iss = json_string_value(json_object_get(claims, "iss"));
 	const struct webhook_key *key = NULL;
 	bool known = false;
 	int64_t exp, nbf;
 
-	for (size_t i = 0; iss && i < keys->n && !key; i++) {
-		if (strcmp(keys->keys[i].id, iss) != 0)
+	for (size_t i = 0; i < keys->n && !key; i++) {
+		if (!iss_is(&claims[CLAIM_ISS], keys->keys[i].id))
 			continue;
 		/* A key id listed twice (mid-rotation) is tried with each of its secrets. */
 		known = true;
@@ -181,16 +212,17 @@ static const char *check_claims(const struct webhook_keys *keys, const json_t *c
 	if (!key)
 		return known ? "bad signature" : "unknown iss";
 
-	if (!claim_time(json_object_get(claims, "exp"), &exp))
+	if (!claim_time(&claims[CLAIM_EXP], &exp))
 		return "exp missing or not an integer";
-	const json_t *nbf_claim = json_object_get(claims, "nbf");
-	if (nbf_claim && !claim_time(nbf_claim, &nbf))
+	/* nbf is optional, but present (even as null) it must be a time */
+	bool has_nbf = claims[CLAIM_NBF].type != JSON_SCAN_ABSENT;
+	if (has_nbf && !claim_time(&claims[CLAIM_NBF], &nbf))
 		return "nbf not an integer";
 	if (now_s > exp + WEBHOOK_LEEWAY_S)
 		return "expired";
-	if (nbf_claim && now_s < nbf - WEBHOOK_LEEWAY_S)
+	if (has_nbf && now_s < nbf - WEBHOOK_LEEWAY_S)
 		return "not yet valid";
-	if (!body_digest_ok(json_object_get(claims, "sha256"), body, body_len))
+	if (!body_digest_ok(&claims[CLAIM_SHA256], body, body_len))
 		return "sha256 missing or does not match the body";
 	*ret_key = key;
 	return NULL;
@@ -222,16 +254,16 @@ static const char *check_token(const struct webhook_keys *keys, const char *tok,
 	if (!b64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), buf, sizeof buf, &n))
 		return "payload is not base64url";
 
-	enum json_load_result result;
-	json_t *claims = json_load_bounded((const char *)buf, n, &result);
-	const char *why = "payload is not a JSON object";
-	if (result == JSON_LOAD_TOO_DEEP)
-		why = "payload is nested too deep";
-	else if (json_is_object(claims))
-		why = check_claims(keys, claims, tok, signed_len, sig, body, body_len, now_s,
-				   ret_key);
-	json_decref(claims);
-	return why;
+	struct json_scan_value claims[CLAIM_SLOTS];
+	switch (json_scan((const char *)buf, n, &claims_object, claims, CLAIM_SLOTS)) {
+	case JSON_LOAD_OK:
+		return check_claims(keys, claims, tok, signed_len, sig, body, body_len, now_s,
+				    ret_key);
+	case JSON_LOAD_TOO_DEEP:
+		return "payload is nested too deep";
+	default:
+		return "payload is not a JSON object";
+	}
 }
 
 enum err webhook_verify(const struct webhook_keys *keys, const char *authorization,

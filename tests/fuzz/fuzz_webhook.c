@@ -1,11 +1,14 @@
 /* LiveKit webhook verification and parsing, as POST /webhooks/livekit runs them. The input is
  * a mode byte, a line, and a body. Mode 0: the line is the Authorization header as sent.
  * Mode 1: the line is the JWT's claims, signed here with the configured secret, so that the
- * claims are parsed and checked past the signature. Every body is also parsed as an event. */
+ * claims are parsed and checked past the signature. Every body is also parsed as an event.
+ * Every body, and in mode 1 the claims, is read by json_scan and by jansson, which must agree
+ * (json_scan_oracle.h). */
 #include <openssl/hmac.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_scan_oracle.h"
 #include "webhook.h"
 #include "worker_stack.h"
 
@@ -66,6 +69,10 @@ static void one(const uint8_t *data, size_t size)
 	const char *body = nl ? (const char *)nl + 1 : "";
 	size_t body_len = nl ? size - 1 - line_len - 1 : 0;
 
+	if (mode && !json_scan_agrees_with_jansson((const char *)line, line_len,
+						   &json_scan_oracle_schema, JSON_SCAN_ORACLE_SLOTS,
+						   NULL))
+		abort();
 	char *auth = mode ? signed_token(line, line_len) : strndup((const char *)line, line_len);
 	const char *key_id = NULL, *why = NULL;
 	enum err e = webhook_verify(&keys, auth, body, body_len, NOW_S, &key_id, &why);
@@ -80,6 +87,9 @@ static void one(const uint8_t *data, size_t size)
 	if (e == ERR_OK && (!ev.name[0] || !ev.id[0]))
 		abort(); /* the dedupe key may never be empty */
 	if (e != ERR_OK && e != ERR_INVALID && e != ERR_NOMEM)
+		abort();
+	if (!json_scan_agrees_with_jansson(body, body_len, &json_scan_oracle_schema,
+					   JSON_SCAN_ORACLE_SLOTS, NULL))
 		abort();
 }
 

@@ -914,6 +914,10 @@ Test(parse, not_an_event)
 	for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++)
 		assert_invalid(bodies[i]);
 	cr_assert_eq(webhook_event_parse(NULL, 0, &(struct webhook_event){0}), ERR_INVALID);
+	/* a raw NUL byte, even where jansson used to skip it (after a number) */
+	static const char nul[] = "{\"event\":\"room_started\",\"id\":\"EV_1\",\"createdAt\":1\0}";
+	cr_assert_eq(webhook_event_parse(nul, sizeof nul - 1, &(struct webhook_event){0}),
+		     ERR_INVALID);
 }
 
 Test(parse, wrong_types)
