@@ -9,12 +9,15 @@
 //    its call.ringing at the receiver against when the POST was sent (the commit is later:
 //    an upper bound of commit to delivery) and when its 201 arrived (a lower bound).
 // With PERF_OUT=FILE, `perf record -g` samples the server during the backlog's push.
+// RECEIVER_DELAY_MS=N: the receiver answers each push N ms after it came, as a receiver on
+// another host, or one that does work before it answers, would.
 // Usage: node bench/push.mjs BIN PORT SERVICE_TOKEN [CALLS=20000] [RATE=1000] [SECONDS=10]
 import http from 'node:http';
 import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 
 const [bin, port, token, calls = '20000', rate = '1000', seconds = '10'] = process.argv.slice(2);
+const receiverDelayMs = Number(process.env.RECEIVER_DELAY_MS || 0);
 const headers = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' };
 const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
 
@@ -47,7 +50,8 @@ const receiver = http.createServer({ keepAliveTimeout: 60000 }, (req, res) => {
       const body = Buffer.concat(chunks).toString('utf8');
       if (body.includes('"call.ringing"')) ringingAt.set(JSON.parse(body).call_id, at);
     }
-    res.writeHead(204).end();
+    if (receiverDelayMs > 0) setTimeout(() => res.writeHead(204).end(), receiverDelayMs);
+    else res.writeHead(204).end();
   });
 });
 await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
