@@ -4,6 +4,7 @@
 // happened; auth (admin only), unknown and malformed ids.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import {
@@ -187,6 +188,44 @@ describe('GET /v1/calls/{id}/events', () => {
         assert.equal(q('SELECT count(*) FROM audit_events'), String(transitions));
         assert.equal(q('SELECT count(*) FROM audit_webhooks'), String(calls.length * 2));
         assert.equal(q('SELECT events_upto = (SELECT max(seq) FROM events) AND webhooks_upto = (SELECT max(rowid) FROM webhooks) FROM audit_indexed'), '1');
+      }
+    } finally {
+      await shutdown(own);
+    }
+  });
+
+  // Each transition carries the whole call, sessions included, so the trail of a call with
+  // many sessions is large: it is streamed with each stored body as its text, and the
+  // server's memory grows by a few times the answer at most (a jansson tree of the answer
+  // took ten times it). Memory is checked on builds without ASan, whose allocator keeps what
+  // is freed.
+  it('a long trail comes whole, and costs the server a few times its size in memory at most', async () => {
+    const own = await startServer();
+    try {
+      const req = newCall(9, { ring_timeout_s: 300 });
+      const { call } = await own.createCall(req);
+      const room = new LkRoom(call.room, { creationMs: Date.now() - 600000 });
+      const t0 = Date.now() - 500000;
+      const users = [req.caller, ...req.callees];
+      await Promise.all(users.map(async (user, u) => { // each member's sessions in turn
+        for (let i = 0; i < 20; i++) {
+          const s = room.session(user, t0 + (i * users.length + u) * 1000);
+          for (const ev of [room.joined(s), room.left(s, s.joinedAtMs + 500)]) assert.equal((await deliver(own, ev)).status, 200);
+        }
+      }));
+      const pid = own.child.pid;
+      const peakKb = () => Number(/^VmHWM:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+      const before = peakKb();
+      const a = await own.request('GET', `/v1/calls/${call.id}/events`, { token: 'admin', timeoutMs: 60000 });
+      assert.equal(a.status, 200);
+      assert.equal(a.body.events.filter((e) => e.kind === 'webhook').length, users.length * 40);
+      const changes = a.body.events.filter((e) => e.kind === 'transition');
+      assert.deepEqual(changes.map((e) => e.call_version), changes.map((_, i) => i + 1));
+      assert.equal(changes.at(-1).data.participants.length, users.length * 20, 'the last change carries every session');
+      assert.ok(a.text.length > 4e6, `a trail of ${a.text.length} bytes`);
+      if (!fs.readFileSync(`/proc/${pid}/maps`, 'utf8').includes('libasan')) {
+        const grew = (peakKb() - before) * 1024;
+        assert.ok(grew < 5 * a.text.length, `peak memory grew by ${grew} bytes for an answer of ${a.text.length}`);
       }
     } finally {
       await shutdown(own);
