@@ -276,16 +276,16 @@ static void scans_to(char *doc, enum json_load_result want)
 static char *nested(int depth, const char *open, const char *close)
 {
 	size_t lo = strlen(open), lc = strlen(close);
-	char *s = malloc((size_t)depth * (lo + lc) + 16);
-	char *at = s;
+	size_t cap = (size_t)depth * (lo + lc) + 16;
+	char *s = malloc(cap);
 	cr_assert_not_null(s);
-	at += sprintf(at, "{\"k\":");
-	for (int i = 1; i < depth; i++, at += lo)
-		memcpy(at, open, lo);
-	*at++ = '1';
-	for (int i = 1; i < depth; i++, at += lc)
-		memcpy(at, close, lc);
-	strcpy(at, "}");
+	size_t len = (size_t)snprintf(s, cap, "{\"k\":");
+	for (int i = 1; i < depth; i++, len += lo)
+		memcpy(s + len, open, lo);
+	s[len++] = '1';
+	for (int i = 1; i < depth; i++, len += lc)
+		memcpy(s + len, close, lc);
+	snprintf(s + len, cap - len, "}");
 	return s;
 }
 
@@ -331,13 +331,16 @@ Test(json_scan, duplicate_keys_anywhere)
  * position at if at < n, nested inside an object with keys of its own. */
 static char *many_keys(size_t n, size_t at)
 {
-	char *s = malloc(n * 24 + 64), *p = s;
+	size_t cap = n * 48 + 64, len = 0;
+	char *s = malloc(cap);
 	cr_assert_not_null(s);
-	p += sprintf(p, "{\"before\":1,\"inner\":{");
+	len += (size_t)snprintf(s, cap, "{\"before\":1,\"inner\":{");
 	for (size_t i = 0; i < n; i++)
-		p += sprintf(p, i % 3 ? "%s\"k%zu\":%zu" : "%s\"\\u006b%zu\":%zu", i ? "," : "",
-			     i == at ? (size_t)0 : i, i);
-	p += sprintf(p, "},\"after\":[1]}");
+		len += (size_t)snprintf(s + len, cap - len,
+					i % 3 ? "%s\"k%zu\":%zu" : "%s\"\\u006b%zu\":%zu", i ? "," : "",
+					i == at ? (size_t)0 : i, i);
+	snprintf(s + len, cap - len, "},\"after\":[1]}");
+	cr_assert_lt(len, cap - 16);
 	return s;
 }
 
