@@ -92,13 +92,21 @@ static int serve(const struct config *cfg, struct storage *st)
 		fprintf(stderr, "callstate: cannot start (%s)\n", err_code(e));
 		return EXIT_FAILURE_RUN;
 	}
+	/* What failed to start, for the message: only the server's failure is about the listener. */
+	const char *failed = "the timers";
 	e = timers_start(&app.calls, &timers);
-	if (e == ERR_OK)
+	if (e == ERR_OK) {
+		failed = "the retention purge";
 		e = retention_start(st, &app.calls.clock, cfg->retention_days, &retention);
-	if (e == ERR_OK)
+	}
+	if (e == ERR_OK) {
+		failed = "the push of events (CALLSTATE_EVENTS_URL)";
 		e = push_start(cfg, st, &push);
-	if (e == ERR_OK)
+	}
+	if (e == ERR_OK) {
+		failed = NULL;
 		e = server_start(&app, &srv);
+	}
 	if (e == ERR_OK) {
 		log_write(LOG_INFO,
 			  "msg=serving listen=%s:%d threads=%d backend=%s retention_days=%d "
@@ -122,6 +130,10 @@ static int serve(const struct config *cfg, struct storage *st)
 	if (watchdog_e != ERR_OK) {
 		fprintf(stderr, "callstate: cannot start the watchdog thread (%s)\n",
 			err_code(watchdog_e));
+		return EXIT_FAILURE_RUN;
+	}
+	if (e != ERR_OK && failed) {
+		fprintf(stderr, "callstate: cannot start %s (%s)\n", failed, err_code(e));
 		return EXIT_FAILURE_RUN;
 	}
 	if (e != ERR_OK) {

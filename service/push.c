@@ -32,6 +32,7 @@
 #include "log.h"
 #include "routes.h"
 #include "threadname.h"
+#include "tls_name.h"
 
 #define PUSH_SENDERS 4
 #define PUSH_BATCH 64
@@ -678,6 +679,10 @@ enum err push_start(const struct config *cfg, struct storage *st, struct push **
 	if (!config_events_target(cfg->events_url, &p->target)) {
 		free(p);
 		return ERR_INVALID;
+	}
+	if (p->target.tls && !tls_name_require(p->target.host)) {
+		free(p);
+		return ERR_INTERNAL;
 	}
 	pthread_condattr_t attr;
 	pthread_condattr_init(&attr);

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import https from 'node:https';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
@@ -375,16 +375,27 @@ describe('push over kept connections', () => {
   });
 });
 
-/** A CA of the test's own and a certificate it signs for 127.0.0.1, by the openssl command. */
+/**
+ * A CA of the test's own and, by the openssl command, three certificates it signs: `ip` for
+ * 127.0.0.1, `dns` for localhost, and `other` for names the receiver is not reached by.
+ */
 function makeCertificates(dir) {
   const run = (args) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
   run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=callstate test CA',
     '-keyout', 'ca.key', '-out', 'ca.pem']);
-  run(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key',
-    '-out', 'server.csr']);
-  run(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial',
-    '-days', '2', '-out', 'server.pem']);
-  return { ca: join(dir, 'ca.pem'), key: readFileSync(join(dir, 'server.key')), cert: readFileSync(join(dir, 'server.pem')) };
+  const names = { ip: 'IP:127.0.0.1', dns: 'DNS:localhost', other: 'DNS:receiver.invalid,IP:127.0.0.2' };
+  const certs = { ca: join(dir, 'ca.pem') };
+  for (const [name, alt] of Object.entries(names)) {
+    // The subject's common name is the receiver's address in every one: a name check must go
+    // by the subject alternative names, which is what a CA-issued certificate carries.
+    run(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', `${name}.key`,
+      '-out', `${name}.csr`]);
+    writeFileSync(join(dir, `${name}.ext`), `subjectAltName=${alt}\n`);
+    run(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial',
+      '-days', '2', '-extfile', `${name}.ext`, '-out', `${name}.pem`]);
+    certs[name] = { key: readFileSync(join(dir, `${name}.key`)), cert: readFileSync(join(dir, `${name}.pem`)) };
+  }
+  return certs;
 }
 
 describe('push to an https receiver', () => {
@@ -395,7 +406,7 @@ describe('push to an https receiver', () => {
   let srv;
   before(async () => {
     certs = makeCertificates(dir);
-    const create = (h) => https.createServer({ key: certs.key, cert: certs.cert }, h);
+    const create = (h) => https.createServer(certs.ip, h);
     rx = await startKeptReceiver(key, create, 'secureConnection', (req, res) => res.writeHead(204).end());
   });
   after(async () => {
@@ -404,10 +415,27 @@ describe('push to an https receiver', () => {
     removeTmpDir(dir);
   });
 
+  /** A server pushing to url, trusting the test's CA. */
+  const startPushing = (url) => startServer({
+    env: { CALLSTATE_EVENTS_URL: url, CALLSTATE_EVENTS_SECRET: key, CALLSTATE_EVENTS_CA_FILE: certs.ca },
+  });
+  /** Until the delivery status shows an error; the receiver got nothing meanwhile. */
+  async function assertRefused() {
+    const before = rx.received.length;
+    await driveCalls(srv, 1);
+    const [st] = await pollUntil(async () => {
+      const s = await deliveryStatus(srv);
+      return s.last_error ? s : null;
+    }, 5000, 100);
+    assert.ok(st, 'the status shows the failure');
+    assert.match(st.last_error.error, /^cannot connect/);
+    assert.equal(rx.received.length, before, 'nothing reached the receiver');
+    await shutdown(srv);
+    srv = null;
+  }
+
   it('delivers over TLS to a receiver whose certificate CALLSTATE_EVENTS_CA_FILE vouches for', async () => {
-    srv = await startServer({
-      env: { CALLSTATE_EVENTS_URL: rx.url, CALLSTATE_EVENTS_SECRET: key, CALLSTATE_EVENTS_CA_FILE: certs.ca },
-    });
+    srv = await startPushing(rx.url);
     // Four calls at a time, three times: a sender has at most four calls' events in flight at
     // once, each on a connection of its own, and keeps them for the next ones.
     for (let i = 0; i < 3; i++) await driveCalls(srv, 4);
@@ -419,20 +447,39 @@ describe('push to an https receiver', () => {
 
   it('sends nothing to a receiver whose certificate the CA file does not vouch for', async () => {
     srv = await startServer({ env: { CALLSTATE_EVENTS_URL: rx.url, CALLSTATE_EVENTS_SECRET: key } });
-    const before = rx.received.length;
-    await driveCalls(srv, 1);
-    const [st] = await pollUntil(async () => {
-      const s = await deliveryStatus(srv);
-      return s.last_error ? s : null;
-    }, 5000, 100);
-    assert.ok(st, 'the status shows the failure');
-    assert.match(st.last_error.error, /^cannot connect/);
-    assert.equal(rx.received.length, before, 'nothing reached the receiver');
+    await assertRefused();
+  });
+
+  it('sends nothing to a receiver whose certificate, from a trusted CA, names another host', async () => {
+    rx.server.setSecureContext(certs.other);
+    try {
+      srv = await startPushing(rx.url);
+      await assertRefused();
+    } finally {
+      rx.server.setSecureContext(certs.ip);
+    }
+  });
+
+  it('checks a host name too: delivers to https://localhost with a certificate for localhost', async () => {
+    rx.server.setSecureContext(certs.dns);
+    rx.received = [];
+    try {
+      srv = await startPushing(rx.url.replace('127.0.0.1', 'localhost'));
+      await driveCalls(srv, 2);
+      await assertAllDelivered(srv, rx, 15000);
+      await shutdown(srv);
+      srv = null;
+      // The same certificate, reached by the address it does not name.
+      srv = await startPushing(rx.url);
+      await assertRefused();
+    } finally {
+      rx.server.setSecureContext(certs.ip);
+    }
   });
 
   it('refuses to start without certificates to check https receivers with', () => {
     const r = runCli(['serve'], baseEnv(makeSecrets(), dir, 1, {
-      CALLSTATE_EVENTS_URL: rx.url, CALLSTATE_EVENTS_SECRET: key, CALLSTATE_EVENTS_CA_FILE: join(dir, 'server.csr'),
+      CALLSTATE_EVENTS_URL: rx.url, CALLSTATE_EVENTS_SECRET: key, CALLSTATE_EVENTS_CA_FILE: join(dir, 'ip.csr'),
     }));
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /CALLSTATE_EVENTS_CA_FILE: no PEM certificates/);
