@@ -23,9 +23,10 @@ async function lastSeq(srv) {
 }
 
 /** GET /v1/events on a connection of its own (fetch would queue concurrent requests to one
- * origin behind each other here); resolves to {status, body, ms, at}, ms: how long it took,
+ * origin behind each other here), to the first instance unless port says otherwise (waiting is
+ * counted per instance, and untilWaiting looks there too); resolves to {status, body, ms, at}, ms: how long it took,
  * at: when the answer had arrived (Date.now()). */
-function poll(srv, after, wait, { port = srv.port } = {}) {
+function poll(srv, after, wait, { port = srv.ports[0] } = {}) {
   const t0 = Date.now();
   return new Promise((resolve, reject) => {
     const req = http.get({
@@ -164,7 +165,8 @@ describe('GET /v1/events?wait=S', () => {
   // instance's events only when it looks again, a second after it began to wait; this
   // instance's own numbering round wakes it at its commit.
   it('wakes at once for this instance\'s commit, with no listener (PostgreSQL, CALLSTATE_DB_PREPARED=off)', { skip: BACKEND !== 'postgres' }, async () => {
-    const srv = await server({ env: { CALLSTATE_DB_PREPARED: 'off' } });
+    // One instance: with CALLSTATE_TEST_INSTANCES the commits would be made by others.
+    const srv = await server({ instances: 1, env: { CALLSTATE_DB_PREPARED: 'off' } });
     for (let i = 0; i < 3; i++) {
       const seq = await lastSeq(srv);
       const waiting = poll(srv, seq, 20);

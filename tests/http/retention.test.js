@@ -41,12 +41,21 @@ function count(server, sql, id) {
   return Number(rawSql(server, sql, [id]).trim());
 }
 
+/** callstate_calls_purged_total summed over the server's instances (each counts its own sweeps;
+ * with CALLSTATE_TEST_INSTANCES any of them may have swept), and the first instance's text. */
 async function scrapePurged(server) {
-  const r = await server.request('GET', '/metrics', { token: 'admin' });
-  assert.equal(r.status, 200);
-  const line = r.text.split('\n').find((l) => l.startsWith('callstate_calls_purged_total '));
-  assert.ok(line, 'callstate_calls_purged_total is exposed');
-  return { text: r.text, purged: Number(line.split(' ')[1]) };
+  let purged = 0;
+  let first = null;
+  for (const port of server.ports) {
+    const r = await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { Authorization: `Bearer ${server.secrets.adminToken}` } });
+    assert.equal(r.status, 200);
+    const text = await r.text();
+    const line = text.split('\n').find((l) => l.startsWith('callstate_calls_purged_total '));
+    assert.ok(line, 'callstate_calls_purged_total is exposed');
+    purged += Number(line.split(' ')[1]);
+    first ??= text;
+  }
+  return { text: first, purged };
 }
 
 describe('CALLSTATE_RETENTION_DAYS', () => {
