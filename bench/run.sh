@@ -225,6 +225,12 @@ per_event() {
 				printf "  writer: %.2f WAL pages, %.1f statements, %.0f VM steps per event; %.1f transactions per batch\n",
 					v["wal_frames"] / n, v["statements"] / n, v["vm_steps"] / n, v["transactions"] / v["batches"]
 		}'
+	grep -h 'msg="postgres totals"' "$WORK/webhooks-$wc.log" | tail -n 1 |
+		awk -v n="$events" '{
+			for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+			printf "  postgres client: %.2f round trips, %.1f statements, %.2f transactions, %.2f numbering rounds per event\n",
+				v["round_trips"] / n, v["statements"] / n, v["transactions"] / n, v["numbering_rounds"] / n
+		}'
 	[ -s "$WORK/perf-$wc.csv" ] && awk -F, -v n="$events" '
 		$1 ~ /^[0-9]+$/ { name = $3; sub(/^syscalls:sys_enter_/, "", name); parts = parts sprintf(" %s %.2f", name, $1 / n) }
 		END { if (parts != "") printf "  syscalls and switches per event:%s\n", parts }' "$WORK/perf-$wc.csv"

@@ -39,8 +39,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libpq-fe.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -407,8 +409,16 @@ static const struct {
 
 /* ---- state ---- */
 
+/* What this instance asked of the server, logged at close (the bench reads it per event):
+ * round trips are the waits for an answer, one per pipeline; statements are those executed,
+ * transaction control included (as pg_stat_statements counts them). */
+struct pg_totals {
+	atomic_uint_fast64_t round_trips, statements, transactions, numbering_rounds;
+};
+
 struct conn {
 	PGconn *pg;
+	struct pg_totals *totals; /* the storage's; NULL for the listener's connection */
 	bool broken;            /* lost, or in a state no statement can clear: closed on return */
 	bool prepare;           /* named statements, prepared once on this connection */
 	bool prepared[S_COUNT];
@@ -441,6 +451,7 @@ struct pg_storage {
 	bool conns_ready;
 	bool prepare;            /* named prepared statements (storage_options.unprepared) */
 	struct ticker *feed_ticker;
+	struct pg_totals totals;
 	/* Numbering rounds of this instance, one at a time (see feed_number_committed). */
 	pthread_mutex_t feed_mu;
 	pthread_cond_t feed_cond;
@@ -671,8 +682,15 @@ static void row_values(const PGresult *res, int row, int first, size_t n, struct
 	}
 }
 
-/* Runs statement id; *ret_res (when not NULL) gets a PGRES_TUPLES_OK or PGRES_COMMAND_OK
- * result for the caller to PQclear. */
+/* One wait for the server's answer, to statements executed. */
+static void count_trip(const struct conn *cn, unsigned statements)
+{
+	if (!cn->totals)
+		return;
+	atomic_fetch_add_explicit(&cn->totals->round_trips, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&cn->totals->statements, statements, memory_order_relaxed);
+}
+
 /* The statement as a named prepared statement of this connection ("cs<id>"), prepared on
  * first use: the server parses and plans it once instead of at every execution. */
 static PGresult *run_prepared(struct conn *cn, enum stmt_id id, const struct params *p)
@@ -681,6 +699,7 @@ static PGresult *run_prepared(struct conn *cn, enum stmt_id id, const struct par
 	snprintf(name, sizeof name, "cs%d", (int)id);
 	if (!cn->prepared[id]) {
 		PGresult *res = PQprepare(cn->pg, name, stmts[id].sql, 0, NULL);
+		count_trip(cn, 0);
 		if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
 			return res;
 		PQclear(res);
@@ -690,9 +709,12 @@ static PGresult *run_prepared(struct conn *cn, enum stmt_id id, const struct par
 			      p ? p->lengths : NULL, p ? p->formats : NULL, 0);
 }
 
+/* Runs statement id; *ret_res (when not NULL) gets a PGRES_TUPLES_OK or PGRES_COMMAND_OK
+ * result for the caller to PQclear. */
 static enum outcome run(struct conn *cn, enum stmt_id id, const struct params *p,
 		       PGresult **ret_res)
 {
+	count_trip(cn, 1);
 	PGresult *res = cn->prepare ? run_prepared(cn, id, p)
 				    : PQexecParams(cn->pg, stmts[id].sql, p ? p->n : 0, NULL,
 						   p ? p->values : NULL, p ? p->lengths : NULL,
@@ -764,6 +786,7 @@ static enum outcome run_batch(struct conn *cn, struct batched *b, int n, int *re
 		*ret_failed = o == OUT_OK ? -1 : 0;
 		return o;
 	}
+	count_trip(cn, (unsigned)n);
 	bool sent = PQenterPipelineMode(cn->pg);
 	for (int i = 0; i < n && sent; i++) {
 		b[i].res = NULL;
@@ -819,6 +842,7 @@ done:
  * transaction control, migrations). */
 static enum outcome exec_simple(struct conn *cn, const char *sql, const char *op)
 {
+	count_trip(cn, 1);
 	PGresult *res = PQexec(cn->pg, sql);
 	ExecStatusType status = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 	enum outcome o = OUT_OK;
@@ -852,7 +876,8 @@ static void ignore_notice(void *arg, const char *message)
 	(void)message;
 }
 
-static enum err conn_open(const char *url, bool prepare, struct conn **ret_cn)
+static enum err conn_open(const char *url, bool prepare, struct pg_totals *totals,
+			  struct conn **ret_cn)
 {
 	/* The URL's own settings come after these and win (expand_dbname). The keepalives and
 	 * the user timeout bound how long a statement waits on a server that went silent (a
@@ -866,6 +891,7 @@ static enum err conn_open(const char *url, bool prepare, struct conn **ret_cn)
 	if (!cn)
 		return ERR_NOMEM;
 	cn->prepare = prepare;
+	cn->totals = totals;
 	cn->pg = PQconnectdbParams(keys, values, 1);
 	if (!cn->pg) {
 		free(cn);
@@ -897,7 +923,7 @@ static enum err conn_take(struct pg_storage *s, struct conn **ret_cn)
 	}
 	struct conn *cn = pooled;
 	if (!cn) {
-		e = conn_open(s->url, s->prepare, &cn);
+		e = conn_open(s->url, s->prepare, &s->totals, &cn);
 		if (e != ERR_OK) {
 			pool_give(&s->conns, NULL);
 			return e;
@@ -954,8 +980,10 @@ static enum err feed_number_run(struct conn *cn, int64_t *ret_top)
 		return err_of(pg_fail(cn, NULL, "feed_number"));
 	enum outcome o = OUT_OK;
 	int64_t top = 0;
+	unsigned statements = 0;
 	PGresult *res;
 	while ((res = PQgetResult(cn->pg))) {
+		statements++;
 		ExecStatusType status = PQresultStatus(res);
 		if (status == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQfnumber(res, FEED_TOP) == 0)
 			top = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -963,6 +991,9 @@ static enum err feed_number_run(struct conn *cn, int64_t *ret_top)
 			o = pg_fail(cn, res, "feed_number");
 		PQclear(res);
 	}
+	count_trip(cn, statements);
+	if (cn->totals)
+		atomic_fetch_add_explicit(&cn->totals->numbering_rounds, 1, memory_order_relaxed);
 	if (o == OUT_OK)
 		*ret_top = top;
 	return err_of(o);
@@ -1030,7 +1061,7 @@ static bool feed_tick(void *arg)
 static enum err listener_connect(struct pg_storage *s, struct conn **ret_cn)
 {
 	struct conn *cn = NULL;
-	enum err e = conn_open(s->url, false, &cn);
+	enum err e = conn_open(s->url, false, NULL, &cn);
 	if (e == ERR_OK)
 		e = err_of(exec_simple(cn, "LISTEN " FEED_CHANNEL, "listen"));
 	PGresult *res = e == ERR_OK ? PQexec(cn->pg, "SELECT last_seq FROM feed_counter") : NULL;
@@ -1240,8 +1271,11 @@ static enum err pg_transact(struct storage *st, storage_tx_fn fn, void *arg)
 			/* Lost with the COMMIT sent: it may have committed, so it is not run again. */
 			if (o != OUT_OK && tx.cn->broken)
 				tx.retry = false;
-			if (o == OUT_OK)
+			if (o == OUT_OK) {
 				metrics_commit_batch(METRICS_POSTGRES, 1);
+				atomic_fetch_add_explicit(&s->totals.transactions, 1,
+							  memory_order_relaxed);
+			}
 			e = err_of(o);
 		} else if (e == ERR_OK) {
 			e = ERR_INTERNAL; /* fn went on after a failure it was told of */
@@ -2108,6 +2142,14 @@ static void pg_free(struct pg_storage *s)
 {
 	listener_stop(s);
 	ticker_stop(s->feed_ticker);
+	if (s->conns_ready)
+		log_write(LOG_INFO,
+			  "msg=\"postgres totals\" transactions=%" PRIuFAST64
+			  " round_trips=%" PRIuFAST64 " statements=%" PRIuFAST64
+			  " numbering_rounds=%" PRIuFAST64,
+			  atomic_load(&s->totals.transactions), atomic_load(&s->totals.round_trips),
+			  atomic_load(&s->totals.statements),
+			  atomic_load(&s->totals.numbering_rounds));
 	if (s->conns_ready) {
 		struct conn *cn;
 		while ((cn = pool_drain(&s->conns)))
