@@ -25,7 +25,8 @@
 # SERVER_THREADS (1536, the service's default), MEMBERS (2000 calls created for the token bench),
 # WEBHOOK_CONNS ("32 64"), WEBHOOK_PAIRS (60000 joined/left pairs generated per webhook run),
 # PG_STATS=1 (PostgreSQL: pg_stat_statements loaded at the server's start, and each webhook
-# run's statements per event printed; the server's CPU, WAL and HOT updates are printed always),
+# run's statements per event printed; the server's CPU, WAL and HOT updates, and callstate's
+# round trips, statements and numbering rounds, are printed always),
 # PG_PERF=1 (PostgreSQL: perf's call graph of the server's processes, to PG_PERF_OUT or stderr),
 # ATTACK_IDLE (1000), ATTACK_SLOW (200), ATTACK_SECONDS (20), RETENTION_CALLS (1000000),
 # RETENTION_IDLE_S (30: how long the purge is timed alone after its webhook run),
