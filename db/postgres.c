@@ -18,7 +18,7 @@
  *   reader, or the COMMIT, and go with it in one pipeline. A webhook about one participant
  *   reads that user's presence (lock, then read) in the round trip of the call's read
  *   (storage_tx_call_get_with_presence), and its feed events are numbered in the round trip
- *   of its COMMIT (below): three round trips in all.
+ *   of its COMMIT when it can (below): three round trips at most.
  * - The feed (rule 4). A sequence hands out numbers at insert, not at commit, so a reader
  *   could page past a small seq whose transaction commits after a larger one. Events are
  *   inserted with seq NULL instead; once their transaction has committed, a numbering
@@ -447,7 +447,7 @@ static const struct {
 
 /* What this instance asked of the server, logged at close (the bench reads it per event):
  * round trips are the waits for an answer, one per pipeline; statements are those executed,
- * transaction control included (as pg_stat_statements counts them). */
+ * BEGIN and COMMIT included (pg_stat_statements leaves them out). */
 struct pg_totals {
 	atomic_uint_fast64_t round_trips, statements, transactions, numbering_rounds;
 };
