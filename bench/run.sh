@@ -25,7 +25,8 @@
 # SERVER_THREADS (1536, the service's default), MEMBERS (2000 calls created for the token bench),
 # WEBHOOK_CONNS ("32 64"), WEBHOOK_PAIRS (60000 joined/left pairs generated per webhook run),
 # PG_STATS=1 (PostgreSQL: pg_stat_statements loaded at the server's start, and each webhook
-# run's statements per event printed; the server's CPU, WAL and HOT updates are printed always),
+# run's statements per event printed; the server's CPU, WAL and HOT updates, and callstate's
+# round trips, statements and numbering rounds, are printed always),
 # PG_PERF=1 (PostgreSQL: perf's call graph of the server's processes, to PG_PERF_OUT or stderr),
 # ATTACK_IDLE (1000), ATTACK_SLOW (200), ATTACK_SECONDS (20), RETENTION_CALLS (1000000),
 # RETENTION_IDLE_S (30: how long the purge is timed alone after its webhook run),
@@ -224,6 +225,12 @@ per_event() {
 			if (v["batches"] > 0)
 				printf "  writer: %.2f WAL pages, %.1f statements, %.0f VM steps per event; %.1f transactions per batch\n",
 					v["wal_frames"] / n, v["statements"] / n, v["vm_steps"] / n, v["transactions"] / v["batches"]
+		}'
+	grep -h 'msg="postgres totals"' "$WORK/webhooks-$wc.log" | tail -n 1 |
+		awk -v n="$events" '{
+			for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+			printf "  postgres client: %.2f round trips, %.1f statements, %.2f transactions, %.2f numbering rounds per event\n",
+				v["round_trips"] / n, v["statements"] / n, v["transactions"] / n, v["numbering_rounds"] / n
 		}'
 	[ -s "$WORK/perf-$wc.csv" ] && awk -F, -v n="$events" '
 		$1 ~ /^[0-9]+$/ { name = $3; sub(/^syscalls:sys_enter_/, "", name); parts = parts sprintf(" %s %.2f", name, $1 / n) }

@@ -6,14 +6,19 @@
  *   the function again, and so does a connection lost before COMMIT was sent (the server rolled
  *   it back); a connection lost during COMMIT is ERR_UNAVAILABLE, since it may have committed.
  * - A call is locked with SELECT ... FOR UPDATE (rule 2); the timer pass takes a due call with
- *   FOR UPDATE SKIP LOCKED (rule 7).
+ *   FOR UPDATE SKIP LOCKED (rule 7). Its members and sessions are read by statements of their
+ *   own after the lock (each with a snapshot taken once the lock is held, so that they see
+ *   what the transaction that held the call committed), in the same round trip.
  * - Expected conflicts never abort the transaction (rule 3): inserts that may meet an existing
  *   key are INSERT ... ON CONFLICT, and the row count tells the conflict. A webhook's insert
  *   is the exception: taken to be new, it is deferred to the next round trip, and an id
  *   already stored fails that round trip and runs the function again with the insert
  *   checked at once (rule 1), so that the function learns of the duplicate after all.
  * - Round trips: writes whose results nobody reads wait for the next statement that has a
- *   reader, or the COMMIT, and go with it in one pipeline.
+ *   reader, or the COMMIT, and go with it in one pipeline. A webhook about one participant
+ *   reads that user's presence (lock, then read) in the round trip of the call's read
+ *   (storage_tx_call_get_with_presence), and its feed events are numbered in the round trip
+ *   of its COMMIT when it can (below): three round trips at most.
  * - The feed (rule 4). A sequence hands out numbers at insert, not at commit, so a reader
  *   could page past a small seq whose transaction commits after a larger one. Events are
  *   inserted with seq NULL instead; once their transaction has committed, a numbering
@@ -22,8 +27,15 @@
  *   the next one takes the lock only once the last has committed and is visible, so seq N is
  *   never visible before a smaller one. storage_transact returns once a numbering round that
  *   began after its commit has run, so its events are in the feed when it returns; concurrent
- *   commits share rounds. A ticker also numbers what others left behind (an instance killed
- *   between its commit and its numbering) every FEED_TICK_MS.
+ *   commits share rounds, one round of an instance at a time. A commit that finds no round of
+ *   its instance running takes the next one and sends it in its own pipeline, after the
+ *   COMMIT: the statements of a pipeline after its last COMMIT, up to the sync, are one
+ *   transaction of their own, which the sync commits. The others wait for a round that begins
+ *   after their commit, and the first of them to find none running runs it in a round trip of
+ *   its own. (A round for every commit would cost more than the round trip it saves: each
+ *   would wait for the lock holding its connection, and write and flush apart.) A ticker
+ *   also numbers what others left behind (an instance killed between its commit and its
+ *   numbering) every FEED_TICK_MS.
  * - Presence (rule 5): pg_advisory_xact_lock on the user id's hash. Idempotency (rule 6):
  *   INSERT ... ON CONFLICT DO UPDATE ... WHERE the record expired, which waits for a claim of
  *   the same key in flight to commit or roll back.
@@ -39,8 +51,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libpq-fe.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,7 +86,6 @@
 #define LOCK_DELIVERY "1668481028"
 /* The feed's numbering notifies this channel with the newest seq (see listener_main). */
 #define FEED_CHANNEL "callstate_feed"
-#define FEED_TOP "numbered_top" /* the column of feed_numbering's newest seq */
 #define LISTEN_RETRY_MAX_MS 8000
 
 /* ---- statements ---- */
@@ -150,6 +163,8 @@ enum stmt_id {
 	S_DELIVERY_ADVANCE_LOCK,
 	S_DELIVERY_ADVANCE,
 	S_DELIVERY_STATUS,
+	S_FEED_LOCK,
+	S_FEED_NUMBER,
 	S_COUNT
 };
 
@@ -403,12 +418,43 @@ static const struct {
 				     "SELECT pg_advisory_xact_lock_shared(" LOCK_DELIVERY ", 0)"},
 	[S_DELIVERY_ADVANCE] = {"delivery_advance", DELIVERY_ADVANCE_SQL("$1::text")},
 	[S_DELIVERY_STATUS] = {"delivery_status", DELIVERY_STATUS_SQL("$1::text")},
+	/* A numbering round (see the top of this file and feed_round): the feed's lock, then,
+	 * with a snapshot taken once it is held, the committed events not yet numbered get the
+	 * next seqs in insert order, and feed_counter moves on by as many (only when there are
+	 * some, so a round that finds nothing writes nothing and needs no flush). The events to
+	 * number are found by a plain scan of events_unnumbered, bitmap scans being off for the
+	 * round's transaction: a bitmap scan would visit every entry the earlier rounds left dead
+	 * (one per event numbered since the last vacuum, 3 ms a round after 20 000 events), where
+	 * a plain one marks them dead in the index as it passes and the next round skips them. */
+	[S_FEED_LOCK] = {"feed_lock", "SELECT set_config('enable_bitmapscan', 'off', true),"
+				      " pg_advisory_xact_lock(" LOCK_FEED ", 0)"},
+	[S_FEED_NUMBER] = {"feed_number",
+			   "WITH todo AS (SELECT id, pos FROM events WHERE seq IS NULL ORDER BY pos"
+			   " LIMIT " FEED_BATCH "),"
+			   " numbered AS (SELECT id, row_number() OVER (ORDER BY pos) AS n FROM todo),"
+			   " counter AS (UPDATE feed_counter SET last_seq = last_seq"
+			   " + (SELECT count(*) FROM todo) WHERE (SELECT count(*) FROM todo) > 0"
+			   " RETURNING last_seq - (SELECT count(*) FROM todo) AS base,"
+			   " last_seq AS top),"
+			   " numbering AS (UPDATE events e SET seq = counter.base + numbered.n"
+			   " FROM numbered, counter WHERE e.id = numbered.id)"
+			   /* Delivered at the commit, to every instance's listener: the long polls.
+			    * The top comes back too, for this instance's own (see feed_numbered). */
+			   " SELECT top, pg_notify('" FEED_CHANNEL "', top::text) FROM counter"},
 };
 
 /* ---- state ---- */
 
+/* What this instance asked of the server, logged at close (the bench reads it per event):
+ * round trips are the waits for an answer, one per pipeline; statements are those executed,
+ * BEGIN and COMMIT included (pg_stat_statements leaves them out). */
+struct pg_totals {
+	atomic_uint_fast64_t round_trips, statements, transactions, numbering_rounds;
+};
+
 struct conn {
 	PGconn *pg;
+	struct pg_totals *totals; /* the storage's; NULL for the listener's connection */
 	bool broken;            /* lost, or in a state no statement can clear: closed on return */
 	bool prepare;           /* named statements, prepared once on this connection */
 	bool prepared[S_COUNT];
@@ -441,6 +487,7 @@ struct pg_storage {
 	bool conns_ready;
 	bool prepare;            /* named prepared statements (storage_options.unprepared) */
 	struct ticker *feed_ticker;
+	struct pg_totals totals;
 	/* Numbering rounds of this instance, one at a time (see feed_number_committed). */
 	pthread_mutex_t feed_mu;
 	pthread_cond_t feed_cond;
@@ -671,8 +718,15 @@ static void row_values(const PGresult *res, int row, int first, size_t n, struct
 	}
 }
 
-/* Runs statement id; *ret_res (when not NULL) gets a PGRES_TUPLES_OK or PGRES_COMMAND_OK
- * result for the caller to PQclear. */
+/* One wait for the server's answer, to statements executed. */
+static void count_trip(const struct conn *cn, unsigned statements)
+{
+	if (!cn->totals)
+		return;
+	atomic_fetch_add_explicit(&cn->totals->round_trips, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&cn->totals->statements, statements, memory_order_relaxed);
+}
+
 /* The statement as a named prepared statement of this connection ("cs<id>"), prepared on
  * first use: the server parses and plans it once instead of at every execution. */
 static PGresult *run_prepared(struct conn *cn, enum stmt_id id, const struct params *p)
@@ -681,6 +735,7 @@ static PGresult *run_prepared(struct conn *cn, enum stmt_id id, const struct par
 	snprintf(name, sizeof name, "cs%d", (int)id);
 	if (!cn->prepared[id]) {
 		PGresult *res = PQprepare(cn->pg, name, stmts[id].sql, 0, NULL);
+		count_trip(cn, 0);
 		if (!res || PQresultStatus(res) != PGRES_COMMAND_OK)
 			return res;
 		PQclear(res);
@@ -690,9 +745,12 @@ static PGresult *run_prepared(struct conn *cn, enum stmt_id id, const struct par
 			      p ? p->lengths : NULL, p ? p->formats : NULL, 0);
 }
 
+/* Runs statement id; *ret_res (when not NULL) gets a PGRES_TUPLES_OK or PGRES_COMMAND_OK
+ * result for the caller to PQclear. */
 static enum outcome run(struct conn *cn, enum stmt_id id, const struct params *p,
 		       PGresult **ret_res)
 {
+	count_trip(cn, 1);
 	PGresult *res = cn->prepare ? run_prepared(cn, id, p)
 				    : PQexecParams(cn->pg, stmts[id].sql, p ? p->n : 0, NULL,
 						   p ? p->values : NULL, p ? p->lengths : NULL,
@@ -764,6 +822,7 @@ static enum outcome run_batch(struct conn *cn, struct batched *b, int n, int *re
 		*ret_failed = o == OUT_OK ? -1 : 0;
 		return o;
 	}
+	count_trip(cn, (unsigned)n);
 	bool sent = PQenterPipelineMode(cn->pg);
 	for (int i = 0; i < n && sent; i++) {
 		b[i].res = NULL;
@@ -819,6 +878,7 @@ done:
  * transaction control, migrations). */
 static enum outcome exec_simple(struct conn *cn, const char *sql, const char *op)
 {
+	count_trip(cn, 1);
 	PGresult *res = PQexec(cn->pg, sql);
 	ExecStatusType status = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 	enum outcome o = OUT_OK;
@@ -852,7 +912,8 @@ static void ignore_notice(void *arg, const char *message)
 	(void)message;
 }
 
-static enum err conn_open(const char *url, bool prepare, struct conn **ret_cn)
+static enum err conn_open(const char *url, bool prepare, struct pg_totals *totals,
+			  struct conn **ret_cn)
 {
 	/* The URL's own settings come after these and win (expand_dbname). The keepalives and
 	 * the user timeout bound how long a statement waits on a server that went silent (a
@@ -866,6 +927,7 @@ static enum err conn_open(const char *url, bool prepare, struct conn **ret_cn)
 	if (!cn)
 		return ERR_NOMEM;
 	cn->prepare = prepare;
+	cn->totals = totals;
 	cn->pg = PQconnectdbParams(keys, values, 1);
 	if (!cn->pg) {
 		free(cn);
@@ -897,7 +959,7 @@ static enum err conn_take(struct pg_storage *s, struct conn **ret_cn)
 	}
 	struct conn *cn = pooled;
 	if (!cn) {
-		e = conn_open(s->url, s->prepare, &cn);
+		e = conn_open(s->url, s->prepare, &s->totals, &cn);
 		if (e != ERR_OK) {
 			pool_give(&s->conns, NULL);
 			return e;
@@ -922,73 +984,49 @@ static void conn_give(struct pg_storage *s, struct conn *cn)
 
 /* ---- the feed ---- */
 
-/* One numbering transaction, in one round trip (see the top of this file): under the feed's
- * lock, the committed events not yet numbered get the next seqs in insert order, and
- * feed_counter moves on by as many (only when there are some, so an idle round writes
- * nothing and needs no flush). The events to number are found by a plain scan of
- * events_unnumbered: a bitmap scan would visit every entry the earlier rounds left dead (one
- * per event numbered since the last vacuum, 3 ms a round after 20 000 events), where a plain
- * one marks them dead in the index as it passes and the next round skips them. */
-static const char feed_numbering[] =
-	"BEGIN;"
-	" SET LOCAL enable_bitmapscan = off;"
-	" SELECT pg_advisory_xact_lock(" LOCK_FEED ", 0);"
-	" WITH todo AS (SELECT id, pos FROM events WHERE seq IS NULL ORDER BY pos LIMIT "
-	FEED_BATCH "),"
-	" numbered AS (SELECT id, row_number() OVER (ORDER BY pos) AS n FROM todo),"
-	" counter AS (UPDATE feed_counter SET last_seq = last_seq + (SELECT count(*) FROM todo)"
-	" WHERE (SELECT count(*) FROM todo) > 0"
-	" RETURNING last_seq - (SELECT count(*) FROM todo) AS base, last_seq AS top),"
-	" numbering AS (UPDATE events e SET seq = counter.base + numbered.n"
-	" FROM numbered, counter WHERE e.id = numbered.id)"
-	/* Delivered at the commit, to every instance's listener: the long polls. The top
-	 * comes back too, for this instance's own (see feed_number). */
-	" SELECT top AS " FEED_TOP ", pg_notify('" FEED_CHANNEL "', top::text) FROM counter;"
-	" COMMIT";
-
-/* Runs feed_numbering: ERR_OK once it has committed, with *ret_top the newest seq it gave,
- * or 0 when there was nothing to number. PQexec would keep only the COMMIT's result. */
-static enum err feed_number_run(struct conn *cn, int64_t *ret_top)
+/* A numbering round as b[0..2): two statements that a pipeline runs as one transaction of
+ * their own, committed at its sync, when no BEGIN or COMMIT of the pipeline comes after them
+ * (see the top of this file). b[1] keeps its result for feed_numbered. */
+static void feed_round(struct batched *b)
 {
-	if (!PQsendQuery(cn->pg, feed_numbering))
-		return err_of(pg_fail(cn, NULL, "feed_number"));
-	enum outcome o = OUT_OK;
-	int64_t top = 0;
-	PGresult *res;
-	while ((res = PQgetResult(cn->pg))) {
-		ExecStatusType status = PQresultStatus(res);
-		if (status == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQfnumber(res, FEED_TOP) == 0)
-			top = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-		else if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && o == OUT_OK)
-			o = pg_fail(cn, res, "feed_number");
-		PQclear(res);
-	}
-	if (o == OUT_OK)
-		*ret_top = top;
-	return err_of(o);
+	b[0] = (struct batched){S_FEED_LOCK, NULL, false, NULL};
+	b[1] = (struct batched){S_FEED_NUMBER, NULL, true, NULL};
 }
 
-/* ERR_OK when the numbering ran, whether or not there was anything to number. Once it has
- * committed, this instance's own long polls are woken at once, without waiting for its NOTIFY
- * to come back through the server and the listener's connection. Raising top is safe (rule
- * 4: every seq up to it is visible): this round gave base + 1 .. top, every one of them, and
- * the seqs up to base were given by earlier rounds, which held the same advisory lock and so
- * had committed before this round took it (PostgreSQL makes a commit visible before it
- * releases the transaction's locks); everything numbered by now has committed, and any
- * snapshot taken after this COMMIT returned sees it. Rounds of other instances are heard
- * through the listener as before. */
+/* After a numbering round committed, with res its S_FEED_NUMBER result (taken): this
+ * instance's own long polls are woken at once, without waiting for its NOTIFY to come back
+ * through the server and the listener's connection. Raising top is safe (rule 4: every seq up
+ * to it is visible): the round gave base + 1 .. top, every one of them, and the seqs up to
+ * base were given by earlier rounds, which held the same advisory lock and so had committed
+ * before this round took it (PostgreSQL makes a commit visible before it releases the
+ * transaction's locks); everything numbered by now has committed, and any snapshot taken
+ * after this round's commit sees it. Rounds of other instances are heard through the
+ * listener. A round that found nothing to number answers no row. */
+static void feed_numbered(struct pg_storage *s, PGresult *res)
+{
+	atomic_fetch_add_explicit(&s->totals.numbering_rounds, 1, memory_order_relaxed);
+	int64_t top = PQntuples(res) == 1 ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+	PQclear(res);
+	if (top > 0)
+		feed_signal_raise(&s->base.feed, top);
+}
+
+/* A numbering round in a round trip of its own. ERR_OK once it has committed, whether or not
+ * there was anything to number. */
 static enum err feed_number(struct pg_storage *s)
 {
 	struct conn *cn = NULL;
 	enum err e = conn_take(s, &cn);
 	if (e != ERR_OK)
 		return e;
-	int64_t top = 0;
-	e = feed_number_run(cn, &top);
+	struct batched b[2];
+	int failed;
+	feed_round(b);
+	enum outcome o = run_batch(cn, b, 2, &failed);
 	conn_give(s, cn);
-	if (e == ERR_OK && top > 0)
-		feed_signal_raise(&s->base.feed, top);
-	return e;
+	if (o == OUT_OK)
+		feed_numbered(s, b[1].res);
+	return err_of(o);
 }
 
 /* After a commit that appended events: returns once a numbering round that began after the
@@ -1018,6 +1056,34 @@ static enum err feed_number_committed(struct pg_storage *s)
 	return e;
 }
 
+/* The next round of this instance for a commit about to be sent, when no round is running:
+ * it goes in the commit's round trip, after the COMMIT, and so begins after it. */
+static bool feed_claim(struct pg_storage *s, uint64_t *ret_round)
+{
+	pthread_mutex_lock(&s->feed_mu);
+	bool claimed = !s->feed_running;
+	if (claimed) {
+		s->feed_running = true;
+		*ret_round = ++s->feed_started;
+	}
+	pthread_mutex_unlock(&s->feed_mu);
+	return claimed;
+}
+
+/* The end of a claimed round. One that did not run (its commit or itself failed) is given
+ * back: no one else could start a round meanwhile, and a commit waiting for it runs it. */
+static void feed_release(struct pg_storage *s, uint64_t round, bool ran)
+{
+	pthread_mutex_lock(&s->feed_mu);
+	if (ran)
+		s->feed_done = round;
+	else
+		s->feed_started = round - 1;
+	s->feed_running = false;
+	pthread_cond_broadcast(&s->feed_cond);
+	pthread_mutex_unlock(&s->feed_mu);
+}
+
 static bool feed_tick(void *arg)
 {
 	feed_number(arg);
@@ -1030,7 +1096,7 @@ static bool feed_tick(void *arg)
 static enum err listener_connect(struct pg_storage *s, struct conn **ret_cn)
 {
 	struct conn *cn = NULL;
-	enum err e = conn_open(s->url, false, &cn);
+	enum err e = conn_open(s->url, false, NULL, &cn);
 	if (e == ERR_OK)
 		e = err_of(exec_simple(cn, "LISTEN " FEED_CHANNEL, "listen"));
 	PGresult *res = e == ERR_OK ? PQexec(cn->pg, "SELECT last_seq FROM feed_counter") : NULL;
@@ -1160,9 +1226,13 @@ nomem:
  * After a failure every later call fails at once (fn must give up, storage.h rule 3), and a
  * retryable failure (or a connection lost before COMMIT) marks the transaction for a rerun. A
  * unique violation of a deferred event is the feed's backstop (storage.h rule 2) and an
- * internal error, never a conflict for fn to carry on after. */
-static enum outcome tx_flush(struct pg_tx *tx, struct batched *now, int n)
+ * internal error, never a conflict for fn to carry on after. On a failure, *failed_now (when
+ * not NULL) is the index in now of the statement that failed, or -1 when it was not one of
+ * them. */
+static enum outcome tx_flush(struct pg_tx *tx, struct batched *now, int n, int *failed_now)
 {
+	if (failed_now)
+		*failed_now = -1;
 	if (tx->failed)
 		return OUT_INTERNAL;
 	enum { FLUSH_MAX = 64 };
@@ -1194,6 +1264,8 @@ static enum outcome tx_flush(struct pg_tx *tx, struct batched *now, int n)
 		}
 		for (int i = 0; last && i < n; i++)
 			now[i] = all[k + i];
+		if (o != OUT_OK && last && failed >= k && failed_now)
+			*failed_now = failed - k;
 		done += (size_t)k;
 		if (last)
 			break;
@@ -1213,7 +1285,7 @@ static enum outcome tx_exec(struct pg_tx *tx, enum stmt_id id, const struct para
 			    PGresult **ret_res)
 {
 	struct batched b = {id, p, ret_res != NULL, NULL};
-	enum outcome o = tx_flush(tx, &b, 1);
+	enum outcome o = tx_flush(tx, &b, 1, NULL);
 	if (ret_res)
 		*ret_res = b.res;
 	return o;
@@ -1224,7 +1296,7 @@ static enum err pg_transact(struct storage *st, storage_tx_fn fn, void *arg)
 	struct pg_storage *s = to_pg(st);
 	struct pg_tx tx = {.base.st = st};
 	enum err e = ERR_UNAVAILABLE;
-	bool check_webhooks = false;
+	bool check_webhooks = false, numbered = false;
 
 	for (int attempt = 0; attempt < TX_ATTEMPTS; attempt++) {
 		struct conn *cn = NULL;
@@ -1235,14 +1307,33 @@ static enum err pg_transact(struct storage *st, storage_tx_fn fn, void *arg)
 		/* BEGIN goes with the transaction's first statement. */
 		e = tx_defer(&tx, S_BEGIN, NULL) == OUT_OK ? fn(&tx.base, arg) : ERR_NOMEM;
 		if (e == ERR_OK && !tx.failed) {
-			struct batched commit = {S_COMMIT, NULL, false, NULL};
-			enum outcome o = tx_flush(&tx, &commit, 1);
-			/* Lost with the COMMIT sent: it may have committed, so it is not run again. */
-			if (o != OUT_OK && tx.cn->broken)
+			/* Events appended and no round of this instance running: the round goes
+			 * after the COMMIT, in the same round trip (see the top of this file). */
+			struct batched commit[3] = {{S_COMMIT, NULL, false, NULL}};
+			uint64_t round = 0;
+			bool numbering = tx.appended && feed_claim(s, &round);
+			int n = 1, failed = -1;
+			if (numbering) {
+				feed_round(commit + 1);
+				n = 3;
+			}
+			enum outcome o = tx_flush(&tx, commit, n, &failed);
+			bool committed = o == OUT_OK || failed > 0;
+			/* Lost with the COMMIT sent: it may have committed, so it is not run again;
+			 * nor is one that committed and failed in its numbering round. */
+			if (o != OUT_OK && (tx.cn->broken || committed))
 				tx.retry = false;
-			if (o == OUT_OK)
+			if (committed) {
 				metrics_commit_batch(METRICS_POSTGRES, 1);
-			e = err_of(o);
+				atomic_fetch_add_explicit(&s->totals.transactions, 1,
+							  memory_order_relaxed);
+			}
+			if (o == OUT_OK && numbering)
+				feed_numbered(s, commit[2].res);
+			if (numbering)
+				feed_release(s, round, o == OUT_OK);
+			numbered = numbering && o == OUT_OK;
+			e = committed ? ERR_OK : err_of(o);
 		} else if (e == ERR_OK) {
 			e = ERR_INTERNAL; /* fn went on after a failure it was told of */
 		}
@@ -1260,7 +1351,7 @@ static enum err pg_transact(struct storage *st, storage_tx_fn fn, void *arg)
 		pause = (struct timespec){0, (1 + now.tv_nsec % 10) * (attempt + 1) * 1000000L};
 		nanosleep(&pause, NULL);
 	}
-	if (e == ERR_OK && tx.appended && feed_number_committed(s) != ERR_OK)
+	if (e == ERR_OK && tx.appended && !numbered && feed_number_committed(s) != ERR_OK)
 		/* Committed all the same: a later numbering (the ticker's, or any instance's)
 		 * gives these events their seqs. */
 		log_write(LOG_WARN, "msg=\"feed numbering deferred\"");
@@ -1315,36 +1406,73 @@ static enum err read_call(struct batched *b, struct call **ret_call)
 	return ERR_OK;
 }
 
-/* The call selected by statement id (its key, and for S_CALL_LOCK_DUE the time it must be
- * due by) with its members and sessions: three statements, one round trip, inside tx. */
-static enum err tx_load_call(struct pg_tx *tx, enum stmt_id id, const char *key, int64_t due_by,
-			     struct call **ret_call)
+static void presence_params(struct params *p, const char *user, const char *except_call_id)
 {
-	struct params p = {0}, k = {0};
+	p_text(p, user);
+	p_text(p, except_call_id);
+}
+
+static enum err read_presence(const PGresult *res, struct presence_record *ret)
+{
+	if (PQntuples(res) != 1)
+		return checked(ERR_INTERNAL, S_PRESENCE_GET);
+	struct db_value v[6];
+	row_values(res, 0, 0, 6, v, NULL, 0);
+	return checked(rows_read_presence(v, ret), S_PRESENCE_GET);
+}
+
+/* The call selected by statement id (its key, and for S_CALL_LOCK_DUE the time it must be
+ * due by) with its members and sessions: three statements, one round trip, inside tx. With
+ * user, the user's lock and presence go in the same round trip, after the call's lock. */
+static enum err tx_load_call(struct pg_tx *tx, enum stmt_id id, const char *key, int64_t due_by,
+			     const char *user, struct call **ret_call,
+			     struct presence_record *ret_presence)
+{
+	struct params p = {0}, k = {0}, lock = {0}, get = {0};
 	p_text(&p, key);
 	if (id == S_CALL_LOCK_DUE)
 		p_int(&p, due_by);
 	p_text(&k, key);
-	struct batched b[3] = {{id, &p, true, NULL}, {S_MEMBERS, &k, true, NULL},
-			       {S_PARTICIPANTS, &k, true, NULL}};
-	enum outcome o = tx_flush(tx, b, 3);
+	p_text(&lock, user);
+	presence_params(&get, user, key);
+	struct batched b[5] = {{id, &p, true, NULL}, {S_MEMBERS, &k, true, NULL},
+			       {S_PARTICIPANTS, &k, true, NULL}, {S_PRESENCE_LOCK, &lock, false, NULL},
+			       {S_PRESENCE_GET, &get, true, NULL}};
+	int n = user ? 5 : 3;
+	enum outcome o = tx_flush(tx, b, n, NULL);
 	if (o != OUT_OK)
 		return err_of(o);
-	enum err e = read_call(b, ret_call);
-	for (int i = 0; i < 3; i++)
+	struct presence_record presence;
+	enum err e = user && PQntuples(b[0].res) ? read_presence(b[4].res, &presence) : ERR_OK;
+	struct call *c = NULL;
+	if (e == ERR_OK)
+		e = read_call(b, &c);
+	for (int i = 0; i < n; i++)
 		PQclear(b[i].res);
-	return e;
+	if (e != ERR_OK)
+		return e;
+	*ret_call = c;
+	if (user)
+		*ret_presence = presence;
+	return ERR_OK;
 }
 
 static enum err pg_tx_call_get(struct storage_tx *tx, const char *id, struct call **ret_call)
 {
-	return tx_load_call(to_pg_tx(tx), S_CALL_LOCK, id, 0, ret_call);
+	return tx_load_call(to_pg_tx(tx), S_CALL_LOCK, id, 0, NULL, ret_call, NULL);
 }
 
 static enum err pg_tx_call_get_due(struct storage_tx *tx, const char *id, int64_t now,
 				   struct call **ret_call)
 {
-	return tx_load_call(to_pg_tx(tx), S_CALL_LOCK_DUE, id, now, ret_call);
+	return tx_load_call(to_pg_tx(tx), S_CALL_LOCK_DUE, id, now, NULL, ret_call, NULL);
+}
+
+static enum err pg_tx_call_get_with_presence(struct storage_tx *tx, const char *id,
+					     const char *user, struct call **ret_call,
+					     struct presence_record *ret_presence)
+{
+	return tx_load_call(to_pg_tx(tx), S_CALL_LOCK, id, 0, user, ret_call, ret_presence);
 }
 
 /* The call row (S_CALL_INSERT or S_CALL_UPDATE), then the members and sessions that changed
@@ -1504,21 +1632,6 @@ static enum err pg_tx_webhook_insert(struct storage_tx *tx, const struct webhook
 	return n == 1 ? ERR_OK : ERR_CONFLICT;
 }
 
-static void presence_params(struct params *p, const char *user, const char *except_call_id)
-{
-	p_text(p, user);
-	p_text(p, except_call_id);
-}
-
-static enum err read_presence(const PGresult *res, struct presence_record *ret)
-{
-	if (PQntuples(res) != 1)
-		return checked(ERR_INTERNAL, S_PRESENCE_GET);
-	struct db_value v[6];
-	row_values(res, 0, 0, 6, v, NULL, 0);
-	return checked(rows_read_presence(v, ret), S_PRESENCE_GET);
-}
-
 /* The user's lock, then their presence: one round trip. */
 static enum err pg_tx_presence_get(struct storage_tx *tx, const char *user,
 				   const char *except_call_id, struct presence_record *ret)
@@ -1528,7 +1641,7 @@ static enum err pg_tx_presence_get(struct storage_tx *tx, const char *user,
 	presence_params(&get, user, except_call_id);
 	struct batched b[2] = {{S_PRESENCE_LOCK, &lock, false, NULL},
 			       {S_PRESENCE_GET, &get, true, NULL}};
-	enum outcome o = tx_flush(to_pg_tx(tx), b, 2);
+	enum outcome o = tx_flush(to_pg_tx(tx), b, 2, NULL);
 	if (o != OUT_OK)
 		return err_of(o);
 	enum err e = read_presence(b[1].res, ret);
@@ -2108,14 +2221,22 @@ static void pg_free(struct pg_storage *s)
 {
 	listener_stop(s);
 	ticker_stop(s->feed_ticker);
+	pthread_cond_destroy(&s->feed_cond);
+	pthread_mutex_destroy(&s->feed_mu);
+	if (s->conns_ready)
+		log_write(LOG_INFO,
+			  "msg=\"postgres totals\" transactions=%" PRIuFAST64
+			  " round_trips=%" PRIuFAST64 " statements=%" PRIuFAST64
+			  " numbering_rounds=%" PRIuFAST64,
+			  atomic_load(&s->totals.transactions), atomic_load(&s->totals.round_trips),
+			  atomic_load(&s->totals.statements),
+			  atomic_load(&s->totals.numbering_rounds));
 	if (s->conns_ready) {
 		struct conn *cn;
 		while ((cn = pool_drain(&s->conns)))
 			conn_free(cn);
 		pool_finish(&s->conns);
 	}
-	pthread_cond_destroy(&s->feed_cond);
-	pthread_mutex_destroy(&s->feed_mu);
 	if (s->feed_signal_ready)
 		feed_signal_finish(&s->base.feed);
 	free(s->url);
@@ -2325,6 +2446,7 @@ static const struct storage_impl pg_impl = {
 	.tx_idempotency_claim = pg_tx_idempotency_claim,
 	.tx_webhook_insert = pg_tx_webhook_insert,
 	.tx_presence_get = pg_tx_presence_get,
+	.tx_call_get_with_presence = pg_tx_call_get_with_presence,
 	.tx_presence_set = pg_tx_presence_set,
 	.tx_purge_calls = pg_tx_purge_calls,
 	.tx_purge_unowned = pg_tx_purge_unowned,

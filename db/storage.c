@@ -138,6 +138,27 @@ enum err storage_tx_presence_get(struct storage_tx *tx, const char *user,
 	return tx->st->impl->tx_presence_get(tx, user, except_call_id, ret);
 }
 
+enum err storage_tx_call_get_with_presence(struct storage_tx *tx, const char *id,
+					   const char *user, struct call **ret_call,
+					   struct presence_record *ret_presence)
+{
+	const struct storage_impl *impl = tx->st->impl;
+	if (impl->tx_call_get_with_presence)
+		return impl->tx_call_get_with_presence(tx, id, user, ret_call, ret_presence);
+	struct call *c = NULL;
+	struct presence_record p;
+	enum err e = impl->tx_call_get(tx, id, &c);
+	if (e == ERR_OK)
+		e = impl->tx_presence_get(tx, user, id, &p);
+	if (e != ERR_OK) {
+		call_free(c);
+		return e;
+	}
+	*ret_call = c;
+	*ret_presence = p;
+	return ERR_OK;
+}
+
 enum err storage_tx_presence_set(struct storage_tx *tx, const char *user, int status,
 				 int64_t since)
 {

@@ -29,7 +29,22 @@ static void sort_by_user(size_t *order, size_t n, const char *const *users)
 		}
 }
 
-static enum err apply_to_call(struct room_job *j, struct storage_tx *tx, struct call *c)
+/* The user whose presence a webhook most likely moves, read with the call: the one member a
+ * session event can move in or out of the room (call_fsm_room_event), NULL for other events. */
+static const char *participant_user(const struct webhook_event *we)
+{
+	bool session = we->kind == WEBHOOK_PARTICIPANT_JOINED ||
+		       we->kind == WEBHOOK_PARTICIPANT_LEFT ||
+		       we->kind == WEBHOOK_PARTICIPANT_CONNECTION_ABORTED;
+	return session && *we->participant.identity &&
+			       webhook_participant_is_standard(&we->participant)
+		       ? we->participant.identity
+		       : NULL;
+}
+
+/* ahead, when ahead_user is not NULL, is that user's presence, read with the call. */
+static enum err apply_to_call(struct room_job *j, struct storage_tx *tx, struct call *c,
+			      const char *ahead_user, const struct presence_record *ahead)
 {
 	struct fsm_timeouts t = {.join_timeout_s = j->cs->cfg.join_timeout_s};
 	/* The timers the event settles on the way count as its doing too: it came first. */
@@ -56,8 +71,13 @@ static enum err apply_to_call(struct room_job *j, struct storage_tx *tx, struct 
 	for (size_t i = 0; i < rp.n; i++)
 		order[i] = i;
 	sort_by_user(order, rp.n, rp.users);
-	for (size_t k = 0; k < rp.n && e == ERR_OK; k++)
-		e = storage_tx_presence_get(tx, rp.users[order[k]], c->id, &others[order[k]]);
+	for (size_t k = 0; k < rp.n && e == ERR_OK; k++) {
+		size_t i = order[k];
+		if (ahead_user && strcmp(rp.users[i], ahead_user) == 0)
+			others[i] = *ahead;
+		else
+			e = storage_tx_presence_get(tx, rp.users[i], c->id, &others[i]);
+	}
 	for (size_t i = 0; i < rp.n && e == ERR_OK; i++) {
 		struct presence before, after;
 		presence_with_call(rp.users[i], &others[i], loaded, &before);
@@ -76,9 +96,12 @@ static enum err room_tx(struct storage_tx *tx, void *arg)
 	char call_id[ID_LEN + 1];
 	j->duplicate = false;
 	j->milestones = (struct call_milestones){0};
+	const char *user = participant_user(we);
+	struct presence_record ahead;
 	enum err e = ERR_NOT_FOUND;
 	if (calls_room_call_id(we->room.name, call_id))
-		e = storage_tx_call_get(tx, call_id, &c);
+		e = user ? storage_tx_call_get_with_presence(tx, call_id, user, &c, &ahead)
+			 : storage_tx_call_get(tx, call_id, &c);
 	if (e != ERR_OK && e != ERR_NOT_FOUND)
 		return e;
 
@@ -99,7 +122,7 @@ static enum err room_tx(struct storage_tx *tx, void *arg)
 		e = ERR_OK;
 	} else if (e == ERR_OK && c && we->kind != WEBHOOK_IGNORED &&
 		   we->kind != WEBHOOK_ROOM_STARTED) {
-		e = apply_to_call(j, tx, c);
+		e = apply_to_call(j, tx, c, user, &ahead);
 	}
 	call_free(c);
 	return e;

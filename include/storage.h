@@ -265,6 +265,15 @@ enum err storage_tx_webhook_insert(struct storage_tx *tx, const struct webhook_r
  * changed, and merges its sessions in itself. */
 enum err storage_tx_presence_get(struct storage_tx *tx, const char *user,
 				 const char *except_call_id, struct presence_record *ret);
+/* storage_tx_call_get(id), then storage_tx_presence_get(user, id), in one round trip where
+ * the backend can (PostgreSQL): for a transaction that will most likely need user's presence
+ * once it has read the call (a webhook about one participant's session). User may be held
+ * even when the call is absent (ERR_NOT_FOUND, *ret_presence untouched), and is held when the
+ * caller turns out not to need the presence. A transaction that reads another user's presence afterwards
+ * reads one whose id is greater than user's (rule 5). */
+enum err storage_tx_call_get_with_presence(struct storage_tx *tx, const char *id,
+					   const char *user, struct call **ret_call,
+					   struct presence_record *ret_presence);
 /* Insert or replace the chat-set status of user. */
 enum err storage_tx_presence_set(struct storage_tx *tx, const char *user, int status,
 				 int64_t since);

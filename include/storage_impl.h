@@ -28,6 +28,10 @@ struct storage_impl {
 	enum err (*tx_webhook_insert)(struct storage_tx *tx, const struct webhook_record *rec);
 	enum err (*tx_presence_get)(struct storage_tx *tx, const char *user,
 				    const char *except_call_id, struct presence_record *ret);
+	/* NULL: tx_call_get, then tx_presence_get. */
+	enum err (*tx_call_get_with_presence)(struct storage_tx *tx, const char *id,
+					      const char *user, struct call **ret_call,
+					      struct presence_record *ret_presence);
 	enum err (*tx_presence_set)(struct storage_tx *tx, const char *user, int status,
 				    int64_t since);
 	enum err (*tx_purge_calls)(struct storage_tx *tx, int64_t ended_before, size_t max,

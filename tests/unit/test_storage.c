@@ -954,6 +954,55 @@ Test(storage, presence_status_and_sessions)
 	call_free(b);
 }
 
+struct with_presence {
+	const char *id, *user;
+	struct call *c;
+	struct presence_record rec;
+};
+
+static enum err tx_get_with_presence(struct storage_tx *tx, void *arg)
+{
+	struct with_presence *w = arg;
+	call_free(w->c); /* fn may run again (storage.h rule 1) */
+	w->c = NULL;
+	return storage_tx_call_get_with_presence(tx, w->id, w->user, &w->c, &w->rec);
+}
+
+/* The call as storage_tx_call_get reads it, then the user's presence as
+ * storage_tx_presence_get reads it with that call left out. */
+Test(storage, call_get_with_presence_reads_the_call_then_the_presence_without_it)
+{
+	char user[64];
+	make_name(user, sizeof user, "alice");
+	struct call *a = new_call(1, 1767225600000, "alice");
+	struct call *b = new_call(2, 1767225600000, "alice");
+	add_session(a, "PA_1", "alice", 5000, 0, "", false);
+	add_session(b, "PA_2", "alice", 4000, 0, "", false);
+	add_session(b, "PA_3", "alice", 1000, 2000, "CLIENT_INITIATED", false);
+	insert(a);
+	insert(b);
+	struct presence_op set = {.user = user, .status = 1, .since = 100};
+	cr_assert_eq(storage_transact(st, tx_presence, &set), ERR_OK);
+
+	struct with_presence w = {.id = a->id, .user = user};
+	cr_assert_eq(storage_transact(st, tx_get_with_presence, &w), ERR_OK);
+	assert_call_eq(w.c, a);
+	cr_assert_eq(w.rec.status, 1);
+	cr_assert_eq(w.rec.status_since, 100);
+	cr_assert_str_eq(w.rec.open_call_id, b->id, "the call read is left out");
+	cr_assert_eq(w.rec.open_newest, 4000);
+	cr_assert_eq(w.rec.last_left_at, 2000);
+	call_free(w.c);
+
+	struct call *ghost = new_call(3, 1767225600000, "alice");
+	w = (struct with_presence){.id = ghost->id, .user = user};
+	cr_assert_eq(storage_transact(st, tx_get_with_presence, &w), ERR_NOT_FOUND);
+	cr_assert_null(w.c);
+	call_free(ghost);
+	call_free(a);
+	call_free(b);
+}
+
 /* ---- token minting's view of a call ---- */
 
 Test(storage, call_access_for_member_and_stranger)
