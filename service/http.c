@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "deadline.h"
+#include "json_scan.h"
 #include "jsonutil.h"
 #include "metrics_http.h"
 #include "strbuf.h"
@@ -264,17 +265,20 @@ enum err req_raw_body(struct req *r, char **ret_buf, size_t *ret_len, const char
 	return read_body(r, r->app->cfg->max_body_bytes, ret_buf, ret_len, ret_msg);
 }
 
-enum err req_json_body(struct req *r, bool required, json_t **ret_json, const char **ret_msg)
+/* The text of a JSON body, read whole; *ret_buf is NULL for an absent optional body. */
+static enum err json_body_text(struct req *r, bool required, char **ret_buf, size_t *ret_len,
+			       const char **ret_msg)
 {
 	const char *ct = req_header(r, "Content-Type");
 	bool has_body = r->ri->content_length > 0 ||
 			(r->ri->content_length < 0 && req_header(r, "Transfer-Encoding"));
 	if (!has_body && !ct) {
-		*ret_json = NULL;
-		if (!required)
-			return ERR_OK;
-		*ret_msg = "a JSON body is required";
-		return ERR_INVALID;
+		if (required) {
+			*ret_msg = "a JSON body is required";
+			return ERR_INVALID;
+		}
+		*ret_buf = NULL;
+		return ERR_OK;
 	}
 	if (!is_json_type(ct))
 		return ERR_UNSUPPORTED_TYPE;
@@ -285,29 +289,81 @@ enum err req_json_body(struct req *r, bool required, json_t **ret_json, const ch
 		return e;
 	if (len == 0 && !required) {
 		free(buf);
+		buf = NULL;
+	}
+	*ret_buf = buf;
+	*ret_len = len;
+	return ERR_OK;
+}
+
+/* Why a body was not a JSON object: result as json_load_bounded gave it, parsed when it read
+ * the body as a value of another type. */
+static enum err json_body_refusal(enum json_load_result result, bool parsed, const char **ret_msg)
+{
+	if (result == JSON_LOAD_NOMEM)
+		return ERR_NOMEM;
+	if (result == JSON_LOAD_TOO_DEEP)
+		*ret_msg = "body: JSON nested deeper than 32 levels";
+	else if (!parsed)
+		*ret_msg = "body: invalid JSON";
+	else
+		*ret_msg = "body: must be a JSON object";
+	return ERR_INVALID;
+}
+
+enum err req_json_body(struct req *r, bool required, json_t **ret_json, const char **ret_msg)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	enum err e = json_body_text(r, required, &buf, &len, ret_msg);
+	if (e != ERR_OK)
+		return e;
+	if (!buf) {
 		*ret_json = NULL;
 		return ERR_OK;
 	}
 	enum json_load_result result;
 	json_t *root = json_load_bounded(buf, len, &result);
 	free(buf);
-	if (result == JSON_LOAD_NOMEM)
-		return ERR_NOMEM;
-	if (result == JSON_LOAD_TOO_DEEP) {
-		*ret_msg = "body: JSON nested deeper than 32 levels";
-		return ERR_INVALID;
-	}
-	if (!root) {
-		*ret_msg = "body: invalid JSON";
-		return ERR_INVALID;
-	}
 	if (!json_is_object(root)) {
+		bool parsed = root != NULL;
 		json_decref(root);
-		*ret_msg = "body: must be a JSON object";
-		return ERR_INVALID;
+		return json_body_refusal(result, parsed, ret_msg);
 	}
 	*ret_json = root;
 	return ERR_OK;
+}
+
+enum err req_json_scan_body(struct req *r, bool required, const struct json_scan_object *root,
+			    struct json_scan_value *values, size_t n_values, char **ret_buf,
+			    const char **ret_msg)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	enum err e = json_body_text(r, required, &buf, &len, ret_msg);
+	if (e != ERR_OK)
+		return e;
+	enum json_load_result result = JSON_LOAD_OK;
+	if (buf)
+		result = json_scan(buf, len, root, values, n_values);
+	else
+		for (size_t i = 0; i < n_values; i++)
+			values[i] = (struct json_scan_value){.type = JSON_SCAN_ABSENT};
+	if (result == JSON_LOAD_OK) {
+		*ret_buf = buf;
+		return ERR_OK;
+	}
+	/* Refused: jansson tells invalid JSON from another type of value, for the message of
+	 * req_json_body. An object here is one of json_scan's stricter refusals (json_scan.h). */
+	bool parsed = false;
+	if (result == JSON_LOAD_INVALID) {
+		json_t *value = json_load_bounded(buf, len, &result);
+		parsed = value && !json_is_object(value);
+		json_decref(value);
+		result = JSON_LOAD_INVALID;
+	}
+	free(buf);
+	return json_body_refusal(result, parsed, ret_msg);
 }
 
 int req_query(const struct req *r, const char *name, int n, char *buf, size_t cap)

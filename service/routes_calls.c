@@ -128,13 +128,15 @@ int handle_call_get(struct req *r)
 static enum err read_member_req(struct req *r, bool user_required, struct member_req *mr,
 				const char **ret_msg)
 {
-	json_t *body = NULL;
+	struct json_scan_value values[MEMBER_SLOTS];
+	char *body = NULL;
 	enum err e = req_call_id_param(r, ret_msg);
 	if (e == ERR_OK)
-		e = req_json_body(r, user_required, &body, ret_msg);
+		e = req_json_scan_body(r, user_required, &requests_member_body, values, MEMBER_SLOTS,
+				       &body, ret_msg);
 	if (e == ERR_OK)
-		e = requests_member(body, user_required, mr, ret_msg);
-	json_decref(body);
+		e = requests_member(values, user_required, mr, ret_msg);
+	free(body);
 	return e;
 }
 
