@@ -12,22 +12,52 @@
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
-void log_write(enum log_level level, const char *fmt, ...)
+/* "ts=<time> level=<level> " at the start of line (which has room for it); returns its length. */
+static size_t line_prefix(char *line, enum log_level level)
 {
-	char line[2048];
-	char ts[TIMEFMT_LEN + 1];
-	timefmt_format(clock_now_ms(&clock_system), ts);
-	int n = snprintf(line, sizeof line, "ts=%s level=%s ", ts, level_names[level]);
-	va_list ap;
-	va_start(ap, fmt);
-	int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-	va_end(ap);
-	size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-	if (len > sizeof line - 2)
-		len = sizeof line - 2;
+	static const char ts[] = "ts=", lvl[] = " level=";
+	size_t n = 0, name_len = strlen(level_names[level]);
+	memcpy(line, ts, sizeof ts - 1);
+	n += sizeof ts - 1;
+	timefmt_format(clock_now_ms(&clock_system), line + n);
+	n += TIMEFMT_LEN;
+	memcpy(line + n, lvl, sizeof lvl - 1);
+	n += sizeof lvl - 1;
+	memcpy(line + n, level_names[level], name_len);
+	n += name_len;
+	line[n++] = ' ';
+	return n;
+}
+
+/* Ends the line of len bytes (cut to fit, cap >= 2) with a newline and writes it at once. */
+static void line_write(char *line, size_t len, size_t cap)
+{
+	if (len > cap - 2)
+		len = cap - 2;
 	line[len++] = '\n';
 	ssize_t w = write(STDERR_FILENO, line, len);
 	(void)w; /* nowhere left to report a failed log write */
+}
+
+void log_write(enum log_level level, const char *fmt, ...)
+{
+	char line[LOG_LINE_MAX];
+	size_t n = line_prefix(line, level);
+	va_list ap;
+	va_start(ap, fmt);
+	int m = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
+	va_end(ap);
+	line_write(line, n + (m < 0 ? 0 : (size_t)m), sizeof line);
+}
+
+void log_write_text(enum log_level level, const char *text, size_t len)
+{
+	char line[LOG_LINE_MAX];
+	size_t n = line_prefix(line, level);
+	if (len > sizeof line - n - 2)
+		len = sizeof line - n - 2;
+	memcpy(line + n, text, len);
+	line_write(line, n + len, sizeof line);
 }
 
 const char *log_value(char *buf, size_t cap, const char *s)
@@ -36,7 +66,9 @@ const char *log_value(char *buf, size_t cap, const char *s)
 	for (const char *p = s; *p && !quote; p++)
 		quote = *p <= ' ' || *p == '"' || *p == '=' || *p == '\\' || *p == 0x7f;
 	if (!quote) {
-		snprintf(buf, cap, "%s", s);
+		size_t len = strnlen(s, cap - 1);
+		memcpy(buf, s, len);
+		buf[len] = '\0';
 		return buf;
 	}
 	size_t o = 0;

@@ -9,18 +9,11 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "jsonutil.h"
+#include "sha256.h"
 
-struct tokens_hmac {
-	EVP_MD_CTX *inner; /* SHA-256 after absorbing key ^ ipad; read-only, shared by threads */
-	EVP_MD_CTX *outer; /* SHA-256 after absorbing key ^ opad */
-};
-
-#define SHA256_LEN 32
-#define SHA256_BLOCK 64
 #define SIG_B64_LEN 43 /* base64url of 32 bytes, unpadded */
 #define JTI_BYTES 16
 
@@ -38,7 +31,22 @@ static _Thread_local struct {
 	size_t left;
 } jti_pool;
 
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static const char b64url_alphabet[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/* Every 12-bit group as its two base64url characters, so that three bytes take two lookups,
+ * not four (a token is about 600 bytes of base64url). Filled once, before any token. */
+static char b64url_pairs[4096][2];
+
+static void fill_b64url_pairs(void)
+{
+	for (size_t i = 0; i < 4096; i++) {
+		b64url_pairs[i][0] = b64url_alphabet[i >> 6];
+		b64url_pairs[i][1] = b64url_alphabet[i & 63];
+	}
+}
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 /* A forked child must not hand out the jtis its parent is about to use. */
 static void jti_pool_drop(void)
@@ -46,9 +54,10 @@ static void jti_pool_drop(void)
 	jti_pool.left = 0;
 }
 
-static void register_atfork(void)
+static void init_once(void)
 {
 	pthread_atfork(NULL, NULL, jti_pool_drop);
+	fill_b64url_pairs();
 }
 
 static bool jti_random(unsigned char out[JTI_BYTES])
@@ -65,26 +74,23 @@ static bool jti_random(unsigned char out[JTI_BYTES])
 
 static size_t base64url(char *dst, const unsigned char *src, size_t n)
 {
-	static const char alphabet[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 	char *o = dst;
 	size_t i = 0;
 	for (; i + 3 <= n; i += 3) {
 		uint32_t v = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8 | src[i + 2];
-		*o++ = alphabet[v >> 18];
-		*o++ = alphabet[v >> 12 & 63];
-		*o++ = alphabet[v >> 6 & 63];
-		*o++ = alphabet[v & 63];
+		memcpy(o, b64url_pairs[v >> 12], 2);
+		memcpy(o + 2, b64url_pairs[v & 4095], 2);
+		o += 4;
 	}
 	if (n - i == 1) {
 		uint32_t v = (uint32_t)src[i] << 16;
-		*o++ = alphabet[v >> 18];
-		*o++ = alphabet[v >> 12 & 63];
+		*o++ = b64url_alphabet[v >> 18];
+		*o++ = b64url_alphabet[v >> 12 & 63];
 	} else if (n - i == 2) {
 		uint32_t v = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8;
-		*o++ = alphabet[v >> 18];
-		*o++ = alphabet[v >> 12 & 63];
-		*o++ = alphabet[v >> 6 & 63];
+		*o++ = b64url_alphabet[v >> 18];
+		*o++ = b64url_alphabet[v >> 12 & 63];
+		*o++ = b64url_alphabet[v >> 6 & 63];
 	}
 	return (size_t)(o - dst);
 }
@@ -129,65 +135,6 @@ static void put_i64(struct buf *b, int64_t v)
 	put_raw(b, p, (size_t)(end - p));
 }
 
-static bool hmac_sha256(const struct tokens_hmac *h, const void *data, size_t n,
-			unsigned char mac[SHA256_LEN])
-{
-	unsigned char inner[SHA256_LEN];
-	EVP_MD_CTX *w = EVP_MD_CTX_new();
-	bool ok = w && EVP_MD_CTX_copy_ex(w, h->inner) && EVP_DigestUpdate(w, data, n) &&
-		  EVP_DigestFinal_ex(w, inner, NULL) && EVP_MD_CTX_copy_ex(w, h->outer) &&
-		  EVP_DigestUpdate(w, inner, sizeof inner) && EVP_DigestFinal_ex(w, mac, NULL);
-	EVP_MD_CTX_free(w);
-	return ok;
-}
-
-static void hmac_free(struct tokens_hmac *h)
-{
-	if (!h)
-		return;
-	EVP_MD_CTX_free(h->inner);
-	EVP_MD_CTX_free(h->outer);
-	free(h);
-}
-
-static bool absorb_pad(EVP_MD_CTX *ctx, const EVP_MD *md, const unsigned char k[SHA256_BLOCK],
-		       unsigned char x)
-{
-	unsigned char pad[SHA256_BLOCK];
-	for (size_t i = 0; i < SHA256_BLOCK; i++)
-		pad[i] = k[i] ^ x;
-	bool ok = EVP_DigestInit_ex(ctx, md, NULL) && EVP_DigestUpdate(ctx, pad, sizeof pad);
-	OPENSSL_cleanse(pad, sizeof pad);
-	return ok;
-}
-
-/* RFC 2104: a key longer than a block is hashed first, then padded with zeros to a block. */
-static struct tokens_hmac *hmac_new(const unsigned char *key, size_t key_len)
-{
-	unsigned char k[SHA256_BLOCK] = {0};
-	struct tokens_hmac *h = calloc(1, sizeof *h);
-	EVP_MD *md = EVP_MD_fetch(NULL, "SHA256", NULL);
-	bool ok = h && md;
-
-	if (ok && key_len > SHA256_BLOCK)
-		ok = EVP_Digest(key, key_len, k, NULL, md, NULL);
-	else if (ok)
-		memcpy(k, key, key_len);
-	if (ok) {
-		h->inner = EVP_MD_CTX_new();
-		h->outer = EVP_MD_CTX_new();
-		ok = h->inner && h->outer && absorb_pad(h->inner, md, k, 0x36) &&
-		     absorb_pad(h->outer, md, k, 0x5c);
-	}
-	OPENSSL_cleanse(k, sizeof k);
-	EVP_MD_free(md); /* the contexts hold their own references */
-	if (!ok) {
-		hmac_free(h);
-		return NULL;
-	}
-	return h;
-}
-
 enum err tokens_signer_init(struct token_signer *ts, const char *api_key, const char *secret)
 {
 	struct token_signer s = {0};
@@ -195,7 +142,7 @@ enum err tokens_signer_init(struct token_signer *ts, const char *api_key, const 
 
 	if (!api_key || !*api_key || !secret || !*secret)
 		return ERR_INVALID;
-	pthread_once(&atfork_once, register_atfork);
+	pthread_once(&once, init_once);
 
 	s.secret_len = strlen(secret);
 	json_cap = 6 * strlen(api_key) + 3;
@@ -209,12 +156,9 @@ enum err tokens_signer_init(struct token_signer *ts, const char *api_key, const 
 	memcpy(s.secret, secret, s.secret_len);
 	json_append_string(s.api_key_json, json_cap, &json_len, api_key);
 	s.api_key_json[json_len] = '\0';
-	s.hmac = hmac_new(s.secret, s.secret_len);
-	if (!s.hmac) {
-		tokens_signer_finish(&s);
-		return ERR_INTERNAL;
-	}
+	hmac_sha256_key_init(&s.hmac, s.secret, s.secret_len);
 	*ts = s;
+	hmac_sha256_key_finish(&s.hmac); /* no keyed state left behind on the stack */
 	return ERR_OK;
 }
 
@@ -223,7 +167,7 @@ void tokens_signer_finish(struct token_signer *ts)
 	free(ts->api_key);
 	free(ts->api_key_json);
 	OPENSSL_clear_free(ts->secret, ts->secret_len);
-	hmac_free(ts->hmac);
+	hmac_sha256_key_finish(&ts->hmac);
 	*ts = (struct token_signer){0};
 }
 
@@ -271,8 +215,7 @@ enum err tokens_mint(const struct token_signer *ts, const struct token_request *
 	memcpy(out, header_b64, n);
 	out[n++] = '.';
 	n += base64url(out + n, (const unsigned char *)payload, b.len);
-	if (!hmac_sha256(ts->hmac, out, n, mac))
-		return ERR_INTERNAL;
+	hmac_sha256(&ts->hmac, out, n, mac);
 	out[n++] = '.';
 	n += base64url(out + n, mac, sizeof mac);
 	out[n] = '\0';

@@ -9,23 +9,22 @@
 
 #include "err.h"
 #include "model.h"
+#include "sha256.h"
 
 /* Big enough for the longest token: 128-byte identity and a 256-byte name, both fully
  * escaped, in base64url. */
 #define TOKEN_MAX 4096
-
-struct tokens_hmac; /* private to tokens.c */
 
 struct token_signer {
 	char *api_key;        /* iss */
 	char *api_key_json;   /* api_key as an escaped JSON string, with quotes */
 	unsigned char *secret;
 	size_t secret_len;
-	struct tokens_hmac *hmac; /* HMAC-SHA256 states after the keyed pads, computed once */
+	struct hmac_sha256_key hmac; /* the secret absorbed once; read-only while minting */
 };
 
-/* ERR_INVALID for an empty key or secret, ERR_NOMEM, ERR_INTERNAL (OpenSSL); on failure *ts
- * is left zeroed. tokens_signer_finish accepts a zeroed signer. */
+/* ERR_INVALID for an empty key or secret, ERR_NOMEM; on failure *ts is left zeroed.
+ * tokens_signer_finish accepts a zeroed signer. */
 enum err tokens_signer_init(struct token_signer *ts, const char *api_key, const char *secret);
 void tokens_signer_finish(struct token_signer *ts);
 
@@ -40,6 +39,6 @@ struct token_request {
 
 /* Writes the NUL-terminated token into out (TOKEN_MAX bytes); *ret_len is its length.
  * ERR_INVALID for an empty identity or room or claims too long for TOKEN_MAX, ERR_INTERNAL
- * when OpenSSL fails. */
+ * when OpenSSL cannot draw the jti. */
 enum err tokens_mint(const struct token_signer *ts, const struct token_request *req,
 		     char out[TOKEN_MAX], size_t *ret_len);

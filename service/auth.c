@@ -2,11 +2,11 @@
  * with CRYPTO_memcmp over the whole table, so neither the time taken nor the memory kept
  * reveals a token or which entry matched. */
 #include <openssl/crypto.h>
-#include <openssl/sha.h>
 #include <string.h>
 #include <strings.h>
 
 #include "app.h"
+#include "sha256.h"
 
 static enum err add_tokens(struct auth *a, char *const *tokens, size_t n, enum role role)
 {
@@ -14,7 +14,7 @@ static enum err add_tokens(struct auth *a, char *const *tokens, size_t n, enum r
 		if (a->n >= sizeof a->entries / sizeof a->entries[0])
 			return ERR_INVALID;
 		struct auth_entry *en = &a->entries[a->n++];
-		SHA256((const unsigned char *)tokens[i], strlen(tokens[i]), en->digest);
+		sha256(tokens[i], strlen(tokens[i]), en->digest);
 		en->role = role;
 	}
 	return ERR_OK;
@@ -40,7 +40,7 @@ enum role auth_role(const struct auth *a, const char *header)
 	if (!*token)
 		return ROLE_NONE;
 	unsigned char digest[AUTH_DIGEST_LEN];
-	SHA256((const unsigned char *)token, strlen(token), digest);
+	sha256(token, strlen(token), digest);
 	enum role best = ROLE_NONE;
 	for (size_t i = 0; i < a->n; i++) {
 		/* Branch-free on the secret: keep the highest role of any matching entry. */

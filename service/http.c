@@ -8,8 +8,10 @@
 #include <strings.h>
 
 #include "deadline.h"
+#include "json_scan.h"
 #include "jsonutil.h"
 #include "metrics_http.h"
+#include "strbuf.h"
 #include "timefmt.h"
 
 static const char *reason_phrase(int status)
@@ -52,32 +54,46 @@ static void drop_unread_body(struct req *r)
 		free(buf);
 }
 
-/* The status line and headers; framing is the Content-Length or Transfer-Encoding line. */
+/* The status line and headers; framing is the Content-Length or Transfer-Encoding line. By
+ * hand: snprintf cost more than the rest of a token's answer. */
 static int format_head(struct req *r, int status, const char *content_type, const char *framing,
-		       const char *extra, char *head, size_t cap)
+		       const char *extra, char *buf, size_t cap)
 {
-	char allow[64] = "";
-	if (status == 405 && r->allow)
-		snprintf(allow, sizeof allow, "Allow: %s\r\n", r->allow);
+	struct strbuf h = STRBUF_INIT(buf, cap);
 	drop_unread_body(r);
-	return snprintf(head, cap,
-			"HTTP/1.1 %d %s\r\n"
-			"Content-Type: %s\r\n"
-			"%s\r\n"
-			"X-Request-Id: %s\r\n"
-			"Cache-Control: no-store\r\n"
-			"%s%s%s%s"
-			"\r\n",
-			status, reason_phrase(status), content_type, framing, r->request_id,
-			status == 401 ? "WWW-Authenticate: Bearer\r\n" : "", allow,
-			r->must_close ? "Connection: close\r\n" : "", extra);
+	strbuf_lit(&h, "HTTP/1.1 ");
+	strbuf_i64(&h, status);
+	strbuf_lit(&h, " ");
+	strbuf_puts(&h, reason_phrase(status));
+	strbuf_lit(&h, "\r\nContent-Type: ");
+	strbuf_puts(&h, content_type);
+	strbuf_lit(&h, "\r\n");
+	strbuf_puts(&h, framing);
+	strbuf_lit(&h, "\r\nX-Request-Id: ");
+	strbuf_puts(&h, r->request_id);
+	strbuf_lit(&h, "\r\nCache-Control: no-store\r\n");
+	if (status == 401)
+		strbuf_lit(&h, "WWW-Authenticate: Bearer\r\n");
+	if (status == 405 && r->allow) {
+		strbuf_lit(&h, "Allow: ");
+		strbuf_puts(&h, r->allow);
+		strbuf_lit(&h, "\r\n");
+	}
+	if (r->must_close)
+		strbuf_lit(&h, "Connection: close\r\n");
+	strbuf_puts(&h, extra);
+	strbuf_lit(&h, "\r\n");
+	return (int)h.len;
 }
 
 int reply_typed(struct req *r, int status, const char *content_type, const char *body,
 		size_t len)
 {
 	char head[640], framing[48];
-	snprintf(framing, sizeof framing, "Content-Length: %zu", len);
+	struct strbuf f = STRBUF_INIT(framing, sizeof framing - 1);
+	strbuf_lit(&f, "Content-Length: ");
+	strbuf_u64(&f, len, 1);
+	framing[f.len] = '\0';
 	int n = format_head(r, status, content_type, framing, "", head, sizeof head);
 	/* HEAD: the same head, no body (RFC 9110 §9.3.2). */
 	if (r->ri->request_method && strcmp(r->ri->request_method, "HEAD") == 0)
@@ -249,17 +265,20 @@ enum err req_raw_body(struct req *r, char **ret_buf, size_t *ret_len, const char
 	return read_body(r, r->app->cfg->max_body_bytes, ret_buf, ret_len, ret_msg);
 }
 
-enum err req_json_body(struct req *r, bool required, json_t **ret_json, const char **ret_msg)
+/* The text of a JSON body, read whole; *ret_buf is NULL for an absent optional body. */
+static enum err json_body_text(struct req *r, bool required, char **ret_buf, size_t *ret_len,
+			       const char **ret_msg)
 {
 	const char *ct = req_header(r, "Content-Type");
 	bool has_body = r->ri->content_length > 0 ||
 			(r->ri->content_length < 0 && req_header(r, "Transfer-Encoding"));
 	if (!has_body && !ct) {
-		*ret_json = NULL;
-		if (!required)
-			return ERR_OK;
-		*ret_msg = "a JSON body is required";
-		return ERR_INVALID;
+		if (required) {
+			*ret_msg = "a JSON body is required";
+			return ERR_INVALID;
+		}
+		*ret_buf = NULL;
+		return ERR_OK;
 	}
 	if (!is_json_type(ct))
 		return ERR_UNSUPPORTED_TYPE;
@@ -270,29 +289,81 @@ enum err req_json_body(struct req *r, bool required, json_t **ret_json, const ch
 		return e;
 	if (len == 0 && !required) {
 		free(buf);
+		buf = NULL;
+	}
+	*ret_buf = buf;
+	*ret_len = len;
+	return ERR_OK;
+}
+
+/* Why a body was not a JSON object: result as json_load_bounded gave it, parsed when it read
+ * the body as a value of another type. */
+static enum err json_body_refusal(enum json_load_result result, bool parsed, const char **ret_msg)
+{
+	if (result == JSON_LOAD_NOMEM)
+		return ERR_NOMEM;
+	if (result == JSON_LOAD_TOO_DEEP)
+		*ret_msg = "body: JSON nested deeper than 32 levels";
+	else if (!parsed)
+		*ret_msg = "body: invalid JSON";
+	else
+		*ret_msg = "body: must be a JSON object";
+	return ERR_INVALID;
+}
+
+enum err req_json_body(struct req *r, bool required, json_t **ret_json, const char **ret_msg)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	enum err e = json_body_text(r, required, &buf, &len, ret_msg);
+	if (e != ERR_OK)
+		return e;
+	if (!buf) {
 		*ret_json = NULL;
 		return ERR_OK;
 	}
 	enum json_load_result result;
 	json_t *root = json_load_bounded(buf, len, &result);
 	free(buf);
-	if (result == JSON_LOAD_NOMEM)
-		return ERR_NOMEM;
-	if (result == JSON_LOAD_TOO_DEEP) {
-		*ret_msg = "body: JSON nested deeper than 32 levels";
-		return ERR_INVALID;
-	}
-	if (!root) {
-		*ret_msg = "body: invalid JSON";
-		return ERR_INVALID;
-	}
 	if (!json_is_object(root)) {
+		bool parsed = root != NULL;
 		json_decref(root);
-		*ret_msg = "body: must be a JSON object";
-		return ERR_INVALID;
+		return json_body_refusal(result, parsed, ret_msg);
 	}
 	*ret_json = root;
 	return ERR_OK;
+}
+
+enum err req_json_scan_body(struct req *r, bool required, const struct json_scan_object *root,
+			    struct json_scan_value *values, size_t n_values, char **ret_buf,
+			    const char **ret_msg)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	enum err e = json_body_text(r, required, &buf, &len, ret_msg);
+	if (e != ERR_OK)
+		return e;
+	enum json_load_result result = JSON_LOAD_OK;
+	if (buf)
+		result = json_scan(buf, len, root, values, n_values);
+	else
+		for (size_t i = 0; i < n_values; i++)
+			values[i] = (struct json_scan_value){.type = JSON_SCAN_ABSENT};
+	if (result == JSON_LOAD_OK) {
+		*ret_buf = buf;
+		return ERR_OK;
+	}
+	/* Refused: jansson tells invalid JSON from another type of value, for the message of
+	 * req_json_body. An object here is one of json_scan's stricter refusals (json_scan.h). */
+	bool parsed = false;
+	if (result == JSON_LOAD_INVALID) {
+		json_t *value = json_load_bounded(buf, len, &result);
+		parsed = value && !json_is_object(value);
+		json_decref(value);
+		result = JSON_LOAD_INVALID;
+	}
+	free(buf);
+	return json_body_refusal(result, parsed, ret_msg);
 }
 
 int req_query(const struct req *r, const char *name, int n, char *buf, size_t cap)

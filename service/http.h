@@ -11,6 +11,7 @@
 
 #include "app.h"
 #include "err.h"
+#include "json_scan.h"
 #include "model.h"
 #include "uri.h"
 
@@ -84,6 +85,12 @@ enum err req_auth(struct req *r, enum role need);
  * invalid JSON (or nested deeper than JSON_MAX_DEPTH) or (required) a missing body, and the
  * errors of req_raw_body. *ret_json is NULL for an absent optional body. */
 enum err req_json_body(struct req *r, bool required, json_t **ret_json, const char **ret_msg);
+/* req_json_body's checks and refusals without a jansson tree: json_scan extracts the members
+ * root names into values (all JSON_SCAN_ABSENT for an absent optional body). The values point
+ * into *ret_buf (NULL without a body), which the caller frees after them. */
+enum err req_json_scan_body(struct req *r, bool required, const struct json_scan_object *root,
+			    struct json_scan_value *values, size_t n_values, char **ret_buf,
+			    const char **ret_msg);
 /* Read the raw body, at most the configured limit, by the request's body deadline. The caller
  * frees *ret_buf. ERR_TOO_LARGE beyond the limit; ERR_TIMEOUT when it did not arrive in time;
  * ERR_INVALID (*ret_msg set) when the connection ended before the body did. Nothing short of

@@ -1,7 +1,8 @@
 /* The JSON bodies of the REST API, validated field by field into plain structs, each refusal
  * with a message that names the field. The body is already parsed by req_json_body (depth
- * bounded, duplicate keys refused); nothing here reads a request or answers one, so the
- * fuzzers reach every parser. */
+ * bounded, duplicate keys refused), or for the member bodies scanned by req_json_scan_body to
+ * the same rules; nothing here reads a request or answers one, so the fuzzers reach every
+ * parser. */
 #include "requests.h"
 
 #include <openssl/sha.h>
@@ -157,18 +158,35 @@ enum err requests_hash(json_t *body, unsigned char out[32])
 	return ERR_OK;
 }
 
-enum err requests_member(json_t *body, bool user_required, struct member_req *ret,
-			 const char **ret_msg)
+static const struct json_scan_member member_members[] = {
+	{"user", MEMBER_USER, NULL},
+	{"name", MEMBER_NAME, NULL},
+};
+const struct json_scan_object requests_member_body = {member_members, MEMBER_SLOTS};
+
+static bool absent(const struct json_scan_value *v)
+{
+	return v->type == JSON_SCAN_ABSENT || v->type == JSON_SCAN_NULL;
+}
+
+/* user_field and name_field over json_scan's values: a string decoded whole (json_scan refuses
+ * \u0000, so none holds a NUL), else refused. */
+enum err requests_member(const struct json_scan_value values[MEMBER_SLOTS], bool user_required,
+			 struct member_req *ret, const char **ret_msg)
 {
 	struct member_req mr = {0};
+	const struct json_scan_value *user = &values[MEMBER_USER], *name = &values[MEMBER_NAME];
 	const char *field = NULL;
-	/* jansson reads a NULL body as an object without the field. */
-	enum err e = user_field(body, "user", user_required, mr.user, sizeof mr.user, &field);
-	if (e == ERR_OK)
-		e = name_field(body, "name", mr.name, sizeof mr.name, &field);
-	if (e != ERR_OK) {
+	if (absent(user) ? user_required
+			 : !json_scan_string(user, mr.user, sizeof mr.user) ||
+				   !valid_user_id(mr.user))
+		field = "user";
+	else if (!absent(name) && (name->type != JSON_SCAN_STRING || name->len > NAME_MAX_BYTES ||
+				   !json_scan_string(name, mr.name, sizeof mr.name)))
+		field = "name";
+	if (field) {
 		*ret_msg = field_message(field);
-		return e;
+		return ERR_INVALID;
 	}
 	*ret = mr;
 	return ERR_OK;

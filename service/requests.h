@@ -7,6 +7,7 @@
 #include <stdbool.h>
 
 #include "calls.h"
+#include "json_scan.h"
 #include "presence.h"
 
 /* POST /v1/calls. req->metadata points into *ret_metadata, which the caller frees (also on
@@ -17,13 +18,17 @@ enum err requests_call_create(json_t *body, struct call_create_req *req, char **
  * (compact, keys sorted). */
 enum err requests_hash(json_t *body, unsigned char out[32]);
 
-/* {"user", "name"?} of accept, token, decline, leave and end. body may be NULL (no body). */
+/* {"user", "name"?} of accept, token, decline, leave and end: every token request has one, so
+ * it is read with json_scan (requests_member_body), not as a tree. values are the slots that
+ * json_scan filled (all JSON_SCAN_ABSENT for no body). */
 struct member_req {
 	char user[USER_ID_MAX + 1];
 	char name[NAME_MAX_BYTES + 1]; /* "" when not given */
 };
-enum err requests_member(json_t *body, bool user_required, struct member_req *ret,
-			 const char **ret_msg);
+enum member_slot { MEMBER_USER, MEMBER_NAME, MEMBER_SLOTS };
+extern const struct json_scan_object requests_member_body;
+enum err requests_member(const struct json_scan_value values[MEMBER_SLOTS], bool user_required,
+			 struct member_req *ret, const char **ret_msg);
 
 /* {"status"} of PUT /v1/presence/{user}: a status the chat app may set. */
 enum err requests_presence_status(json_t *body, enum presence_status *ret, const char **ret_msg);

@@ -55,15 +55,22 @@ static bool route_match(const char *pattern, const char *path, const char **ret_
 			return false;
 		pattern++;
 		path++;
-		size_t plen = strcspn(pattern, "/"), len = strcspn(path, "/");
 		if (*pattern == '{') {
-			*ret_param = path;
-			*ret_len = len;
-		} else if (plen != len || memcmp(pattern, path, len) != 0) {
-			return false;
+			const char *segment = path;
+			while (*path && *path != '/')
+				path++;
+			*ret_param = segment;
+			*ret_len = (size_t)(path - segment);
+			while (*pattern && *pattern != '/')
+				pattern++;
+			continue;
 		}
-		pattern += plen;
-		path += len;
+		while (*pattern && *pattern != '/' && *pattern == *path) {
+			pattern++;
+			path++;
+		}
+		if ((*pattern && *pattern != '/') || (*path && *path != '/'))
+			return false;
 	}
 	return !*pattern && !*path;
 }
@@ -78,12 +85,10 @@ static void route_param(struct req *r, const char *raw, size_t len)
 			   (n >= 0 && uri_segment_ambiguous(r->param, (size_t)n));
 }
 
-const struct route *router_find(struct req *r, char *allow, size_t allow_cap)
+/* The methods of every route whose pattern matches path, for Allow; only a request that found
+ * no route needs them. */
+static void allowed_methods(const char *path, char *allow, size_t allow_cap)
 {
-	/* NULL for "*" and for absolute URIs naming another host: no route of ours. */
-	const char *path = r->ri->local_uri_raw ? r->ri->local_uri_raw : "";
-	const char *method = r->ri->request_method ? r->ri->request_method : "";
-	const struct route *found = NULL;
 	size_t used = 0;
 	allow[0] = '\0';
 	for (size_t i = 0; i < N_ROUTES; i++) {
@@ -95,13 +100,27 @@ const struct route *router_find(struct req *r, char *allow, size_t allow_cap)
 				 routes[i].method);
 		if (n > 0 && (size_t)n < allow_cap - used)
 			used += (size_t)n;
-		if (found || strcmp(routes[i].method, method) != 0)
+	}
+}
+
+const struct route *router_find(struct req *r, char *allow, size_t allow_cap)
+{
+	/* NULL for "*" and for absolute URIs naming another host: no route of ours. */
+	const char *path = r->ri->local_uri_raw ? r->ri->local_uri_raw : "";
+	const char *method = r->ri->request_method ? r->ri->request_method : "";
+	for (size_t i = 0; i < N_ROUTES; i++) {
+		const char *param = NULL;
+		size_t len = 0;
+		if (strcmp(routes[i].method, method) != 0 ||
+		    !route_match(routes[i].pattern, path, &param, &len))
 			continue;
-		found = &routes[i];
-		r->route = found->pattern;
+		r->route = routes[i].pattern;
 		r->route_slot = (int)i;
 		if (param)
 			route_param(r, param, len);
+		allow[0] = '\0';
+		return &routes[i];
 	}
-	return found;
+	allowed_methods(path, allow, allow_cap);
+	return NULL;
 }

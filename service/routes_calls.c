@@ -8,6 +8,7 @@
 #include "log.h"
 #include "requests.h"
 #include "routes.h"
+#include "strbuf.h"
 #include "timefmt.h"
 
 #define IDEMPOTENCY_KEY_MAX 255
@@ -27,33 +28,44 @@ static int reply_call(struct req *r, int status, const struct call *c)
 }
 
 /* {"call"?, "token", "url", "token_expires_at"}; the token, url and time are null when the
- * grant has no token (an idempotent replay of an ended call). */
+ * grant has no token (an idempotent replay of an ended call). Put together without snprintf:
+ * it is every token request's answer. */
 static int reply_grant(struct req *r, int status, const struct call_grant *g, bool with_call)
 {
 	char *made = with_call && !g->call_json ? call_to_json_text(g->call) : NULL;
 	const char *call_text = with_call ? (g->call_json ? g->call_json : made) : NULL;
 	if (with_call && !call_text)
 		return reply_error(r, ERR_NOMEM, NULL);
-	size_t cap = (call_text ? strlen(call_text) : 0) + TOKEN_MAX +
-		     strlen(r->app->livekit_url_json) + 128;
+	size_t call_len = call_text ? strlen(call_text) : 0;
+	size_t url_len = strlen(r->app->livekit_url_json);
+	/* TOKEN_MAX holds the token with its NUL; 128 the keys, punctuation and the time. */
+	size_t cap = call_len + TOKEN_MAX + url_len + 128;
 	char *buf = malloc(cap);
 	if (!buf) {
 		free(made);
 		return reply_error(r, ERR_NOMEM, NULL);
 	}
-	int n;
+	struct strbuf b = STRBUF_INIT(buf, cap);
+	strbuf_lit(&b, "{");
+	if (call_text) {
+		strbuf_lit(&b, "\"call\":");
+		strbuf_put(&b, call_text, call_len);
+		strbuf_lit(&b, ",");
+	}
 	if (g->has_token) {
 		char expires[TIMEFMT_LEN + 1];
 		timefmt_format(g->token_expires_at, expires);
-		n = snprintf(buf, cap, "{%s%s%s\"token\":\"%s\",\"url\":%s,\"token_expires_at\":\"%s\"}",
-			     call_text ? "\"call\":" : "", call_text ? call_text : "",
-			     call_text ? "," : "", g->token, r->app->livekit_url_json, expires);
+		strbuf_lit(&b, "\"token\":\"");
+		strbuf_puts(&b, g->token);
+		strbuf_lit(&b, "\",\"url\":");
+		strbuf_put(&b, r->app->livekit_url_json, url_len);
+		strbuf_lit(&b, ",\"token_expires_at\":\"");
+		strbuf_put(&b, expires, TIMEFMT_LEN);
+		strbuf_lit(&b, "\"}");
 	} else {
-		n = snprintf(buf, cap, "{%s%s%s\"token\":null,\"url\":null,\"token_expires_at\":null}",
-			     call_text ? "\"call\":" : "", call_text ? call_text : "",
-			     call_text ? "," : "");
+		strbuf_lit(&b, "\"token\":null,\"url\":null,\"token_expires_at\":null}");
 	}
-	int rc = reply_json(r, status, buf, (size_t)n);
+	int rc = reply_json(r, status, buf, b.len);
 	free(buf);
 	free(made);
 	return rc;
@@ -116,13 +128,15 @@ int handle_call_get(struct req *r)
 static enum err read_member_req(struct req *r, bool user_required, struct member_req *mr,
 				const char **ret_msg)
 {
-	json_t *body = NULL;
+	struct json_scan_value values[MEMBER_SLOTS];
+	char *body = NULL;
 	enum err e = req_call_id_param(r, ret_msg);
 	if (e == ERR_OK)
-		e = req_json_body(r, user_required, &body, ret_msg);
+		e = req_json_scan_body(r, user_required, &requests_member_body, values, MEMBER_SLOTS,
+				       &body, ret_msg);
 	if (e == ERR_OK)
-		e = requests_member(body, user_required, mr, ret_msg);
-	json_decref(body);
+		e = requests_member(values, user_required, mr, ret_msg);
+	free(body);
 	return e;
 }
 

@@ -5,7 +5,6 @@
 #include "server.h"
 
 #include <civetweb.h>
-#include <inttypes.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -20,6 +19,7 @@
 #include "http.h"
 #include "log.h"
 #include "router.h"
+#include "strbuf.h"
 #include "routes.h"
 
 struct server {
@@ -46,7 +46,11 @@ static void new_request_id(char out[REQUEST_ID_MAX + 1])
 	static _Thread_local uint64_t prefix, counter;
 	if (!prefix && RAND_bytes((unsigned char *)&prefix, sizeof prefix) != 1)
 		prefix = (uint64_t)monotonic_ns() ^ (uint64_t)(uintptr_t)&counter;
-	snprintf(out, REQUEST_ID_MAX + 1, "%016" PRIx64 "-%08" PRIx64, prefix, ++counter);
+	struct strbuf b = STRBUF_INIT(out, REQUEST_ID_MAX);
+	strbuf_hex(&b, prefix, 16);
+	strbuf_lit(&b, "-");
+	strbuf_hex(&b, ++counter, 8);
+	out[b.len] = '\0';
 }
 
 static int64_t monotonic_us(void)
@@ -68,16 +72,28 @@ static int dispatch(struct req *r)
 	return reply_error(r, ERR_METHOD, NULL);
 }
 
+/* By hand rather than through log_write's vsnprintf: this line is written for every request. */
 static void log_request(const struct req *r)
 {
-	char route[160], method[48];
-	log_write(LOG_INFO,
-		  "msg=request request_id=%s method=%s route=%s status=%d duration_ms=%.3f%s",
-		  r->request_id,
-		  log_value(method, sizeof method,
-			    r->ri->request_method ? r->ri->request_method : "-"),
-		  log_value(route, sizeof route, r->route), r->status,
-		  (double)(monotonic_us() - r->start_us) / 1000.0, r->log_fields);
+	char line[LOG_LINE_MAX], value[160];
+	struct strbuf b = STRBUF_INIT(line, sizeof line);
+	int64_t duration_us = monotonic_us() - r->start_us; /* monotonic: never below 0 */
+	strbuf_lit(&b, "msg=request request_id=");
+	strbuf_puts(&b, r->request_id);
+	strbuf_lit(&b, " method=");
+	strbuf_puts(&b, log_value(value, 48,
+				  r->ri->request_method ? r->ri->request_method : "-"));
+	strbuf_lit(&b, " route=");
+	strbuf_puts(&b, log_value(value, sizeof value, r->route));
+	strbuf_lit(&b, " status=");
+	strbuf_i64(&b, r->status);
+	/* duration_ms with three decimals, as %.3f of duration_us / 1000.0 prints it */
+	strbuf_lit(&b, " duration_ms=");
+	strbuf_u64(&b, (uint64_t)duration_us / 1000, 1);
+	strbuf_lit(&b, ".");
+	strbuf_u64(&b, (uint64_t)duration_us % 1000, 3);
+	strbuf_puts(&b, r->log_fields);
+	log_write_text(LOG_INFO, line, b.len);
 }
 
 /* The bound on a request's arrival: CALLSTATE_REQUEST_TIMEOUT_MS, or CALLSTATE_IDLE_TIMEOUT_MS

@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import { TokenVerifier, AccessToken } from 'livekit-server-sdk';
 import {
   startServer, shutdown, assertError, assertToken, newCall, uid, randomUUIDv7Like, LIVEKIT_URL, TOKEN_TTL_S,
+  makeSecrets,
 } from './harness.js';
+import { randomBytes } from 'node:crypto';
 
 let srv;
 before(async () => { srv = await startServer(); });
@@ -90,6 +92,31 @@ describe('tokens', () => {
       jtis.add(p.jti);
     }
     assert.equal(jtis.size, 40);
+  });
+
+  // The signer absorbs its secret once into SHA-256 states that every worker copies: two
+  // servers, one with a secret longer than a SHA-256 block (hashed first, RFC 2104), mint in
+  // parallel on many workers, and each token verifies with its own secret only.
+  it('tokens minted in parallel by two servers verify with their own secret only', async () => {
+    const long = { ...makeSecrets(), apiSecret: 'long-' + randomBytes(64).toString('hex') };
+    const other = await startServer({ secrets: long });
+    try {
+      const servers = [srv, other];
+      const calls = await Promise.all(servers.map(async (s) => {
+        const req = newCall(1);
+        return { s, req, call: (await s.createCall(req)).call };
+      }));
+      const grants = await Promise.all(calls.flatMap(({ s, req, call }) => Array.from({ length: 24 },
+        async () => ({ s, g: await s.act(call.id, 'token', { user: req.callees[0] }) }))));
+      for (const { s, g } of grants) {
+        const mine = await new TokenVerifier(s.secrets.apiKey, s.secrets.apiSecret).verify(g.token);
+        assert.equal(mine.iss, s.secrets.apiKey);
+        const theirs = servers.find((x) => x !== s).secrets;
+        await assert.rejects(new TokenVerifier(s.secrets.apiKey, theirs.apiSecret).verify(g.token));
+      }
+    } finally {
+      await shutdown(other);
+    }
   });
 
   it('sanity: the verifier rejects a wrong secret, a wrong key, and a tampered token', async () => {
