@@ -82,6 +82,16 @@ function restartPair() {
   return pair;
 }
 
+/** The first server of pair under the power-cut library (extra variables in env), and a call of
+ * two members whose room began a minute ago. */
+async function callOnPowerCutDisk(pair, env) {
+  const srv = pair.first = await startServer({ dir: pair.dir, secrets: pair.secrets, env: { ...powerCutEnv(pair.dir), ...env } });
+  const req = newCall(2, { ring_timeout_s: 300 });
+  const { call } = await srv.createCall(req);
+  const t0 = Date.now() - 60000;
+  return { srv, req, call, room: new LkRoom(call.room, { creationMs: t0 }), t0 };
+}
+
 function killMidBurst(title, { powerCut }) {
   const killAfter = powerCut ? KILL_AFTER.powerCut : KILL_AFTER.kill;
   const pair = restartPair();
@@ -189,11 +199,7 @@ describe('an fdatasync of the WAL that fails', { skip: BACKEND !== 'sqlite' || !
   const failFile = path.join(dir, 'fail-sync');
 
   it('answers 503 and fails readiness from then on; a restart has every acknowledged event', async () => {
-    const srv = pair.first = await startServer({ dir, secrets, env: { ...powerCutEnv(dir), POWERCUT_FAIL_FILE: failFile } });
-    const req = newCall(2, { ring_timeout_s: 300 });
-    const { call } = await srv.createCall(req);
-    const t0 = Date.now() - 60000;
-    const room = new LkRoom(call.room, { creationMs: t0 });
+    const { srv, req, call, room, t0 } = await callOnPowerCutDisk(pair, { POWERCUT_FAIL_FILE: failFile });
     const s1 = room.session(req.callees[0], t0 + 1000);
     const s2 = room.session(req.caller, t0 + 2000);
     const first = room.joined(s1);
@@ -232,11 +238,7 @@ describe('a commit held in its writes', { skip: BACKEND !== 'sqlite' || !POWERCU
   const holdFile = path.join(dir, 'hold-writes');
 
   it('answers nothing until the commit is written and synced; after a power cut the 200 is stored', async () => {
-    const srv = pair.first = await startServer({ dir, secrets, env: { ...powerCutEnv(dir), POWERCUT_WRITE_STALL_FILE: holdFile } });
-    const req = newCall(1, { ring_timeout_s: 300 });
-    const { call } = await srv.createCall(req);
-    const t0 = Date.now() - 60000;
-    const room = new LkRoom(call.room, { creationMs: t0 });
+    const { srv, req, call, room, t0 } = await callOnPowerCutDisk(pair, { POWERCUT_WRITE_STALL_FILE: holdFile });
     const s1 = room.session(req.callees[0], t0 + 1000);
     const joined = room.joined(s1);
     const auth = await signWebhook(joined.body, secrets.apiKey, secrets.apiSecret);
