@@ -1126,8 +1126,13 @@ static void *checkpointer_main(void *arg)
 		s->checkpoint_due = false;
 		pthread_mutex_unlock(&s->checkpoint_mu);
 		audit_index_if_due(s, &audit_indexed_ms);
-		int rc = sqlite3_wal_checkpoint_v2(s->checkpoint_db, NULL, SQLITE_CHECKPOINT_PASSIVE,
-						   NULL, NULL);
+		/* After a failed fdatasync nothing more goes to the files until the restart
+		 * recovers from them: a checkpoint's sync would also make durable the batches
+		 * whose callers were refused. */
+		int rc = atomic_load(&s->failed)
+				 ? SQLITE_OK
+				 : sqlite3_wal_checkpoint_v2(s->checkpoint_db, NULL,
+							     SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
 			db_fail(s->checkpoint_db, rc, "wal_checkpoint");
 		pthread_mutex_lock(&s->checkpoint_mu);
