@@ -1,22 +1,36 @@
-/* The SQLite backend. One writer thread owns the only write connection and commits whatever
- * transactions are queued in one group (each caller's function in its own savepoint); a syncer
- * thread makes the committed batches durable and only then answers their callers; reads use a
- * pool of query_only connections. SQL is constant, prepared once.
+/* The SQLite backend. One writer thread owns the only write connection and runs the queued
+ * transactions in groups, one SQLite transaction per batch (each caller's function in its own
+ * savepoint); a syncer thread makes the committed batches durable and only then answers their
+ * callers; reads use a pool of query_only connections. SQL is constant, prepared once.
+ *
+ * When a batch commits. A batch committed while the syncer is in an fdatasync could only be
+ * released by the next one, so the writer keeps its batch open meanwhile, runs the jobs queued
+ * since in the same transaction, and commits when the fdatasync returns (or at BATCH_MAX jobs,
+ * at a failure, at the close). A batch is then what arrives during one fdatasync, and what
+ * every commit rewrites (the header, sqlite_sequence, the rightmost leaves) and its write calls
+ * are shared by all of it. No job waits longer for it: the next fdatasync cannot begin before
+ * this one returns, and the batch commits then, within one job's run. So no time bound is
+ * needed beside BATCH_MAX, which bounds one transaction's work (and a disk that hangs holds
+ * every answer either way).
  *
  * Why an answer released by the syncer is durable. Through its VFS (db/sqlite_vfs.c) the
  * writer's COMMIT writes the batch's frames into the WAL (the OS's page cache) and returns
- * without an fsync, so the writer goes on with the next batch at once. The syncer then calls fdatasync on
- * the WAL file, and releases only the batches that had committed before that call began: their
- * frames, and every frame before them, are on the disk. After a power cut, recovery replays
- * the WAL up to its last valid commit frame, which is at or after theirs. The WAL is only ever
- * written over from its start (a restart) once a checkpoint has copied all of it into the
- * database and synced the database (SQLite does both before it lets the WAL restart, and syncs
- * the new WAL header), so frames already released never vanish: they are in the database file
- * by then. The WAL file is the same file for as long as the writer's connection is open (SQLite
- * deletes it only when the last connection closes; journal_size_limit truncates it in place),
- * so the syncer's descriptor keeps naming it. A failed fdatasync leaves unknown what reached
- * the disk (and the kernel may forget the failure), so it is never retried: the storage then
- * refuses every write and its ping fails until the service restarts and recovers from the files.
+ * without an fsync. The syncer then calls fdatasync on the WAL file, and releases only the
+ * batches that had committed before that call began: their frames, and every frame before
+ * them, are on the disk. The writer hands a batch over only once it has committed (or rolled
+ * back, its jobs failed), so an answer is released only by an fdatasync that began after its
+ * batch's commit, never by one that began while the batch was open. After a power cut,
+ * recovery replays the WAL up to its last valid commit frame, which is at or after theirs.
+ * The WAL is only ever written over from its start (a restart) once a checkpoint has copied all
+ * of it into the database and synced the database (SQLite does both before it lets the WAL
+ * restart, and syncs the new WAL header), so frames already released never vanish: they are in
+ * the database file by then. The WAL file is the same file for as long as the writer's
+ * connection is open (SQLite deletes it only when the last connection closes;
+ * journal_size_limit truncates it in place), so the syncer's descriptor keeps naming it. A
+ * failed fdatasync leaves unknown what reached the disk (and the kernel may forget the
+ * failure), so it is never retried: the storage then refuses every write and its ping fails
+ * until the service restarts and recovers from the files; the batch open at that moment is
+ * rolled back and its jobs fail.
  *
  * What a read may see: a committed batch is visible to the readers before it is durable. Only
  * a power cut in that window (a millisecond or so, not a crash of the process: the page cache
@@ -486,6 +500,9 @@ struct sqlite_storage {
 	struct job *unsynced_head, *unsynced_tail;
 	int64_t unsynced_feed; /* feed_appended when the newest unsynced batch was handed over */
 	bool sync_stop;
+	/* The syncer is in an fdatasync: set as it takes the batches, cleared when the call
+	 * returns, and then queue_cond is signalled (the writer reads it under queue_mu). */
+	atomic_bool syncing;
 	char *wal_path;
 	int wal_fd;            /* the syncer's descriptor of the WAL file; -1 before it opens it */
 	struct file_id db_id, wal_id; /* the files the syncer found at their paths */
@@ -1019,32 +1036,6 @@ static enum err run_job(struct sqlite_storage *s, struct job *j, bool *intact)
 	return e;
 }
 
-/* One transaction for the whole batch. Each job's result is its function's; if the batch
- * cannot commit, the jobs that had succeeded get ERR_UNAVAILABLE. Jobs start with
- * ERR_UNAVAILABLE, which is what the ones never run keep. */
-static void run_batch(struct sqlite_storage *s, struct job *batch)
-{
-	struct conn *w = &s->writer;
-	bool intact = !atomic_load(&s->failed) && exec_stmt(w, S_BEGIN_IMMEDIATE) == ERR_OK;
-	s->batches++;
-	for (struct job *j = batch; j && intact; j = j->next) {
-		j->result = run_job(s, j, &intact);
-		s->transactions++;
-	}
-	if (intact && exec_stmt(w, S_COMMIT) == ERR_OK) {
-		size_t n = 0;
-		for (struct job *j = batch; j; j = j->next)
-			n++;
-		metrics_commit_batch(METRICS_SQLITE, n);
-		return;
-	}
-	if (!sqlite3_get_autocommit(w->db))
-		exec_stmt(w, S_ROLLBACK);
-	for (struct job *j = batch; j; j = j->next)
-		if (j->result == ERR_OK)
-			j->result = ERR_UNAVAILABLE;
-}
-
 /* sqlite3_wal_hook: runs in the writer after each commit, with the WAL's size in pages. */
 static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
 {
@@ -1135,8 +1126,13 @@ static void *checkpointer_main(void *arg)
 		s->checkpoint_due = false;
 		pthread_mutex_unlock(&s->checkpoint_mu);
 		audit_index_if_due(s, &audit_indexed_ms);
-		int rc = sqlite3_wal_checkpoint_v2(s->checkpoint_db, NULL, SQLITE_CHECKPOINT_PASSIVE,
-						   NULL, NULL);
+		/* After a failed fdatasync nothing more goes to the files until the restart
+		 * recovers from them: a checkpoint's sync would also make durable the batches
+		 * whose callers were refused. */
+		int rc = atomic_load(&s->failed)
+				 ? SQLITE_OK
+				 : sqlite3_wal_checkpoint_v2(s->checkpoint_db, NULL,
+							     SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
 			db_fail(s->checkpoint_db, rc, "wal_checkpoint");
 		pthread_mutex_lock(&s->checkpoint_mu);
@@ -1256,11 +1252,18 @@ static void *syncer_main(void *arg)
 			break; /* stopping, and every batch answered */
 		int64_t feed = s->unsynced_feed;
 		s->unsynced_head = s->unsynced_tail = NULL;
+		atomic_store(&s->syncing, true);
 		pthread_mutex_unlock(&s->sync_mu);
 
 		bool durable = !atomic_load(&s->failed) && wal_sync(s);
 		if (!durable)
 			atomic_store(&s->failed, true);
+		/* The writer's open batch is due: committed now, it is in the next fdatasync. Not
+		 * under sync_mu: the writer takes that lock without queue_mu, never inside it. */
+		atomic_store(&s->syncing, false);
+		pthread_mutex_lock(&s->queue_mu);
+		pthread_cond_signal(&s->queue_cond);
+		pthread_mutex_unlock(&s->queue_mu);
 		pthread_mutex_lock(&s->sync_mu);
 		if (durable)
 			atomic_store(&s->feed_durable, s->feed_appended == feed ? INT64_MAX : feed);
@@ -1279,28 +1282,91 @@ static void *syncer_main(void *arg)
 	return NULL;
 }
 
+/* The writer's open batch: jobs run (first .. last, linked) in one transaction not yet
+ * committed. */
+struct batch {
+	struct job *first, *last;
+	size_t n;
+	bool intact; /* the transaction holds exactly the jobs of the batch that succeeded */
+};
+
+/* Runs the jobs (linked, ending in NULL) in the open batch, which it begins if there is none.
+ * Each job's result is its function's; jobs start with ERR_UNAVAILABLE, which is what the
+ * ones never run keep. */
+static void batch_run(struct sqlite_storage *s, struct batch *b, struct job *jobs,
+		      struct job *last)
+{
+	if (b->n == 0) {
+		b->intact = !atomic_load(&s->failed) &&
+			    exec_stmt(&s->writer, S_BEGIN_IMMEDIATE) == ERR_OK;
+		b->first = jobs;
+		s->batches++;
+	} else {
+		b->last->next = jobs;
+	}
+	b->last = last;
+	for (struct job *j = jobs; j; j = j->next) {
+		b->n++;
+		if (b->intact) {
+			j->result = run_job(s, j, &b->intact);
+			s->transactions++;
+		}
+	}
+}
+
+/* Commits the open batch and hands it to the syncer. If it cannot commit, the jobs that had
+ * succeeded get ERR_UNAVAILABLE. */
+static void batch_close(struct sqlite_storage *s, struct batch *b)
+{
+	struct conn *w = &s->writer;
+	if (b->intact && !atomic_load(&s->failed) && exec_stmt(w, S_COMMIT) == ERR_OK) {
+		metrics_commit_batch(METRICS_SQLITE, b->n);
+	} else {
+		if (!sqlite3_get_autocommit(w->db))
+			exec_stmt(w, S_ROLLBACK);
+		for (struct job *j = b->first; j; j = j->next)
+			if (j->result == ERR_OK)
+				j->result = ERR_UNAVAILABLE;
+	}
+	syncer_hand(s, b->first, b->last);
+	*b = (struct batch){0};
+}
+
+/* Whether the open batch (b->n > 0) is to be committed now; queue_mu held. While the syncer
+ * is in an fdatasync, what the batch would commit could not be released before the next one
+ * anyway: the batch stays open and takes the jobs queued meanwhile. */
+static bool batch_due(struct sqlite_storage *s, const struct batch *b)
+{
+	return !atomic_load(&s->syncing) || b->n >= BATCH_MAX || !b->intact || s->stopping;
+}
+
 static void *writer_main(void *arg)
 {
 	struct sqlite_storage *s = arg;
+	struct batch b = {0};
 	thread_name("cs-writer");
 	pthread_mutex_lock(&s->queue_mu);
 	for (;;) {
-		while (!s->head && !s->stopping)
+		if (b.n > 0 && batch_due(s, &b)) {
+			pthread_mutex_unlock(&s->queue_mu);
+			batch_close(s, &b);
+		} else if (s->head) {
+			struct job *jobs = s->head, *last = jobs;
+			for (size_t n = b.n + 1; last->next && n < BATCH_MAX; n++)
+				last = last->next;
+			s->head = last->next;
+			if (!s->head)
+				s->tail = NULL;
+			last->next = NULL;
+			pthread_mutex_unlock(&s->queue_mu);
+			batch_run(s, &b, jobs, last);
+		} else if (b.n == 0 && s->stopping) {
+			break; /* the queue is drained, and every batch handed over */
+		} else {
+			/* Woken by a job queued, the close, or the end of an fdatasync. */
 			pthread_cond_wait(&s->queue_cond, &s->queue_mu);
-		struct job *batch = s->head;
-		if (!batch)
-			break; /* stopping, and the queue is drained */
-		struct job *last = batch;
-		for (size_t n = 1; last->next && n < BATCH_MAX; n++)
-			last = last->next;
-		s->head = last->next;
-		if (!s->head)
-			s->tail = NULL;
-		last->next = NULL;
-		pthread_mutex_unlock(&s->queue_mu);
-
-		run_batch(s, batch);
-		syncer_hand(s, batch, last);
+			continue;
+		}
 		pthread_mutex_lock(&s->queue_mu);
 	}
 	pthread_mutex_unlock(&s->queue_mu);
@@ -2467,6 +2533,7 @@ enum err sqlite_storage_open(const char *path, const struct storage_options *opt
 	s->tx.st = &s->base;
 	s->wal_fd = -1;
 	atomic_init(&s->failed, false);
+	atomic_init(&s->syncing, false);
 	atomic_init(&s->feed_durable, INT64_MAX);
 	atomic_init(&s->audit_behind, true); /* what a crash left past the marks */
 	s->path = strdup(path);

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  startServer, shutdown, makeTmpDir, removeTmpDir, makeSecrets, newCall, assertCallShape, assertFeed, ms, BACKEND,
+  startServer, shutdown, makeTmpDir, removeTmpDir, makeSecrets, newCall, assertCallShape, assertFeed, ms, sleep, BACKEND,
 } from './harness.js';
 import { LkRoom, postWebhook, signWebhook } from './livekit-kit.js';
 
@@ -80,6 +80,16 @@ function restartPair() {
     removeTmpDir(pair.dir);
   });
   return pair;
+}
+
+/** The first server of pair under the power-cut library (extra variables in env), and a call of
+ * two members whose room began a minute ago. */
+async function callOnPowerCutDisk(pair, env) {
+  const srv = pair.first = await startServer({ dir: pair.dir, secrets: pair.secrets, env: { ...powerCutEnv(pair.dir), ...env } });
+  const req = newCall(2, { ring_timeout_s: 300 });
+  const { call } = await srv.createCall(req);
+  const t0 = Date.now() - 60000;
+  return { srv, req, call, room: new LkRoom(call.room, { creationMs: t0 }), t0 };
 }
 
 function killMidBurst(title, { powerCut }) {
@@ -189,11 +199,7 @@ describe('an fdatasync of the WAL that fails', { skip: BACKEND !== 'sqlite' || !
   const failFile = path.join(dir, 'fail-sync');
 
   it('answers 503 and fails readiness from then on; a restart has every acknowledged event', async () => {
-    const srv = pair.first = await startServer({ dir, secrets, env: { ...powerCutEnv(dir), POWERCUT_FAIL_FILE: failFile } });
-    const req = newCall(2, { ring_timeout_s: 300 });
-    const { call } = await srv.createCall(req);
-    const t0 = Date.now() - 60000;
-    const room = new LkRoom(call.room, { creationMs: t0 });
+    const { srv, req, call, room, t0 } = await callOnPowerCutDisk(pair, { POWERCUT_FAIL_FILE: failFile });
     const s1 = room.session(req.callees[0], t0 + 1000);
     const s2 = room.session(req.caller, t0 + 2000);
     const first = room.joined(s1);
@@ -220,6 +226,36 @@ describe('an fdatasync of the WAL that fails', { skip: BACKEND !== 'sqlite' || !
     assert.deepEqual(await sessions(), [s1.sid], 'the acknowledged join is there, the refused one is not');
     assert.equal((await postWebhook(srv2, second.body, await signWebhook(second.body, secrets.apiKey, secrets.apiSecret))).status, 200);
     assert.deepEqual((await sessions()).sort(), [s1.sid, s2.sid].sort(), 'the retried join is applied');
+  });
+});
+
+// The writer hands a batch to the syncer only once it has committed: a sync that began before the
+// commit's frames were written must release nothing of it (the burst above would see that only
+// if the cut fell in that gap). Here the commit is held in its writes while the syncer is free.
+describe('a commit held in its writes', { skip: BACKEND !== 'sqlite' || !POWERCUT_LIB }, () => {
+  const pair = restartPair();
+  const { dir, secrets } = pair;
+  const holdFile = path.join(dir, 'hold-writes');
+
+  it('answers nothing until the commit is written and synced; after a power cut the 200 is stored', async () => {
+    const { srv, req, call, room, t0 } = await callOnPowerCutDisk(pair, { POWERCUT_WRITE_STALL_FILE: holdFile });
+    const s1 = room.session(req.callees[0], t0 + 1000);
+    const joined = room.joined(s1);
+    const auth = await signWebhook(joined.body, secrets.apiKey, secrets.apiSecret);
+
+    fs.writeFileSync(holdFile, '');
+    let status = null;
+    const answer = postWebhook(srv, joined.body, auth).then((r) => { status = r.status; return r; });
+    await sleep(1500);
+    assert.equal(status, null, 'no answer while the commit\'s frames are not written');
+    fs.rmSync(holdFile);
+    assert.equal((await answer).status, 200, 'answered once written and synced');
+
+    srv.child.kill('SIGKILL');
+    await srv.exited;
+    cutPower(dir);
+    const srv2 = pair.second = await startServer({ dir, secrets });
+    assert.deepEqual((await srv2.getCall(call.id)).participants.map((p) => p.sid), [s1.sid], 'the acknowledged join is on the disk');
   });
 });
 

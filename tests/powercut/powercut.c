@@ -14,6 +14,8 @@
  * While the file named by $POWERCUT_FAIL_FILE exists, every sync of a file under the directory
  * fails with EIO and makes nothing durable: a disk that stopped taking writes. While the file
  * named by $POWERCUT_STALL_FILE exists, every such sync waits for it to go: a disk that hangs.
+ * While the file named by $POWERCUT_WRITE_STALL_FILE exists, every pwrite to such a file waits
+ * for it to go (SQLite's writes): a writer held in the middle of its commit.
  *
  * Each interposed call keeps errno as the real call left it. */
 #undef _FILE_OFFSET_BITS /* pwrite and pwrite64 are both interposed, each under its own name */
@@ -103,6 +105,23 @@ static struct tracked *lookup(int fd)
 	return fd_file[fd] > 0 ? &files[fd_file[fd] - 1] : NULL;
 }
 
+/* Waits without the lock while the file named by the variable trigger exists, if fd is one of
+ * the directory's files. */
+static void hold(int fd, const char *trigger_variable)
+{
+	const char *trigger = getenv(trigger_variable);
+	if (!trigger)
+		return;
+	int saved = errno;
+	pthread_mutex_lock(&mu);
+	bool tracked = lookup(fd);
+	pthread_mutex_unlock(&mu);
+	struct timespec pause = {0, 10000000};
+	while (tracked && access(trigger, F_OK) == 0)
+		nanosleep(&pause, NULL);
+	errno = saved;
+}
+
 static void dirty(int fd, off_t off, ssize_t n)
 {
 	if (n <= 0)
@@ -152,6 +171,7 @@ static void make_durable(int fd)
 
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 {
+	hold(fd, "POWERCUT_WRITE_STALL_FILE");
 	ssize_t r = real_pwrite(fd, buf, n, off);
 	dirty(fd, off, r);
 	return r;
@@ -159,6 +179,7 @@ ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 
 ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off)
 {
+	hold(fd, "POWERCUT_WRITE_STALL_FILE");
 	ssize_t r = real_pwrite64(fd, buf, n, off);
 	dirty(fd, (off_t)off, r);
 	return r;
@@ -183,23 +204,9 @@ static bool sync_fails(int fd)
 	return trigger && lookup(fd) && access(trigger, F_OK) == 0;
 }
 
-/* Waits without the lock, so that writes go on as they would into the page cache. */
-static void stall(int fd)
-{
-	const char *trigger = getenv("POWERCUT_STALL_FILE");
-	if (!trigger)
-		return;
-	pthread_mutex_lock(&mu);
-	bool tracked = lookup(fd);
-	pthread_mutex_unlock(&mu);
-	struct timespec pause = {0, 10000000};
-	while (tracked && access(trigger, F_OK) == 0)
-		nanosleep(&pause, NULL);
-}
-
 static int synced(int (*real_sync)(int), int fd)
 {
-	stall(fd);
+	hold(fd, "POWERCUT_STALL_FILE"); /* writes go on meanwhile, as into the page cache */
 	pthread_mutex_lock(&mu);
 	bool fail = sync_fails(fd);
 	int r = fail ? -1 : real_sync(fd);
