@@ -617,3 +617,45 @@ describe('push of many calls at once', () => {
     assert.equal(refused, 40, 'each call.accepted was refused once, then delivered');
   });
 });
+
+describe('push of a backlog in full batches', () => {
+  let first;
+  let srv;
+  let rx;
+  const key = newKey();
+  before(async () => {
+    rx = await startSlowReceiver(key);
+  });
+  after(async () => {
+    await shutdown(first);
+    await shutdown(srv);
+    await rx?.close();
+  });
+
+  it('claims the next batch while the last requests are in flight, and loses, repeats and reorders nothing', async () => {
+    // Made with push off, then pushed at once: 300 heads due, so every sender's claims are full
+    // (64), and each claims its next batch before the answers to its last one are all in.
+    first = await startServer({ env: { CALLSTATE_EVENTS_URL: null } });
+    await driveCalls(first, 300);
+    await first.stop({ keepDir: true });
+    srv = await startServer({
+      env: { CALLSTATE_EVENTS_URL: rx.url, CALLSTATE_EVENTS_SECRET: key },
+      dir: first.dir, secrets: first.secrets, port: await freePort(),
+    });
+    const feed = await assertAllDelivered(srv, rx, 60000);
+    assert.ok(feed.length >= 900, `${feed.length} events`);
+    assert.deepEqual(rx.violations, [], 'one request per call in flight at a time');
+    assert.ok(rx.maxInFlight <= 4 * 8, `${rx.maxInFlight} requests in flight at once`);
+    const bySeq = new Map(feed.map((e) => [e.seq, e]));
+    for (const { event, deliveredBefore } of rx.arrivals) {
+      const earlier = feed.filter((e) => e.call_id === event.call_id && e.seq < event.seq).map((e) => e.seq);
+      const missing = earlier.filter((q) => !deliveredBefore.has(q));
+      assert.deepEqual(missing.map((q) => bySeq.get(q).type), [], `${event.type} (seq ${event.seq}) went before these were delivered`);
+    }
+    // Each outcome recorded once: nothing is sent again after its lease, but the refused ones.
+    const [settled] = await pollUntil(async () => (await deliveryStatus(srv)).backlog === 0, 10000, 100);
+    assert.ok(settled, 'every outcome recorded');
+    const again = feed.filter((e) => rx.attempts.get(e.id) !== (e.type === 'call.accepted' ? 2 : 1));
+    assert.deepEqual(again.map((e) => `${e.type} ${e.seq}: ${rx.attempts.get(e.id)}`), [], 'each event sent once, each call.accepted twice');
+  });
+});
