@@ -10,11 +10,18 @@
 //    an upper bound of commit to delivery) and when its 201 arrived (a lower bound).
 // With PERF_OUT=FILE, `perf record -g` samples the server during the backlog's push.
 // RECEIVER_DELAY_MS=N: the receiver answers each push N ms after it came, as a receiver on
-// another host, or one that does work before it answers, would.
+// another host, or one that does work before it answers, would. RECEIVER_PROCESSES=N: the
+// receiver is N node:cluster workers (bench/push-receiver.mjs), for when one process is the
+// limit. Per thread of the server: CPU and context switches per event (/proc/PID/task), and
+// with SYSCALLS=1 syscalls per event (`perf stat -e raw_syscalls:sys_enter --per-thread`).
+// SERVER_LOG=FILE: the server's stderr (its "sqlite writer totals" at exit). SECONDS=0: the
+// backlog only.
 // Usage: node bench/push.mjs BIN PORT SERVICE_TOKEN [CALLS=20000] [RATE=1000] [SECONDS=10]
 import http from 'node:http';
+import cluster from 'node:cluster';
 import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { receiverHandler } from './push-receiver.mjs';
+import { closeSync, openSync, readFileSync, readdirSync, unlinkSync } from 'node:fs';
 
 const [bin, port, token, calls = '20000', rate = '1000', seconds = '10'] = process.argv.slice(2);
 const receiverDelayMs = Number(process.env.RECEIVER_DELAY_MS || 0);
@@ -38,29 +45,55 @@ function request(method, path, body) {
 const firstArrival = new Map();
 const ringingAt = new Map();
 let requests = 0;
-const receiver = http.createServer({ keepAliveTimeout: 60000 }, (req, res) => {
-  const chunks = [];
-  req.on('data', (c) => chunks.push(c));
-  req.on('end', () => {
-    const at = performance.now();
-    requests += 1;
-    const id = req.headers['webhook-id'];
-    if (!firstArrival.has(id)) {
-      firstArrival.set(id, at);
-      const body = Buffer.concat(chunks).toString('utf8');
-      if (body.includes('"call.ringing"')) ringingAt.set(JSON.parse(body).call_id, at);
-    }
-    if (receiverDelayMs > 0) setTimeout(() => res.writeHead(204).end(), receiverDelayMs);
-    else res.writeHead(204).end();
-  });
-});
-await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
-const receiverUrl = `http://127.0.0.1:${receiver.address().port}/events`;
+const arrived = (id, at, callIdOf) => {
+  requests += 1;
+  if (firstArrival.has(id) && firstArrival.get(id) <= at) return;
+  firstArrival.set(id, at);
+  const callId = callIdOf();
+  if (callId) ringingAt.set(callId, at);
+};
+const receiverProcesses = Number(process.env.RECEIVER_PROCESSES || 1);
+let receiver = null;
+const workers = [];
+let receiverPort;
+if (receiverProcesses === 1) {
+  receiver = http.createServer({ keepAliveTimeout: 60000 }, receiverHandler(receiverDelayMs, arrived));
+  await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
+  receiverPort = receiver.address().port;
+} else {
+  const probe = http.createServer();
+  await new Promise((r) => probe.listen(0, '127.0.0.1', r));
+  receiverPort = probe.address().port;
+  await new Promise((r) => probe.close(r));
+  cluster.setupPrimary({ exec: new URL('push-receiver.mjs', import.meta.url).pathname });
+  for (let i = 0; i < receiverProcesses; i++) {
+    const w = cluster.fork({ RECEIVER_PORT: String(receiverPort) });
+    workers.push(w);
+    await new Promise((r) => w.once('message', r)); // 'listening'
+    // Arrivals stamped on the wall clock, moved onto this process's performance.now().
+    w.on('message', (batch) => {
+      for (const [id, wallAt, callId] of batch) arrived(id, wallAt - performance.timeOrigin, () => callId);
+    });
+  }
+}
+const receiverUrl = `http://127.0.0.1:${receiverPort}/events`;
+// The receiver's CPU seconds: this process's (it is the receiver unless RECEIVER_PROCESSES > 1)
+// and its workers'.
+const receiverCpuSeconds = () => {
+  const own = process.cpuUsage();
+  return (own.user + own.system) / 1e6 + workers.reduce((sum, w) => sum + cpuSeconds(w.process.pid), 0);
+};
+const receiverClose = () => {
+  receiver?.close();
+  for (const w of workers) w.kill();
+};
 
 const children = new Set();
 process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
 async function start(env) {
-  const child = spawn(bin, ['serve'], { env: { ...process.env, ...env }, stdio: 'ignore' });
+  const log = process.env.SERVER_LOG ? openSync(process.env.SERVER_LOG, 'a') : 'ignore';
+  const child = spawn(bin, ['serve'], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', log] });
+  if (log !== 'ignore') closeSync(log);
   children.add(child);
   child.once('exit', () => children.delete(child));
   for (let i = 0; i < 400; i++) {
@@ -79,15 +112,22 @@ const cpuSeconds = (pid) => {
   const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
 };
-// CPU seconds by thread name, summed over the threads of each name.
+// By thread name, summed over the threads of each name: CPU seconds, and context switches
+// (voluntary: the thread blocked; involuntary: it was preempted).
 const cpuByThread = (pid) => {
   const by = new Map();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
       const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      by.set(name, (by.get(name) || 0) + (Number(f[11]) + Number(f[12])) / 100);
+      const switches = (key) => Number(status.match(new RegExp(`^${key}:\\s*(\\d+)`, 'm'))[1]);
+      const t = by.get(name) || { cpu: 0, vol: 0, invol: 0 };
+      t.cpu += (Number(f[11]) + Number(f[12])) / 100;
+      t.vol += switches('voluntary_ctxt_switches');
+      t.invol += switches('nonvoluntary_ctxt_switches');
+      by.set(name, t);
     } catch { /* the thread ended */ }
   }
   return by;
@@ -115,31 +155,57 @@ server = await start({ CALLSTATE_EVENTS_URL: receiverUrl });
 const perf = process.env.PERF_OUT
   ? spawn('perf', ['record', '-e', 'cpu-clock', '-g', '-p', String(server.pid), '-o', process.env.PERF_OUT], { stdio: 'ignore' })
   : null;
+const syscallsOut = `/tmp/callstate-push-syscalls.${process.pid}`;
+const syscalls = process.env.SYSCALLS
+  ? spawn('perf', ['stat', '-e', 'raw_syscalls:sys_enter', '--per-thread', '-x,', '-p', String(server.pid), '-o', syscallsOut], { stdio: 'ignore' })
+  : null;
 const cpu0 = cpuSeconds(server.pid);
 const threads0 = cpuByThread(server.pid);
-const own0 = process.cpuUsage();
+const own0 = receiverCpuSeconds();
 while (firstArrival.size < total) await new Promise((r) => setTimeout(r, 5));
 const arrivals = [...firstArrival.values()];
 const t1 = arrivals.reduce((a, b) => Math.max(a, b), 0);
 const first = arrivals.reduce((a, b) => Math.min(a, b), Infinity);
 const cpu1 = cpuSeconds(server.pid);
 const threads1 = cpuByThread(server.pid);
-if (perf) {
-  perf.kill('SIGINT');
-  await new Promise((r) => perf.once('exit', r));
+for (const p of [perf, syscalls].filter(Boolean)) {
+  p.kill('SIGINT');
+  await new Promise((r) => p.once('exit', r));
 }
-const own = process.cpuUsage(own0);
+const own = (receiverCpuSeconds() - own0) * 1e6;
 console.log(`backlog: ${total} events pushed in ${fmt(t1 - t0)} ms from the restart ` +
   `(${Math.round(total / ((t1 - t0) / 1000))} events/s), in ${fmt(t1 - first)} ms from the first ` +
   `arrival (${Math.round(total / ((t1 - first) / 1000))} events/s); ${requests - total} sent twice; ` +
   `server CPU ${fmt(((cpu1 - cpu0) * 1e6) / total)} us per event, this receiver's ` +
-  `${fmt((own.user + own.system) / total)} us (${Math.round(((own.user + own.system) / 1000 / (t1 - t0)) * 100)} % of a core)`);
+  `${fmt(own / total)} us (${Math.round((own / 1000 / (t1 - t0)) * 100)} % of a core` +
+  `${receiverProcesses > 1 ? `, ${receiverProcesses} processes` : ''})`);
 
-const perThread = [...threads1].map(([name, s]) => [name, ((s - (threads0.get(name) || 0)) * 1e6) / total])
-  .filter(([, us]) => us >= 0.5).sort((a, b) => b[1] - a[1]);
-console.log(`  server CPU by thread, us per event: ${perThread.map(([n, us]) => `${n} ${fmt(us)}`).join(', ')}`);
+const zero = { cpu: 0, vol: 0, invol: 0 };
+const perThread = [...threads1].map(([name, t]) => {
+  const t0 = threads0.get(name) || zero;
+  return { name, us: ((t.cpu - t0.cpu) * 1e6) / total, vol: (t.vol - t0.vol) / total, invol: (t.invol - t0.invol) / total };
+}).filter((t) => t.us >= 0.5 || t.vol >= 0.05).sort((a, b) => b.us - a.us);
+console.log(`  server CPU by thread, us per event: ${perThread.map((t) => `${t.name} ${fmt(t.us)}`).join(', ')}`);
+if (syscalls) {
+  // Lines "NAME-TID,COUNT,,raw_syscalls:sys_enter,...", summed by thread name.
+  const by = new Map();
+  for (const line of readFileSync(syscallsOut, 'utf8').split('\n')) {
+    const m = line.match(/^(.*)-\d+,(\d+),/);
+    if (m) by.set(m[1], (by.get(m[1]) || 0) + Number(m[2]));
+  }
+  unlinkSync(syscallsOut);
+  const list = [...by].map(([n, c]) => [n, c / total]).filter(([, c]) => c >= 0.05).sort((a, b) => b[1] - a[1]);
+  console.log(`  syscalls per event: ${list.map(([n, c]) => `${n} ${c.toFixed(2)}`).join(', ')}`);
+}
+console.log(`  context switches per event, voluntary/involuntary: ${perThread.map((t) => `${t.name} ${t.vol.toFixed(2)}/${t.invol.toFixed(2)}`).join(', ')}`);
 
-// 2. Latency at a steady rate on the same server.
+// 2. Latency at a steady rate on the same server (none with SECONDS=0).
+if (Number(seconds) === 0) {
+  await stop(server);
+  receiverClose();
+  agent.destroy();
+  process.exit(0);
+}
 const sent = new Map();
 const perTick = Math.max(1, Math.round(Number(rate) / 100));
 const ticks = Number(seconds) * 100;
@@ -173,5 +239,5 @@ console.log(`latency at ${Math.round(achieved)} calls/s over ${seconds} s (${sen
   `max ${fmt(fromSent.at(-1))} ms; 201 -> pushed p50 ${fmt(pct(fromAnswer, 50))} ms, ` +
   `p99 ${fmt(pct(fromAnswer, 99))} ms`);
 await stop(server);
-receiver.close();
+receiverClose();
 agent.destroy();

@@ -2,8 +2,10 @@
 # Push throughput and commit-to-delivery latency (on demand, never in CI): a release callstate
 # (SQLite, or BACKEND=postgres on a throwaway PostgreSQL server from tools/pg.sh) pushing to
 # bench/push.mjs's receiver. Knobs: CALLS (20000, the backlog), RATE (1000 calls/s) and
-# DURATION (10 s) for the latency run, RECEIVER_DELAY_MS (0: how long the receiver takes to
-# answer each push), SKIP_BUILD=1, CALLSTATE_BIN.
+# DURATION (10 s; 0: no latency run) for the latency run, RECEIVER_DELAY_MS (0: how long the
+# receiver takes to answer each push), RECEIVER_PROCESSES (1: the receiver's node:cluster
+# workers), SYSCALLS=1 (the server's syscalls per event by thread, with perf stat), SERVER_LOG
+# (a file for the server's stderr), PERF_OUT, SKIP_BUILD=1, CALLSTATE_BIN.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BACKEND=${BACKEND:-sqlite}
