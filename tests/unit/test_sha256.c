@@ -9,10 +9,15 @@
 
 #include "sha256.h"
 
+/* out holds 2n + 1 bytes. */
 static void hex(const unsigned char *b, size_t n, char *out)
 {
-	for (size_t i = 0; i < n; i++)
-		sprintf(out + 2 * i, "%02x", b[i]);
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[b[i] >> 4];
+		out[2 * i + 1] = digits[b[i] & 15];
+	}
+	out[2 * n] = '\0';
 }
 
 static void check_hmac_hex(const void *key, size_t key_len, const void *data, size_t n,
