@@ -53,18 +53,46 @@ const arrived = (id, at, callIdOf) => {
   if (callId) ringingAt.set(callId, at);
 };
 const receiverProcesses = Number(process.env.RECEIVER_PROCESSES || 1);
+const receiverBin = process.env.RECEIVER === 'c' ? process.env.RECEIVER_BIN : null;
 let receiver = null;
 const workers = [];
 let receiverPort;
-if (receiverProcesses === 1) {
+const freePort = async () => {
+  const probe = http.createServer();
+  await new Promise((r) => probe.listen(0, '127.0.0.1', r));
+  const { port: free } = probe.address();
+  await new Promise((r) => probe.close(r));
+  return free;
+};
+if (receiverBin) {
+  // bench/push-receiver.c: one line per arrival, "MONOTONIC_MS WEBHOOK_ID CALL_ID" ("-":
+  // none); process.hrtime() reads the same clock.
+  receiverPort = await freePort();
+  const monotonicToNow = Number(process.hrtime.bigint()) / 1e6 - performance.now();
+  const child = spawn(receiverBin, [String(receiverPort), '64', String(receiverDelayMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  workers.push({ process: child, kill: () => child.kill('SIGTERM') });
+  let partial = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (text) => {
+    const lines = (partial + text).split('\n');
+    partial = lines.pop();
+    for (const line of lines) {
+      const [monotonicAt, id, callId] = line.split(' ');
+      arrived(id, Number(monotonicAt) - monotonicToNow, () => (callId === '-' ? null : callId));
+    }
+  });
+  for (let i = 0; ; i++) {
+    const up = await new Promise((r) => http.get({ host: '127.0.0.1', port: receiverPort, path: '/' }, (res) => { res.resume(); r(true); }).on('error', () => r(false)));
+    if (up) break;
+    if (i === 200) throw new Error('the C receiver did not start');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+} else if (receiverProcesses === 1) {
   receiver = http.createServer({ keepAliveTimeout: 60000 }, receiverHandler(receiverDelayMs, arrived));
   await new Promise((r) => receiver.listen(0, '127.0.0.1', r));
   receiverPort = receiver.address().port;
 } else {
-  const probe = http.createServer();
-  await new Promise((r) => probe.listen(0, '127.0.0.1', r));
-  receiverPort = probe.address().port;
-  await new Promise((r) => probe.close(r));
+  receiverPort = await freePort();
   cluster.setupPrimary({ exec: new URL('push-receiver.mjs', import.meta.url).pathname });
   for (let i = 0; i < receiverProcesses; i++) {
     const w = cluster.fork({ RECEIVER_PORT: String(receiverPort) });
@@ -162,6 +190,7 @@ const syscalls = process.env.SYSCALLS
 const cpu0 = cpuSeconds(server.pid);
 const threads0 = cpuByThread(server.pid);
 const own0 = receiverCpuSeconds();
+const ownC0 = receiverBin ? cpuSeconds(workers[0].process.pid) : 0;
 while (firstArrival.size < total) await new Promise((r) => setTimeout(r, 5));
 const arrivals = [...firstArrival.values()];
 const t1 = arrivals.reduce((a, b) => Math.max(a, b), 0);
@@ -178,7 +207,8 @@ console.log(`backlog: ${total} events pushed in ${fmt(t1 - t0)} ms from the rest
   `arrival (${Math.round(total / ((t1 - first) / 1000))} events/s); ${requests - total} sent twice; ` +
   `server CPU ${fmt(((cpu1 - cpu0) * 1e6) / total)} us per event, this receiver's ` +
   `${fmt(own / total)} us (${Math.round((own / 1000 / (t1 - t0)) * 100)} % of a core` +
-  `${receiverProcesses > 1 ? `, ${receiverProcesses} processes` : ''})`);
+  `${receiverBin ? `; the C receiver ${fmt(((cpuSeconds(workers[0].process.pid) - ownC0) * 1e6) / total)} us of it` : ''}` +
+  `${receiverProcesses > 1 && !receiverBin ? `, ${receiverProcesses} processes` : ''})`);
 
 const zero = { cpu: 0, vol: 0, invol: 0 };
 const perThread = [...threads1].map(([name, t]) => {
