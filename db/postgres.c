@@ -40,6 +40,8 @@
  *   INSERT ... ON CONFLICT DO UPDATE ... WHERE the record expired, which waits for a claim of
  *   the same key in flight to commit or roll back.
  * - A read of several statements runs in one REPEATABLE READ READ ONLY transaction (rule 8).
+ *   Token minting's reads (storage_call_access) of concurrent requests share one statement,
+ *   sent after each of them arrived (db/pg_batch_read.c).
  * - The pool (rule 9) opens connections on demand up to pool_size; a broken one is dropped,
  *   and the next use connects again, so service resumes by itself after an outage or failover
  *   (a multi-host URL with target_session_attrs=read-write finds the new primary).
