@@ -1148,6 +1148,34 @@ Test(storage, concurrent_call_access_each_gets_its_own_answer, .timeout = 120)
 	storage_close(unprepared);
 }
 
+/* A pooled connection the server dropped (a restart, a failover) is replaced and the batch's
+ * statement sent again, as every read does: the read after it succeeds. */
+Test(storage, call_access_survives_a_lost_connection)
+{
+	if (is_sqlite())
+		cr_skip_test("PostgreSQL property: SQLite has no server to lose");
+	struct call *c = full_call(1);
+	insert(c);
+	struct storage *one = NULL;
+	struct storage_options opts = {.pool_size = 1};
+	cr_assert_eq(storage_open(url, &opts, &one), ERR_OK);
+	struct call_access got;
+	cr_assert_eq(storage_call_access(one, c->id, c->members[1].user, &got), ERR_OK);
+	/* CREATE TABLE AS: rawdb_exec1 runs commands; the wait makes each backend gone. */
+	rawdb_exec1(url,
+		    "CREATE TEMP TABLE terminated AS SELECT pg_terminate_backend(pid, 5000)"
+		    " FROM pg_stat_activity WHERE datname = current_database()"
+		    " AND application_name = ?1",
+		    "callstate");
+	got = (struct call_access){0};
+	cr_assert_eq(storage_call_access(one, c->id, c->members[1].user, &got), ERR_OK);
+	cr_assert_str_eq(got.room, c->room);
+	cr_assert(got.member);
+	cr_assert_str_eq(got.name, c->members[1].name);
+	storage_close(one);
+	call_free(c);
+}
+
 /* ---- lists ---- */
 
 #define LIST_N 48
