@@ -19,7 +19,9 @@
 # BACKEND=postgres runs callstate on a throwaway PostgreSQL server (tools/pg.sh), a database of
 # its own per run, adds webhooks on two instances sharing one database (two wrk processes, half
 # the connections each), and skips the lists (their 1M-call seed is SQLite's). callstate talks
-# to it over loopback TCP, as instances on other machines would.
+# to it over loopback TCP, as instances on other machines would. Its token run has a server of
+# its own, and what one token cost is printed: round trips, statements, access reads per batch
+# (db/pg_batch_read.c) and the CPU of the PostgreSQL server and of callstate.
 #
 # Environment knobs: DURATION (10s), CONNS (32), WRK_THREADS (2), SEED_CALLS (1000000),
 # SERVER_THREADS (1536, the service's default), MEMBERS (2000 calls created for the token bench),
@@ -339,9 +341,42 @@ create_calls() {
 MEMBERS_FILE="$WORK/members.tsv"
 create_calls "$PORT" "$MEMBERS_FILE" tk
 
+# token_per_request TOKENS PG_CPU_NS CS_CPU_NS: what one token of the token run cost, from the
+# totals its server logged at exit (PostgreSQL): round trips, statements, access reads per
+# batch (pg_batch_read.c; absent before it), and the CPU of the PostgreSQL server and callstate.
+token_per_request() {
+	grep -h 'msg="postgres totals"' "$WORK/tokens.log" | tail -n 1 |
+		awk -v n="$1" -v cpu="$2" -v cs="$3" -v load="$(cut -d' ' -f1-3 /proc/loadavg)" '{
+			for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+			batch = v["access_batches"] > 0 ? sprintf(", %.1f access reads per batch", v["access_reads"] / v["access_batches"]) : ""
+			printf "tokens: %d; per token %.3f round trips, %.3f statements, CPU us: postgres %.1f, callstate %.1f%s (load average %s)\n",
+				n, v["round_trips"] / n, v["statements"] / n, cpu / 1e3 / n, cs / 1e3 / n, batch, load
+		}'
+}
+# cpu_ns PID: the CPU time (ns) of all of a process's threads so far.
+cpu_ns() { thread_cpu "$1" | awk '{ t += $2 } END { printf "%.0f\n", t }'; }
+TOKEN_REPORT=
+CS_LOG="$WORK/fresh.log"
+if [ "$BACKEND" = postgres ]; then
+	# The token run on a server of its own on the same database, so that the totals it logs at
+	# exit count the tokens only, not the calls created for them.
+	stop_pid "$CS_PID"
+	start_callstate fresh "$PORT" "$WORK/tokens.log"
+	pg_cpu_ns >"$WORK/pg-cpu-before"
+	TOKEN_CS_NS=$(cpu_ns "$CS_PID")
+fi
 run_wrk "token POST /v1/calls/{id}/token" "http://127.0.0.1:$PORT" "$BENCH/token.lua" "$MEMBERS_FILE" "$SVC_TOKEN"
+if [ "$BACKEND" = postgres ]; then
+	alive "$CS_PID" "$WORK/tokens.log"
+	TOKEN_PG_NS=$(($(pg_cpu_ns) - $(cat "$WORK/pg-cpu-before")))
+	TOKEN_CS_NS=$(($(cpu_ns "$CS_PID") - TOKEN_CS_NS))
+	stop_pid "$CS_PID"
+	TOKEN_REPORT=$(token_per_request "$(awk '/requests in/ { print $1 }' "$LAST_WRK_OUT")" "$TOKEN_PG_NS" "$TOKEN_CS_NS")
+	CS_LOG="$WORK/create.log"
+	start_callstate fresh "$PORT" "$CS_LOG"
+fi
 run_wrk "create POST /v1/calls" "http://127.0.0.1:$PORT" "$BENCH/create.lua" "$SVC_TOKEN"
-alive "$CS_PID" "$WORK/fresh.log"
+alive "$CS_PID" "$CS_LOG"
 
 LOADED_RSS=$(rss_kb "$CS_PID")
 stop_pid "$CS_PID"
@@ -591,6 +626,7 @@ printf '%-52s %10s %9s %9s  %s\n' "benchmark" "req/s" "p50 ms" "p99 ms" "notes"
 while IFS=$'\t' read -r name rps p50 p99 notes; do
 	printf '%-52s %10s %9s %9s  %s\n' "$name" "$rps" "$p50" "$p99" "$notes"
 done <"$RESULTS"
+[ -z "$TOKEN_REPORT" ] || printf '%s\n' "$TOKEN_REPORT"
 for line in "${WEBHOOK_SUMMARY[@]}"; do echo "$line"; done
 [ -z "$ATTACK_REPORT" ] || printf '%s\n' "$ATTACK_REPORT"
 [ -z "$RETENTION_REPORT" ] || printf '%s\n' "$RETENTION_REPORT"

@@ -40,6 +40,8 @@
  *   INSERT ... ON CONFLICT DO UPDATE ... WHERE the record expired, which waits for a claim of
  *   the same key in flight to commit or roll back.
  * - A read of several statements runs in one REPEATABLE READ READ ONLY transaction (rule 8).
+ *   Token minting's reads (storage_call_access) of concurrent requests share one statement,
+ *   sent after each of them arrived (db/pg_batch_read.c).
  * - The pool (rule 9) opens connections on demand up to pool_size; a broken one is dropped,
  *   and the next use connects again, so service resumes by itself after an outage or failover
  *   (a multi-host URL with target_session_attrs=read-write finds the new primary).
@@ -64,6 +66,7 @@
 #include "clock.h"
 #include "log.h"
 #include "metrics.h"
+#include "pg_batch_read.h"
 #include "pool.h"
 #include "rows.h"
 #include "storage_impl.h"
@@ -79,6 +82,7 @@
 #define EVENTS_GROW 64
 #define MAX_PARAMS 24
 #define BYTEA_OID 17
+#define ACCESS_BATCHES 2    /* access read batches in flight at once (pg_batch_read.c) */
 /* Advisory lock classes, the first key of pg_advisory_xact_lock(int, int): 0x6373000N. */
 #define LOCK_MIGRATE "1668481025"
 #define LOCK_FEED "1668481026"
@@ -305,11 +309,15 @@ static const struct {
 			    "INSERT INTO presence (user_id, status, since) VALUES ($1, $2, $3)"
 			    " ON CONFLICT (user_id) DO UPDATE SET status = excluded.status,"
 			    " since = excluded.since"},
+	/* The access reads of a batch (db/pg_batch_read.c): $1 the call ids, $2 the users, as
+	 * text arrays of one element per request; each row says by q.i (from 1) whose it is, and
+	 * a request without a row has no such call. */
 	[S_CALL_ACCESS] = {"call_access",
-			   "SELECT c.room, c.kind, c.status, c.next_deadline,"
-			   " m.user_id IS NOT NULL, m.invite, m.name FROM calls c"
-			   " LEFT JOIN call_members m ON m.call_id = c.id AND m.user_id = $2::text"
-			   " WHERE c.id = $1::text"},
+			   "SELECT q.i, c.room, c.kind, c.status, c.next_deadline,"
+			   " m.user_id IS NOT NULL, m.invite, m.name"
+			   " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q(id, user_id, i)"
+			   " JOIN calls c ON c.id = q.id"
+			   " LEFT JOIN call_members m ON m.call_id = c.id AND m.user_id = q.user_id"},
 	[S_LIST_ALL] = {"calls_list", LIST_CALLS(F_STATUS " AND " F_OUTCOME " AND " F_KIND
 							  " AND " F_CHAT)},
 	[S_LIST_STATUS] = {"calls_list_status", LIST_CALLS("c.status = $4::text AND " F_OUTCOME
@@ -488,6 +496,7 @@ struct pg_storage {
 	bool prepare;            /* named prepared statements (storage_options.unprepared) */
 	struct ticker *feed_ticker;
 	struct pg_totals totals;
+	struct access_batcher access; /* token minting's reads (pg_call_access) */
 	/* Numbering rounds of this instance, one at a time (see feed_number_committed). */
 	pthread_mutex_t feed_mu;
 	pthread_cond_t feed_cond;
@@ -1813,28 +1822,87 @@ static enum err pg_presence_get(struct storage *st, const char *user, struct pre
 	return e;
 }
 
-static enum err pg_call_access(struct storage *st, const char *id, const char *user,
-			       struct call_access *ret)
+/* Appends v to a text array literal as one element: double-quoted, '"' and '\\' escaped, so
+ * that no byte of an id or user (a comma, a brace, a space) is taken for the literal's syntax.
+ * Needs 2 * strlen(v) + 2 bytes at w; returns the end. */
+static char *array_element(char *w, const char *v)
 {
-	struct pg_storage *s = to_pg(st);
+	*w++ = '"';
+	for (; *v; v++) {
+		if (*v == '"' || *v == '\\')
+			*w++ = '\\';
+		*w++ = *v;
+	}
+	*w++ = '"';
+	return w;
+}
+
+/* The ids ($1) and users ($2) of reqs[0..n) as text array literals, one element per request
+ * in order, into one allocation for the caller to free; NULL when out of memory. */
+static char *access_arrays(struct access_read *const *reqs, size_t n, char **ret_users)
+{
+	size_t cap = 6; /* the braces and NULs of both */
+	for (size_t i = 0; i < n; i++)
+		cap += 2 * (strlen(reqs[i]->id) + strlen(reqs[i]->user)) + 6;
+	char *ids = malloc(cap);
+	if (!ids)
+		return NULL;
+	char *w = ids;
+	for (int users = 0; users < 2; users++) {
+		if (users)
+			*ret_users = w;
+		*w++ = '{';
+		for (size_t i = 0; i < n; i++) {
+			if (i)
+				*w++ = ',';
+			w = array_element(w, users ? reqs[i]->user : reqs[i]->id);
+		}
+		*w++ = '}';
+		*w++ = '\0';
+	}
+	return ids;
+}
+
+/* The batcher's run function: one statement for the batch, a row per request that has a
+ * call, matched to it by its position (q.i). An error of the statement is every request's. */
+static void access_batch_run(void *arg, struct access_read *const *reqs, size_t n)
+{
+	struct pg_storage *s = arg;
 	struct conn *cn = NULL;
 	PGresult *res = NULL;
 	struct params p = {0};
-	p_text(&p, id);
-	p_text(&p, user);
-	enum err e = read_one(s, S_CALL_ACCESS, &p, &cn, &res);
+	char *users = NULL, *ids = access_arrays(reqs, n, &users);
+	enum err e = ERR_NOMEM;
+	if (ids) {
+		p_text(&p, ids);
+		p_text(&p, users);
+		e = read_one(s, S_CALL_ACCESS, &p, &cn, &res);
+		free(ids);
+	}
+	for (size_t i = 0; i < n; i++)
+		reqs[i]->e = e == ERR_OK ? ERR_NOT_FOUND : e;
 	if (e != ERR_OK)
-		return e;
-	e = ERR_NOT_FOUND;
-	if (PQntuples(res) == 1) {
+		return;
+	for (int row = 0; row < PQntuples(res); row++) {
+		long i = strtol(PQgetvalue(res, row, 0), NULL, 10);
+		if (i < 1 || (size_t)i > n) { /* not a position the statement was given */
+			checked(ERR_INTERNAL, S_CALL_ACCESS);
+			continue;
+		}
+		struct access_read *r = reqs[i - 1];
 		struct db_value v[7];
-		*ret = (struct call_access){0};
-		row_values(res, 0, 0, 7, v, NULL, 0);
-		e = checked(rows_read_access(v, ret), S_CALL_ACCESS);
+		r->answer = (struct call_access){0};
+		row_values(res, row, 1, 7, v, NULL, 0);
+		r->e = checked(rows_read_access(v, &r->answer), S_CALL_ACCESS);
 	}
 	PQclear(res);
 	conn_give(s, cn);
-	return e;
+}
+
+static enum err pg_call_access(struct storage *st, const char *id, const char *user,
+			       struct call_access *ret)
+{
+	return access_batcher_read(&to_pg(st)->access, id, user, ret);
 }
 
 static enum err pg_call_view(struct storage *st, const char *id, struct call_view *ret_view)
@@ -2227,10 +2295,13 @@ static void pg_free(struct pg_storage *s)
 		log_write(LOG_INFO,
 			  "msg=\"postgres totals\" transactions=%" PRIuFAST64
 			  " round_trips=%" PRIuFAST64 " statements=%" PRIuFAST64
-			  " numbering_rounds=%" PRIuFAST64,
+			  " numbering_rounds=%" PRIuFAST64 " access_reads=%" PRIuFAST64
+			  " access_batches=%" PRIuFAST64,
 			  atomic_load(&s->totals.transactions), atomic_load(&s->totals.round_trips),
 			  atomic_load(&s->totals.statements),
-			  atomic_load(&s->totals.numbering_rounds));
+			  atomic_load(&s->totals.numbering_rounds), atomic_load(&s->access.reads),
+			  atomic_load(&s->access.batches));
+	access_batcher_finish(&s->access);
 	if (s->conns_ready) {
 		struct conn *cn;
 		while ((cn = pool_drain(&s->conns)))
@@ -2488,6 +2559,10 @@ enum err pg_storage_open(const char *url, const struct storage_options *opts,
 		return ERR_NOMEM;
 	pthread_mutex_init(&s->feed_mu, NULL);
 	pthread_cond_init(&s->feed_cond, NULL);
+	/* Batches take pooled connections: never more of them than the pool has. */
+	access_batcher_init(&s->access, opts->pool_size < ACCESS_BATCHES ? opts->pool_size
+									 : ACCESS_BATCHES,
+			    access_batch_run, s);
 	s->base.impl = &pg_impl;
 	s->prepare = !opts->unprepared;
 	s->url = strdup(url);

@@ -1030,6 +1030,152 @@ Test(storage, call_access_for_member_and_stranger)
 	call_free(c);
 }
 
+/* Many threads ask at once, each for another (call, user), in a tight loop: PostgreSQL answers
+ * them in shared statements (db/pg_batch_read.c), and every thread must get its own answer.
+ * The calls, users and names differ in every field read, and hold the bytes an array literal
+ * could mistake for syntax; once with prepared statements and once without (pgbouncer). */
+#define ACCESS_CALLS 4
+#define ACCESS_USERS 4 /* the calls' three members and a stranger */
+#define ACCESS_COMBOS (ACCESS_CALLS * ACCESS_USERS + 1) /* and an unknown call */
+#define ACCESS_ROUNDS 60
+
+struct access_combo {
+	char id[ID_LEN + 1];
+	char user[USER_ID_MAX + 1];
+	enum err want;
+	struct call_access answer;
+};
+
+struct access_worker {
+	struct storage *st;
+	const struct access_combo *combos;
+	unsigned first;
+	pthread_barrier_t *start;
+	unsigned wrong;
+	char first_wrong[640];
+};
+
+static bool access_eq(const struct call_access *a, const struct call_access *b)
+{
+	return strcmp(a->room, b->room) == 0 && a->kind == b->kind && a->status == b->status &&
+	       a->next_deadline == b->next_deadline && a->member == b->member &&
+	       (!a->member || (a->invite == b->invite && strcmp(a->name, b->name) == 0));
+}
+
+static void *access_worker_main(void *arg)
+{
+	struct access_worker *w = arg;
+	pthread_barrier_wait(w->start);
+	for (unsigned i = 0; i < ACCESS_ROUNDS * ACCESS_COMBOS; i++) {
+		const struct access_combo *c = &w->combos[(w->first + i) % ACCESS_COMBOS];
+		struct call_access got = {0};
+		enum err e = storage_call_access(w->st, c->id, c->user, &got);
+		if (e == c->want && (e != ERR_OK || access_eq(&got, &c->answer)))
+			continue;
+		if (!w->wrong++)
+			snprintf(w->first_wrong, sizeof w->first_wrong,
+				 "call %s user %s: err %d (want %d), room %s member %d name %s",
+				 c->id, c->user, e, c->want, got.room, got.member, got.name);
+	}
+	return NULL;
+}
+
+static void run_access_workers(struct storage *on, const struct access_combo *combos)
+{
+	pthread_barrier_t start;
+	pthread_t threads[THREADS];
+	struct access_worker workers[THREADS];
+	cr_assert_eq(pthread_barrier_init(&start, NULL, THREADS), 0);
+	for (unsigned t = 0; t < THREADS; t++) {
+		workers[t] = (struct access_worker){.st = on, .combos = combos, .first = t,
+						    .start = &start};
+		cr_assert_eq(pthread_create(&threads[t], NULL, access_worker_main, &workers[t]), 0);
+	}
+	for (unsigned t = 0; t < THREADS; t++)
+		pthread_join(threads[t], NULL);
+	pthread_barrier_destroy(&start);
+	for (unsigned t = 0; t < THREADS; t++)
+		cr_assert_eq(workers[t].wrong, 0, "thread %u: %u wrong answers, first: %s", t,
+			     workers[t].wrong, workers[t].first_wrong);
+}
+
+Test(storage, concurrent_call_access_each_gets_its_own_answer, .timeout = 120)
+{
+	static const char *const who[ACCESS_USERS] = {"alice", "bob", "q\"u\\o,t{e} \xc3\xa9", "mallory"};
+	static const enum call_status status[ACCESS_CALLS] = {CALL_RINGING, CALL_ACTIVE, CALL_ENDED,
+							      CALL_RINGING};
+	static struct access_combo combos[ACCESS_COMBOS];
+	for (unsigned k = 0; k < ACCESS_CALLS; k++) {
+		struct call *c = new_call(k, 1767225600000 + k, who[0]);
+		/* Ids with a quote, a backslash, a comma, braces, a space and non-ASCII bytes. */
+		snprintf(c->id, sizeof c->id, "%08x-\"\\,{%u} \xc3\xa9\\\"", tag, k);
+		snprintf(c->room, sizeof c->room, "room-%u-%08x", k, tag);
+		c->kind = k % 2 ? CALL_VIDEO : CALL_AUDIO;
+		c->status = status[k];
+		c->next_deadline = 1767225700000 + 1000 * k;
+		add_member(c, who[1], MEMBER_CALLEE)->invite = k % 2 ? INVITE_ACCEPTED : INVITE_PENDING;
+		add_member(c, who[2], MEMBER_CALLEE)->invite = INVITE_DECLINED;
+		for (size_t m = 0; m < c->n_members; m++)
+			snprintf(c->members[m].name, sizeof c->members[m].name, "%s of call %u",
+				 who[m], k);
+		insert(c);
+		for (unsigned u = 0; u < ACCESS_USERS; u++) {
+			struct access_combo *x = &combos[k * ACCESS_USERS + u];
+			snprintf(x->id, sizeof x->id, "%s", c->id);
+			make_name(x->user, sizeof x->user, who[u]);
+			x->want = ERR_OK;
+			x->answer = (struct call_access){.kind = c->kind, .status = c->status,
+							 .next_deadline = c->next_deadline,
+							 .member = u < c->n_members};
+			snprintf(x->answer.room, sizeof x->answer.room, "%s", c->room);
+			if (x->answer.member) {
+				x->answer.invite = c->members[u].invite;
+				snprintf(x->answer.name, sizeof x->answer.name, "%s", c->members[u].name);
+			}
+		}
+		call_free(c);
+	}
+	struct access_combo *unknown = &combos[ACCESS_COMBOS - 1];
+	snprintf(unknown->id, sizeof unknown->id, "%08x-\"\\,{9} \xc3\xa9\\\"", tag);
+	make_name(unknown->user, sizeof unknown->user, who[1]);
+	unknown->want = ERR_NOT_FOUND;
+
+	run_access_workers(st, combos);
+	struct storage *unprepared = NULL;
+	struct storage_options opts = {.pool_size = 4, .unprepared = true};
+	cr_assert_eq(storage_open(url, &opts, &unprepared), ERR_OK);
+	run_access_workers(unprepared, combos);
+	storage_close(unprepared);
+}
+
+/* A pooled connection the server dropped (a restart, a failover) is replaced and the batch's
+ * statement sent again, as every read does: the read after it succeeds. */
+Test(storage, call_access_survives_a_lost_connection)
+{
+	if (is_sqlite())
+		cr_skip_test("PostgreSQL property: SQLite has no server to lose");
+	struct call *c = full_call(1);
+	insert(c);
+	struct storage *one = NULL;
+	struct storage_options opts = {.pool_size = 1};
+	cr_assert_eq(storage_open(url, &opts, &one), ERR_OK);
+	struct call_access got;
+	cr_assert_eq(storage_call_access(one, c->id, c->members[1].user, &got), ERR_OK);
+	/* CREATE TABLE AS: rawdb_exec1 runs commands; the wait makes each backend gone. */
+	rawdb_exec1(url,
+		    "CREATE TEMP TABLE terminated AS SELECT pg_terminate_backend(pid, 5000)"
+		    " FROM pg_stat_activity WHERE datname = current_database()"
+		    " AND application_name = ?1",
+		    "callstate");
+	got = (struct call_access){0};
+	cr_assert_eq(storage_call_access(one, c->id, c->members[1].user, &got), ERR_OK);
+	cr_assert_str_eq(got.room, c->room);
+	cr_assert(got.member);
+	cr_assert_str_eq(got.name, c->members[1].name);
+	storage_close(one);
+	call_free(c);
+}
+
 /* ---- lists ---- */
 
 #define LIST_N 48
