@@ -380,7 +380,8 @@ static const struct {
 			     " UNION SELECT call_id FROM participants WHERE user_id = ?1"
 			     " AND call_id > ?2 ORDER BY 1 LIMIT ?3"},
 	[S_WEBHOOK_REWRITE] = {"webhook_rewrite", "UPDATE webhooks SET body = ?2 WHERE id = ?1"},
-	[S_EVENT_REWRITE] = {"event_rewrite", "UPDATE events SET data = ?2 WHERE id = ?1"},
+	/* By seq, the rowid: events.id has no index (0008). */
+	[S_EVENT_REWRITE] = {"event_rewrite", "UPDATE events SET data = ?2 WHERE seq = ?3 AND id = ?1"},
 	[S_RENAME_MEMBER] = {"rename_member",
 			     "UPDATE call_members SET user_id = ?3,"
 			     " name = CASE WHEN coalesce(name, '') = '' THEN name ELSE ?3 END"
@@ -2126,10 +2127,12 @@ static enum err sq_tx_audit_rewrite(struct storage_tx *tx, const struct audit_en
 		return e;
 	bind_text(&b, 1, entry->id);
 	/* As stored: a webhook's body is a blob, an event's data text. */
-	if (entry->webhook)
+	if (entry->webhook) {
 		bind_blob(&b, 2, entry->body, (int)len);
-	else
+	} else {
 		bind_text(&b, 2, entry->body);
+		bind_int(&b, 3, entry->seq);
+	}
 	return run_bound(w, id, &b);
 }
 
