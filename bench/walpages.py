@@ -7,7 +7,8 @@ Usage: walpages.py COUNTS DATABASE EVENTS
 COUNTS is walpages.c's output, DATABASE the SQLite file after the run (checkpointed: the server
 stopped), EVENTS the events the run stored. Pages are named from dbstat as the file is at the
 end, so a page freed and reused by another b-tree during the run is named after the last one;
-pages dbstat does not list (the freelist) are "freelist/other". Page 1 holds the file's header
+pages dbstat does not list (the freelist) are "freelist/other"; a b-tree's overflow pages (the
+parts of rows too long for one page) are shown apart. Page 1 holds the file's header
 (its size in pages changes whenever the file grows) as well as the root of sqlite_schema.
 """
 import sqlite3
@@ -25,7 +26,8 @@ def main():
             else:
                 totals[fields[0]] = int(fields[1])
     db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    owner = dict((pageno, name) for name, pageno in db.execute("SELECT name, pageno FROM dbstat"))
+    owner = dict((pageno, name + (" (overflow)" if kind == "overflow" else ""))
+                 for name, pageno, kind in db.execute("SELECT name, pageno, pagetype FROM dbstat"))
     owner[1] = "header (page 1)"
     frames, pages = {}, {}
     for pageno, n in page_frames.items():
