@@ -34,7 +34,9 @@
 # RETENTION_IDLE_S (30: how long the purge is timed alone after its webhook run),
 # SKIP_WEBHOOKS=1, SKIP_HISTORY=1, SKIP_PEERS=1, SKIP_ATTACK=1, SKIP_RETENTION=1, SKIP_BUILD=1 (use build-release as it is), CALLSTATE_BIN (use
 # this binary, no build), PERF_OUT=PREFIX (`perf record -g` of the server during each webhook
-# run, into PREFIX-CONNS.data).
+# run, into PREFIX-CONNS.data), WAL_MAP=1 (SQLite: bench/walpages.c preloaded into the server of
+# each webhook run counts the pages it writes into the WAL, and bench/walpages.py prints them by
+# b-tree).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -387,6 +389,11 @@ stop_pid "$CS_PID"
 # the runs compare (sessions pile up in their calls: a later run on the same calls would be
 # slower for that alone).
 WEBHOOK_SUMMARY=()
+WALPAGES_SO=
+if [ -n "${WAL_MAP:-}" ] && [ "$BACKEND" = sqlite ]; then
+	WALPAGES_SO="$WORK/walpages.so"
+	cc -O2 -shared -fPIC -o "$WALPAGES_SO" "$BENCH/walpages.c" -ldl
+fi
 if [ -n "${SKIP_WEBHOOKS:-}" ]; then
 	echo "== webhooks skipped (SKIP_WEBHOOKS)" >&2
 elif ! have_sdk; then
@@ -405,7 +412,10 @@ else
 		# A restart on the same database, so that the writer's totals (logged at exit) count
 		# the webhooks only, not the calls created for them.
 		stop_pid "$CS_PID"
+		CS_ENV=
+		[ -z "$WALPAGES_SO" ] || CS_ENV="LD_PRELOAD=$WALPAGES_SO WALPAGES_OUT=$WORK/walpages-$wc.txt"
 		start_callstate "webhooks$wc" "$PORT" "$WORK/webhooks-$wc.log"
+		CS_ENV=
 		thread_cpu "$CS_PID" >"$WORK/cpu-before-$wc"
 		[ "$BACKEND" != postgres ] || pg_stats_reset "webhooks$wc"
 		PERF_PID=
@@ -441,6 +451,8 @@ else
 		rm -f "$WORK/webhooks-$wc.txt"
 		stop_pid "$CS_PID"
 		WEBHOOK_SUMMARY+=("$(per_event "$wc" "$stored")")
+		[ -z "$WALPAGES_SO" ] ||
+			WEBHOOK_SUMMARY+=("$(python3 "$BENCH/walpages.py" "$WORK/walpages-$wc.txt" "$WORK/webhooks$wc.db" "$stored")")
 		[ "$BACKEND" != postgres ] || WEBHOOK_SUMMARY+=("$(pg_per_event "webhooks$wc" "$stored")")
 		[ ! -s "$WORK/pg-perf-$wc.data" ] || perf report -i "$WORK/pg-perf-$wc.data" --no-children \
 			--sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -n 40 >"${PG_PERF_OUT:-/dev/stderr}" || true

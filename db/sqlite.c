@@ -96,11 +96,12 @@
 	" AND (c.created_at, c.id) < (?1, ?2) AND c.created_at >= ?3"                              \
 	" ORDER BY c.created_at DESC, c.id DESC LIMIT ?8"
 
-/* The calls one purge batch deletes (?1 the end before which, ?2 how many): the same rows in
- * each statement of the batch, since only the writer changes calls and it runs them in one
- * transaction, the calls last. calls_created finds them (storage.h). */
-#define PURGED_CALLS                                                                               \
-	"SELECT id FROM calls WHERE created_at < ?1 AND ended_at < ?1"                             \
+/* The calls one purge batch deletes (?1 the end before which, ?2 how many), by the column
+ * col (their id or rid): the same rows in each statement of the batch, since only the writer
+ * changes calls and it runs them in one transaction, the calls last. calls_created finds them
+ * (storage.h). */
+#define PURGED_CALLS(col)                                                                          \
+	"SELECT " col " FROM calls WHERE created_at < ?1 AND ended_at < ?1"                        \
 	" ORDER BY created_at, id LIMIT ?2"
 
 enum stmt_id {
@@ -271,28 +272,32 @@ static const struct {
 		     "SELECT 1 AS webhook, NULL, w.id, w.event, w.received_at AS at, NULL, NULL, NULL,"
 		     " CAST(w.body AS TEXT), coalesce(w.call_version, 0) + 1 AS pos"
 		     " FROM audit_webhooks a JOIN webhooks w ON w.id = a.webhook_id"
-		     " WHERE a.call_id = ?1"
+		     " WHERE a.call_rid = (SELECT rid FROM calls WHERE id = ?1)"
 		     " UNION ALL SELECT 1, NULL, id, event, received_at, NULL, NULL, NULL,"
 		     " CAST(body AS TEXT), coalesce(call_version, 0) + 1 FROM webhooks"
 		     " WHERE rowid > (SELECT webhooks_upto FROM audit_indexed) AND call_id = ?1"
 		     " UNION ALL SELECT 0, e.seq, e.id, e.type, e.at, e.call_version, e.cause,"
 		     " e.cause_ref, e.data, e.call_version"
-		     " FROM audit_events a JOIN events e ON e.seq = a.seq WHERE a.call_id = ?1"
+		     " FROM audit_events a JOIN events e ON e.seq = a.seq"
+		     " WHERE a.call_rid = (SELECT rid FROM calls WHERE id = ?1)"
 		     " UNION ALL SELECT 0, seq, id, type, at, call_version, cause, cause_ref, data,"
 		     " call_version FROM events"
 		     " WHERE seq > (SELECT events_upto FROM audit_indexed) AND call_id = ?1"
 		     " ORDER BY pos, webhook DESC, at, id"},
 	/* The audit tables are filled AUDIT_INDEX_CHUNK seqs and rowids past their marks at a
-	 * time (?1), and the marks moved as far, never past the newest row nor back. */
+	 * time (?1), and the marks moved as far, never past the newest row nor back. Each row
+	 * past a mark is read in order and its call looked up (CROSS JOIN pins that order). */
 	[S_AUDIT_INDEX_EVENTS] = {"audit_index_events",
-				  "INSERT INTO audit_events (call_id, seq) SELECT call_id, seq"
-				  " FROM events, audit_indexed WHERE seq > events_upto"
-				  " AND seq <= events_upto + ?1 AND call_id IS NOT NULL"},
+				  "INSERT INTO audit_events (call_rid, seq) SELECT c.rid, e.seq"
+				  " FROM audit_indexed CROSS JOIN events e CROSS JOIN calls c"
+				  " WHERE e.seq > events_upto AND e.seq <= events_upto + ?1"
+				  " AND c.id = e.call_id"},
 	[S_AUDIT_INDEX_WEBHOOKS] = {"audit_index_webhooks",
-				    "INSERT INTO audit_webhooks (call_id, webhook_id)"
-				    " SELECT call_id, id FROM webhooks, audit_indexed"
-				    " WHERE webhooks.rowid > webhooks_upto"
-				    " AND webhooks.rowid <= webhooks_upto + ?1 AND call_id IS NOT NULL"},
+				    "INSERT INTO audit_webhooks (call_rid, webhook_id)"
+				    " SELECT c.rid, w.id"
+				    " FROM audit_indexed CROSS JOIN webhooks w CROSS JOIN calls c"
+				    " WHERE w.rowid > webhooks_upto AND w.rowid <= webhooks_upto + ?1"
+				    " AND c.id = w.call_id"},
 	[S_AUDIT_INDEXED] = {"audit_indexed",
 			     "UPDATE audit_indexed SET"
 			     " events_upto = max(events_upto, min(events_upto + ?1,"
@@ -375,7 +380,8 @@ static const struct {
 			     " UNION SELECT call_id FROM participants WHERE user_id = ?1"
 			     " AND call_id > ?2 ORDER BY 1 LIMIT ?3"},
 	[S_WEBHOOK_REWRITE] = {"webhook_rewrite", "UPDATE webhooks SET body = ?2 WHERE id = ?1"},
-	[S_EVENT_REWRITE] = {"event_rewrite", "UPDATE events SET data = ?2 WHERE id = ?1"},
+	/* By seq, the rowid: events.id has no index (0008). */
+	[S_EVENT_REWRITE] = {"event_rewrite", "UPDATE events SET data = ?2 WHERE seq = ?3 AND id = ?1"},
 	[S_RENAME_MEMBER] = {"rename_member",
 			     "UPDATE call_members SET user_id = ?3,"
 			     " name = CASE WHEN coalesce(name, '') = '' THEN name ELSE ?3 END"
@@ -393,19 +399,19 @@ static const struct {
 	 * as for S_AUDIT. Members and sessions go with the call (ON DELETE CASCADE). */
 	[S_PURGE_EVENTS] = {"purge_events",
 			    "DELETE FROM events WHERE seq IN (SELECT seq FROM audit_events"
-			    " WHERE call_id IN (" PURGED_CALLS ") UNION ALL SELECT seq FROM events"
+			    " WHERE call_rid IN (" PURGED_CALLS("rid") ") UNION ALL SELECT seq FROM events"
 			    " WHERE seq > (SELECT events_upto FROM audit_indexed)"
-			    " AND call_id IN (" PURGED_CALLS "))"},
+			    " AND call_id IN (" PURGED_CALLS("id") "))"},
 	[S_PURGE_WEBHOOKS] = {"purge_webhooks",
 			      "DELETE FROM webhooks WHERE id IN (SELECT webhook_id FROM audit_webhooks"
-			      " WHERE call_id IN (" PURGED_CALLS ") UNION ALL SELECT id FROM webhooks"
-			      " WHERE rowid > (SELECT webhooks_upto FROM audit_indexed)"
-			      " AND call_id IN (" PURGED_CALLS "))"},
+			      " WHERE call_rid IN (" PURGED_CALLS("rid") ") UNION ALL SELECT id"
+			      " FROM webhooks WHERE rowid > (SELECT webhooks_upto FROM audit_indexed)"
+			      " AND call_id IN (" PURGED_CALLS("id") "))"},
 	[S_PURGE_AUDIT_EVENTS] = {"purge_audit_events", "DELETE FROM audit_events"
-							" WHERE call_id IN (" PURGED_CALLS ")"},
+							" WHERE call_rid IN (" PURGED_CALLS("rid") ")"},
 	[S_PURGE_AUDIT_WEBHOOKS] = {"purge_audit_webhooks", "DELETE FROM audit_webhooks"
-							    " WHERE call_id IN (" PURGED_CALLS ")"},
-	[S_PURGE_CALLS] = {"purge_calls", "DELETE FROM calls WHERE id IN (" PURGED_CALLS ")"},
+							    " WHERE call_rid IN (" PURGED_CALLS("rid") ")"},
+	[S_PURGE_CALLS] = {"purge_calls", "DELETE FROM calls WHERE id IN (" PURGED_CALLS("id") ")"},
 	/* The feed is walked in seq order up to its first event at or after ?1 (seq follows at
 	 * but for moments), so a pass reads what it deletes and no more: events has no index on
 	 * at, and no write should pay for one. */
@@ -2121,10 +2127,12 @@ static enum err sq_tx_audit_rewrite(struct storage_tx *tx, const struct audit_en
 		return e;
 	bind_text(&b, 1, entry->id);
 	/* As stored: a webhook's body is a blob, an event's data text. */
-	if (entry->webhook)
+	if (entry->webhook) {
 		bind_blob(&b, 2, entry->body, (int)len);
-	else
+	} else {
 		bind_text(&b, 2, entry->body);
+		bind_int(&b, 3, entry->seq);
+	}
 	return run_bound(w, id, &b);
 }
 

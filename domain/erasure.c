@@ -265,6 +265,7 @@ static enum err erase_feed_page(struct storage *st, const struct erase_job *j, i
 			continue;
 		struct audit_entry *a = &p.entries[p.n++];
 		snprintf(a->id, sizeof a->id, "%s", ev->id);
+		a->seq = ev->seq;
 		a->body = text;
 	}
 	if (e == ERR_OK && p.n)

@@ -399,8 +399,9 @@ enum err storage_user_call_ids(struct storage *st, const char *user, const char 
 /* The audit trail of call id as storage_call_audit reads it, inside the transaction (it sees
  * the transaction's own writes). */
 enum err storage_tx_call_audit(struct storage_tx *tx, const char *id, struct audit_trail *ret);
-/* Replace the stored text of one entry of a trail, found by its id: a webhook's body
- * (entry->webhook) or a feed event's data; an entry that is gone is not an error. */
+/* Replace the stored text of one entry of a trail, found by its id (and a feed event's by its
+ * seq as well, when it has one): a webhook's body (entry->webhook) or a feed event's data; an
+ * entry that is gone is not an error. */
 enum err storage_tx_audit_rewrite(struct storage_tx *tx, const struct audit_entry *entry);
 /* In call id, locked by this transaction: user's member row and sessions take pseudonym as
  * their user (a member's name, when they had one, too), the caller column too, and the call

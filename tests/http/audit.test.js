@@ -127,8 +127,9 @@ describe('GET /v1/calls/{id}/events', () => {
         const q = (sql) => spawnSync('sqlite3', [db, sql], { encoding: 'utf8' }).stdout.trim();
         const transitions = before.body.events.filter((e) => e.kind === 'transition').length;
         const webhooks = before.body.events.filter((e) => e.kind === 'webhook').length;
-        assert.equal(q(`SELECT count(*) FROM audit_events WHERE call_id = '${c.id}'`), String(transitions));
-        assert.equal(q(`SELECT count(*) FROM audit_webhooks WHERE call_id = '${c.id}'`), String(webhooks));
+        const rid = `(SELECT rid FROM calls WHERE id = '${c.id}')`;
+        assert.equal(q(`SELECT count(*) FROM audit_events WHERE call_rid = ${rid}`), String(transitions));
+        assert.equal(q(`SELECT count(*) FROM audit_webhooks WHERE call_rid = ${rid}`), String(webhooks));
         assert.equal(q('SELECT events_upto = (SELECT max(seq) FROM events) FROM audit_indexed'), '1');
       }
     } finally {
