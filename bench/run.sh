@@ -36,7 +36,9 @@
 # this binary, no build), PERF_OUT=PREFIX (`perf record -g` of the server during each webhook
 # run, into PREFIX-CONNS.data), WAL_MAP=1 (SQLite: bench/walpages.c preloaded into the server of
 # each webhook run counts the pages it writes into the WAL, and bench/walpages.py prints them by
-# b-tree).
+# b-tree), SYNC_TIMES=1 (SQLite: bench/synctimes.c preloaded likewise times every fdatasync and
+# fsync by thread and file). Each webhook run also prints, per event and by thread group, the
+# time the threads were ready to run but waited for a core (schedstat).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -108,17 +110,19 @@ wait_http() { # wait_http URL [TRIES]
 	return 1
 }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-# thread_cpu PID: "<thread group> <ns on a CPU>" per group of the process's threads (named by
-# the service: cs-writer, cs-checkpoint, ...; CivetWeb's civetweb-worker and -master). From
-# schedstat, not utime/stime: those are sampled at each clock tick, and a thread that wakes on
-# a timer runs right at the tick and gets charged far more than it ran.
+# thread_cpu PID: "<thread group> <ns on a CPU> <ns runnable, waiting for a CPU>" per group of
+# the process's threads (named by the service: cs-writer, cs-checkpoint, ...; CivetWeb's
+# civetweb-worker and -master). From schedstat, not utime/stime: those are sampled at each clock
+# tick, and a thread that wakes on a timer runs right at the tick and gets charged far more than
+# it ran. The wait is the time a thread was ready to run but queued behind others for a core.
 # Read with builtins: a process per file made it take minutes on a loaded machine, and the
 # webhooks' signatures (5 min) expired before wrk sent them.
 thread_cpu() {
-	local t comm ns
+	local t comm ns wait
 	for t in /proc/"$1"/task/*; do
-		{ read -r comm <"$t/comm" && read -r ns _ <"$t/schedstat"; } 2>/dev/null && printf '%s %s\n' "$comm" "$ns"
-	done | awk 'NF == 2 { sub(/-[0-9]+$/, "", $1); n[$1] += $2 } END { for (k in n) printf "%s %.0f\n", k, n[k] }' | sort
+		{ read -r comm <"$t/comm" && read -r ns wait _ <"$t/schedstat"; } 2>/dev/null && printf '%s %s %s\n' "$comm" "$ns" "$wait"
+	done | awk 'NF == 3 { sub(/-[0-9]+$/, "", $1); n[$1] += $2; w[$1] += $3 }
+		END { for (k in n) printf "%s %.0f %.0f\n", k, n[k], w[k] }' | sort
 }
 
 SVC_TOKEN="bench-svc-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -219,16 +223,21 @@ run_wrk() {
 per_event() {
 	local wc=$1 events=$2
 	[ "$events" -gt 0 ] 2>/dev/null || { echo "per event (c=$wc): no events"; return; }
-	join -a2 -e0 -o 0,1.2,2.2 "$WORK/cpu-before-$wc" "$WORK/cpu-after-$wc" |
+	join -a2 -e0 -o 0,1.2,1.3,2.2,2.3 "$WORK/cpu-before-$wc" "$WORK/cpu-after-$wc" |
 		awk -v n="$events" -v c="$wc" '
-			{ us = ($3 - $2) / 1e3 / n; total += us; if (us >= 0.05) parts = parts sprintf(" %s %.1f", $1, us) }
-			END { printf "per event (c=%s): server CPU %.1f us:%s\n", c, total, parts }'
+			{ us = ($4 - $2) / 1e3 / n; total += us; if (us >= 0.05) parts = parts sprintf(" %s %.1f", $1, us)
+			  wus = ($5 - $3) / 1e3 / n; wtotal += wus; if (wus >= 0.05) wparts = wparts sprintf(" %s %.1f", $1, wus) }
+			END { printf "per event (c=%s): server CPU %.1f us:%s\n", c, total, parts
+			      printf "  waiting for a core, us per event:%s\n", wparts }'
 	grep -h 'msg="sqlite writer totals"' "$WORK/webhooks-$wc.log" | tail -n 1 |
 		awk -v n="$events" '{
 			for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
 			if (v["batches"] > 0)
 				printf "  writer: %.2f WAL pages, %.1f statements, %.0f VM steps per event; %.1f transactions per batch\n",
 					v["wal_frames"] / n, v["statements"] / n, v["vm_steps"] / n, v["transactions"] / v["batches"]
+			if ("wal_restarts" in v)
+				printf "  WAL: %d restarts, %d checkpoints run by the writer, %.3f fdatasyncs of the syncer per event\n",
+					v["wal_restarts"], v["writer_checkpoints"], v["syncs"] / n
 		}'
 	grep -h 'msg="postgres totals"' "$WORK/webhooks-$wc.log" | tail -n 1 |
 		awk -v n="$events" '{
@@ -394,6 +403,11 @@ if [ -n "${WAL_MAP:-}" ] && [ "$BACKEND" = sqlite ]; then
 	WALPAGES_SO="$WORK/walpages.so"
 	cc -O2 -shared -fPIC -o "$WALPAGES_SO" "$BENCH/walpages.c" -ldl
 fi
+SYNCTIMES_SO=
+if [ -n "${SYNC_TIMES:-}" ] && [ "$BACKEND" = sqlite ]; then
+	SYNCTIMES_SO="$WORK/synctimes.so"
+	cc -O2 -shared -fPIC -o "$SYNCTIMES_SO" "$BENCH/synctimes.c" -ldl
+fi
 if [ -n "${SKIP_WEBHOOKS:-}" ]; then
 	echo "== webhooks skipped (SKIP_WEBHOOKS)" >&2
 elif ! have_sdk; then
@@ -412,8 +426,11 @@ else
 		# A restart on the same database, so that the writer's totals (logged at exit) count
 		# the webhooks only, not the calls created for them.
 		stop_pid "$CS_PID"
+		preload=
 		CS_ENV=
-		[ -z "$WALPAGES_SO" ] || CS_ENV="LD_PRELOAD=$WALPAGES_SO WALPAGES_OUT=$WORK/walpages-$wc.txt"
+		[ -z "$WALPAGES_SO" ] || { preload=$WALPAGES_SO; CS_ENV="WALPAGES_OUT=$WORK/walpages-$wc.txt"; }
+		[ -z "$SYNCTIMES_SO" ] || { preload="$preload${preload:+:}$SYNCTIMES_SO"; CS_ENV="$CS_ENV SYNCTIMES_OUT=$WORK/synctimes-$wc.txt"; }
+		[ -z "$preload" ] || CS_ENV="LD_PRELOAD=$preload $CS_ENV"
 		start_callstate "webhooks$wc" "$PORT" "$WORK/webhooks-$wc.log"
 		CS_ENV=
 		thread_cpu "$CS_PID" >"$WORK/cpu-before-$wc"
@@ -453,6 +470,7 @@ else
 		WEBHOOK_SUMMARY+=("$(per_event "$wc" "$stored")")
 		[ -z "$WALPAGES_SO" ] ||
 			WEBHOOK_SUMMARY+=("$(python3 "$BENCH/walpages.py" "$WORK/walpages-$wc.txt" "$WORK/webhooks$wc.db" "$stored")")
+		[ ! -s "$WORK/synctimes-$wc.txt" ] || WEBHOOK_SUMMARY+=("$(sed 's/^/  sync: /' "$WORK/synctimes-$wc.txt")")
 		[ "$BACKEND" != postgres ] || WEBHOOK_SUMMARY+=("$(pg_per_event "webhooks$wc" "$stored")")
 		[ ! -s "$WORK/pg-perf-$wc.data" ] || perf report -i "$WORK/pg-perf-$wc.data" --no-children \
 			--sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -n 40 >"${PG_PERF_OUT:-/dev/stderr}" || true
