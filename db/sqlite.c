@@ -72,7 +72,8 @@
 #define AUDIT_INDEX_CHUNKS_MAX 64 /* transactions of one catch-up: the checkpoints go on */
 /* Under sustained writes the checkpointer never reaches the WAL's end, and the WAL can only
  * start over once a checkpoint has: past this size the writer finishes the copy itself,
- * between two batches, so the WAL (and recovery after a crash) stays bounded. */
+ * between two batches (the batch just committed already handed to the syncer, so that its
+ * answers do not wait for the copy), so the WAL (and recovery after a crash) stays bounded. */
 #define WAL_LIMIT_PAGES 16000
 #define WAL_FILE_LIMIT "67108864" /* bytes a reset WAL file is truncated to */
 #define BUSY_TIMEOUT_MS 5000
@@ -526,7 +527,7 @@ struct sqlite_storage {
 	atomic_bool audit_behind;
 	/* What the writer did, logged at close: the figures a write-path benchmark divides by
 	 * its events. Written by the writer thread only, but syncs by the syncer. */
-	uint64_t batches, transactions, wal_frames, syncs;
+	uint64_t batches, transactions, wal_frames, syncs, wal_restarts, writer_checkpoints;
 	int wal_pages; /* the WAL's size after the last commit */
 };
 
@@ -1045,16 +1046,15 @@ static enum err run_job(struct sqlite_storage *s, struct job *j, bool *intact)
 /* sqlite3_wal_hook: runs in the writer after each commit, with the WAL's size in pages. */
 static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
 {
+	(void)db;
 	(void)name;
 	struct sqlite_storage *s = arg;
 	/* A smaller WAL than last time started over from its first frame. */
+	if (pages < s->wal_pages)
+		s->wal_restarts++;
 	s->wal_frames += (uint64_t)(pages >= s->wal_pages ? pages - s->wal_pages : pages);
 	s->wal_pages = pages;
-	if (pages >= WAL_LIMIT_PAGES) {
-		int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-			db_fail(db, rc, "wal_checkpoint_writer");
-	} else if (pages >= CHECKPOINT_PAGES) {
+	if (pages >= CHECKPOINT_PAGES && pages < WAL_LIMIT_PAGES) {
 		pthread_mutex_lock(&s->checkpoint_mu);
 		s->checkpoint_due = true;
 		pthread_cond_signal(&s->checkpoint_cond);
@@ -1338,6 +1338,20 @@ static void batch_close(struct sqlite_storage *s, struct batch *b)
 	*b = (struct batch){0};
 }
 
+/* Runs in the writer between two batches: past WAL_LIMIT_PAGES, copies what the checkpointer
+ * has not, so that the next batch starts the WAL over. */
+static void wal_limit_checkpoint(struct sqlite_storage *s)
+{
+	if (s->wal_pages < WAL_LIMIT_PAGES || atomic_load(&s->failed))
+		return;
+	s->writer_checkpoints++;
+	int rc = sqlite3_wal_checkpoint_v2(s->writer.db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
+					   NULL);
+	/* BUSY: the checkpointer is copying; the end of the next batch tries again. */
+	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+		db_fail(s->writer.db, rc, "wal_checkpoint_writer");
+}
+
 /* Whether the open batch (b->n > 0) is to be committed now; queue_mu held. While the syncer
  * is in an fdatasync, what the batch would commit could not be released before the next one
  * anyway: the batch stays open and takes the jobs queued meanwhile. */
@@ -1356,6 +1370,7 @@ static void *writer_main(void *arg)
 		if (b.n > 0 && batch_due(s, &b)) {
 			pthread_mutex_unlock(&s->queue_mu);
 			batch_close(s, &b);
+			wal_limit_checkpoint(s);
 		} else if (s->head) {
 			struct job *jobs = s->head, *last = jobs;
 			for (size_t n = b.n + 1; last->next && n < BATCH_MAX; n++)
@@ -2210,8 +2225,9 @@ static void log_writer_totals(struct sqlite_storage *s)
 	log_write(LOG_INFO,
 		  "msg=\"sqlite writer totals\" batches=%" PRIu64 " transactions=%" PRIu64
 		  " statements=%" PRIu64 " vm_steps=%" PRIu64 " wal_frames=%" PRIu64
-		  " syncs=%" PRIu64,
-		  s->batches, s->transactions, statements, vm_steps, s->wal_frames, s->syncs);
+		  " syncs=%" PRIu64 " wal_restarts=%" PRIu64 " writer_checkpoints=%" PRIu64,
+		  s->batches, s->transactions, statements, vm_steps, s->wal_frames, s->syncs,
+		  s->wal_restarts, s->writer_checkpoints);
 }
 
 static void sqlite_free(struct sqlite_storage *s)
