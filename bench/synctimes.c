@@ -68,9 +68,18 @@ static void record(int fd, uint64_t ns)
 	pthread_mutex_unlock(&slots_mu);
 }
 
-static int timed(const char *name, int fd)
+typedef int sync_fn(int);
+static sync_fn *real_fdatasync, *real_fsync;
+
+/* Before main, and so before any thread can sync. */
+__attribute__((constructor)) static void find_real(void)
 {
-	int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, name);
+	real_fdatasync = (sync_fn *)dlsym(RTLD_NEXT, "fdatasync");
+	real_fsync = (sync_fn *)dlsym(RTLD_NEXT, "fsync");
+}
+
+static int timed(sync_fn *real, int fd)
+{
 	uint64_t start = now_ns();
 	int rc = real(fd);
 	record(fd, now_ns() - start);
@@ -79,12 +88,12 @@ static int timed(const char *name, int fd)
 
 int fdatasync(int fd)
 {
-	return timed("fdatasync", fd);
+	return timed(real_fdatasync, fd);
 }
 
 int fsync(int fd)
 {
-	return timed("fsync", fd);
+	return timed(real_fsync, fd);
 }
 
 __attribute__((destructor)) static void report(void)
