@@ -10,10 +10,11 @@
 // disk shows as a missing event.
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  startServer, shutdown, makeTmpDir, removeTmpDir, makeSecrets, newCall, assertCallShape, assertFeed, ms, sleep, BACKEND,
+  startServer, shutdown, makeTmpDir, removeTmpDir, makeSecrets, newCall, assertCallShape, assertFeed, ms, sleep, pollUntil, rawSql, BACKEND,
 } from './harness.js';
 import { LkRoom, postWebhook, signWebhook } from './livekit-kit.js';
 
@@ -256,6 +257,61 @@ describe('a commit held in its writes', { skip: BACKEND !== 'sqlite' || !POWERCU
     cutPower(dir);
     const srv2 = pair.second = await startServer({ dir, secrets });
     assert.deepEqual((await srv2.getCall(call.id)).participants.map((p) => p.sid), [s1.sid], 'the acknowledged join is on the disk');
+  });
+});
+
+// A checkpoint copies frames of the WAL into the database file and syncs it. A frame the WAL's
+// fdatasync has not made durable must never get there first: a power cut would take it out of the
+// WAL and leave it in the database, part of a transaction nobody was answered for (only the pages
+// the checkpoint copied). The checkpointer syncs the WAL before it copies (its connection is at
+// synchronous=FULL), so while the WAL's syncs hang, no checkpoint copies anything.
+describe('a checkpoint while the WAL\'s fdatasync hangs', { skip: BACKEND !== 'sqlite' || !POWERCUT_LIB }, () => {
+  const pair = restartPair();
+  const { dir, secrets } = pair;
+  const stallFile = path.join(dir, 'stall-wal-syncs');
+  /** Whether the database file as the disk holds it, read alone (no WAL), has the webhook. */
+  const inDatabaseFile = (ev) => {
+    const durable = path.join(dir, 'callstate.db.durable');
+    if (!fs.existsSync(durable)) return false;
+    const alone = fs.mkdtempSync(path.join(dir, 'alone-'));
+    fs.copyFileSync(durable, path.join(alone, 'callstate.db'));
+    const r = spawnSync('sqlite3', ['-bail', path.join(alone, 'callstate.db'), `SELECT count(*) FROM webhooks WHERE id = '${ev.id}'`], { encoding: 'utf8' });
+    fs.rmSync(alone, { recursive: true, force: true });
+    if (/no such table: webhooks/.test(r.stderr)) return false; // no checkpoint since the migrations
+    assert.equal(r.status, 0, `sqlite3: ${r.stderr}`);
+    return r.stdout.trim() === '1';
+  };
+
+  it('copies nothing unacknowledged into the database file; after a power cut the acknowledged join is stored', async () => {
+    const { srv, req, call, room, t0 } = await callOnPowerCutDisk(pair, { POWERCUT_WAL_STALL_FILE: stallFile });
+    const s1 = room.session(req.callees[0], t0 + 1000);
+    const first = room.joined(s1);
+    // The other two are of a room no call owns: stored, but with nothing for the audit trail, whose
+    // indexing the checkpointer runs before its checkpoint and which would wait for the sync too.
+    const elsewhere = new LkRoom(`no-call-${s1.sid}`, { creationMs: t0 });
+    const [restarting, unanswered] = [2000, 3000].map((at, i) => elsewhere.joined(elsewhere.session(req.callees[i], t0 + at)));
+    const sign = (ev) => signWebhook(ev.body, secrets.apiKey, secrets.apiSecret);
+    assert.equal((await postWebhook(srv, first.body, await sign(first))).status, 200);
+    // The checkpointer (once a second at least) copies it into the database file and syncs it.
+    const [copied] = await pollUntil(() => inDatabaseFile(first), 10000, 200);
+    assert.ok(copied, 'the acknowledged join reached the database file');
+    // A commit after a complete checkpoint starts the WAL over and syncs its new header, which
+    // the stall would hold: `restarting` does that first, and `unanswered` then appends.
+    const unansweredAuth = await sign(unanswered);
+    assert.equal((await postWebhook(srv, restarting.body, await sign(restarting))).status, 200);
+    fs.writeFileSync(stallFile, '');
+    let status = null;
+    postWebhook(srv, unanswered.body, unansweredAuth).then((r) => { status = r.status; }, () => {});
+    await sleep(3000); // three of the checkpointer's rounds, the webhook committed into the WAL
+    assert.equal(status, null, 'no answer while the WAL\'s sync hangs');
+    srv.child.kill('SIGKILL');
+    await srv.exited;
+    assert.equal(inDatabaseFile(unanswered), false, 'the unanswered webhook is not in the database file');
+
+    cutPower(dir);
+    const srv2 = pair.second = await startServer({ dir, secrets });
+    assert.deepEqual((await srv2.getCall(call.id)).participants.map((p) => p.sid), [s1.sid], 'the acknowledged join is there');
+    assert.equal(rawSql(srv2, 'SELECT count(*) FROM webhooks WHERE id = @p1', [unanswered.id]).trim(), '0', 'the unanswered webhook is not');
   });
 });
 

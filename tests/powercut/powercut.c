@@ -14,6 +14,8 @@
  * While the file named by $POWERCUT_FAIL_FILE exists, every sync of a file under the directory
  * fails with EIO and makes nothing durable: a disk that stopped taking writes. While the file
  * named by $POWERCUT_STALL_FILE exists, every such sync waits for it to go: a disk that hangs.
+ * While the file named by $POWERCUT_WAL_STALL_FILE exists, every sync of such a file whose name
+ * ends in -wal waits for it to go: the WAL's syncs hang, the database's go through.
  * While the file named by $POWERCUT_WRITE_STALL_FILE exists, every pwrite to such a file waits
  * for it to go (SQLite's writes): a writer held in the middle of its commit.
  *
@@ -105,16 +107,23 @@ static struct tracked *lookup(int fd)
 	return fd_file[fd] > 0 ? &files[fd_file[fd] - 1] : NULL;
 }
 
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), k = strlen(suffix);
+	return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
 /* Waits without the lock while the file named by the variable trigger exists, if fd is one of
- * the directory's files. */
-static void hold(int fd, const char *trigger_variable)
+ * the directory's files and its name ends in suffix ("" for any). */
+static void hold(int fd, const char *trigger_variable, const char *suffix)
 {
 	const char *trigger = getenv(trigger_variable);
 	if (!trigger)
 		return;
 	int saved = errno;
 	pthread_mutex_lock(&mu);
-	bool tracked = lookup(fd);
+	const struct tracked *t = lookup(fd);
+	bool tracked = t && ends_with(t->path, suffix);
 	pthread_mutex_unlock(&mu);
 	struct timespec pause = {0, 10000000};
 	while (tracked && access(trigger, F_OK) == 0)
@@ -171,7 +180,7 @@ static void make_durable(int fd)
 
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 {
-	hold(fd, "POWERCUT_WRITE_STALL_FILE");
+	hold(fd, "POWERCUT_WRITE_STALL_FILE", "");
 	ssize_t r = real_pwrite(fd, buf, n, off);
 	dirty(fd, off, r);
 	return r;
@@ -179,7 +188,7 @@ ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 
 ssize_t pwrite64(int fd, const void *buf, size_t n, off64_t off)
 {
-	hold(fd, "POWERCUT_WRITE_STALL_FILE");
+	hold(fd, "POWERCUT_WRITE_STALL_FILE", "");
 	ssize_t r = real_pwrite64(fd, buf, n, off);
 	dirty(fd, (off_t)off, r);
 	return r;
@@ -206,7 +215,9 @@ static bool sync_fails(int fd)
 
 static int synced(int (*real_sync)(int), int fd)
 {
-	hold(fd, "POWERCUT_STALL_FILE"); /* writes go on meanwhile, as into the page cache */
+	/* Writes go on meanwhile, as into the page cache. */
+	hold(fd, "POWERCUT_STALL_FILE", "");
+	hold(fd, "POWERCUT_WAL_STALL_FILE", "-wal");
 	pthread_mutex_lock(&mu);
 	bool fail = sync_fails(fd);
 	int r = fail ? -1 : real_sync(fd);
