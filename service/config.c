@@ -520,7 +520,7 @@ static const struct setting settings[] = {
 	{S("CALLSTATE_LISTEN", "127.0.0.1:8080", set_listen)},
 	{S("CALLSTATE_THREADS", "1536", set_int), INT(threads, 1, 16384)},
 	{S("CALLSTATE_IDLE_TIMEOUT_MS", "10000", set_int), INT(idle_timeout_ms, 100, 3600000)},
-	{S("CALLSTATE_REQUEST_TIMEOUT_MS", "5000", set_int), INT(request_timeout_ms, 100, 600000)},
+	{S("CALLSTATE_REQUEST_TIMEOUT_MS", "10000", set_int), INT(request_timeout_ms, 100, 600000)},
 	{S("CALLSTATE_LONG_POLLS", "256", set_int), INT(long_polls, 1, 16384)},
 	{S("CALLSTATE_SERVICE_TOKENS", NULL, set_tokens), .offset = FIELD(service_tokens),
 	 .count_offset = FIELD(n_service_tokens)},

@@ -187,13 +187,24 @@ describe('slow bodies and idle connections', () => {
   });
 
   it('a stalled body is cut at CALLSTATE_IDLE_TIMEOUT_MS when that is the smaller', async () => {
-    const idle = await startServer({ env: { CALLSTATE_IDLE_TIMEOUT_MS: 800 } }); // request timeout 5000
+    const idle = await startServer({ env: { CALLSTATE_IDLE_TIMEOUT_MS: 800, CALLSTATE_REQUEST_TIMEOUT_MS: 5000 } });
     try {
       const r = await rawExchange(idle.port, ['POST /webhooks/livekit HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{']);
       assert.equal(r.status, 408, r.head);
       assert.ok(r.closed && r.ms < 800 + 1000, `closed after ${r.ms} ms`);
     } finally {
       await shutdown(idle);
+    }
+  });
+
+  it('with the timeouts left at their defaults, a stalled body is cut after 10 s (API.md), not sooner', async () => {
+    const defaults = await startServer();
+    try {
+      const r = await rawExchange(defaults.port, ['POST /webhooks/livekit HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{']);
+      assert.equal(r.status, 408, r.head);
+      assert.ok(r.closed && r.ms >= 9900 && r.ms < 11500, `closed after ${r.ms} ms`);
+    } finally {
+      await shutdown(defaults);
     }
   });
 

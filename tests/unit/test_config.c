@@ -86,7 +86,7 @@ Test(config, defaults)
 	cr_assert_eq(c.listen_port, 8080);
 	cr_assert_eq(c.threads, 1536);
 	cr_assert_eq(c.idle_timeout_ms, 10000);
-	cr_assert_eq(c.request_timeout_ms, 5000);
+	cr_assert_eq(c.request_timeout_ms, 10000);
 	cr_assert_eq(c.long_polls, 256);
 	cr_assert_eq(c.n_service_tokens, 1);
 	cr_assert_str_eq(c.service_tokens[0], SERVICE_TOKEN);
