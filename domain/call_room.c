@@ -3,7 +3,10 @@
  * field by field (a leave may come before its join; a real leave overrides one inferred from
  * room_finished), members' in_room and join/leave times are recomputed from the whole set of
  * sessions, and the call rules (a join answers, the last session closing ends a two-person
- * call, an empty room ends a group call) look at that state rather than at the one event. */
+ * call, an empty room ends a group call) look at that state rather than at the one event.
+ * A session that LiveKit closed for a newer one of the same user (session_awaits_successor)
+ * still counts until that newer one is known. What no order-free rule can decide is left to
+ * API.md's: an ended call stays ended, and late webhooks only fill in session times. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +26,28 @@ static bool session_joined(const struct participant *s)
 static bool session_open(const struct participant *s)
 {
 	return session_joined(s) && !s->left_at;
+}
+
+/* LiveKit closes a session with DUPLICATE_IDENTITY when a newer one of the same identity joins
+ * the room (a client's full reconnect), and it sends that leave before the newer session's
+ * join, which comes only once the newer one has connected. The user has not left meanwhile: such
+ * a session counts as open until a later session of the user is known, joined or aborted (a
+ * reconnect that failed), or the room has finished. So a reconnect never ends a two-person
+ * call, whichever of the two webhooks arrives first. */
+static bool session_awaits_successor(const struct call *c, const struct participant *s)
+{
+	if (!session_joined(s) || !s->left_at || c->room_finished_at ||
+	    strcmp(s->disconnect_reason, "DUPLICATE_IDENTITY") != 0)
+		return false;
+	for (size_t i = 0; i < c->n_participants; i++) {
+		const struct participant *t = &c->participants[i];
+		if (t == s || strcmp(t->user, s->user) != 0)
+			continue;
+		if ((t->joined_at && t->joined_at >= s->joined_at) ||
+		    (t->aborted && t->left_at >= s->left_at))
+			return false;
+	}
+	return true;
 }
 
 static struct participant *session_find(struct call *c, const char *sid)
@@ -145,7 +170,7 @@ static void member_recompute(struct call *c, struct member *m)
 		const struct participant *s = &c->participants[i];
 		if (strcmp(s->user, m->user) != 0 || !session_joined(s))
 			continue;
-		m->in_room = m->in_room || session_open(s);
+		m->in_room = m->in_room || session_open(s) || session_awaits_successor(c, s);
 		if (!m->first_joined_at || s->joined_at < m->first_joined_at)
 			m->first_joined_at = s->joined_at;
 		m->last_left_at = max64(m->last_left_at, s->left_at);

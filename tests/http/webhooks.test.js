@@ -35,7 +35,7 @@ const S = {}; // scenario name → {id, room, created, u: {A, B, C, D}, names}
 
 // name → number of callees. Every call rings for 120 s so that no ring timeout fires here.
 const SCENARIOS = {
-  o2o: 1, dup: 1, group: 3, lb1: 1, lb2: 1, rc0: 1, rc1: 1, rc2: 1,
+  o2o: 1, dup: 1, group: 3, lb1: 1, lb2: 1, rc0: 1, rc1: 1, rc2: 1, rd0: 1, rd1: 1,
   rcg0: 2, rcg1: 2, rcg2: 2, rcg3: 2, rcg4: 2, rcg5: 2,
   rf: 1, rfg0: 2, rfg1: 2, rfg2: 2, rr: 1, rn: 1, nm: 1, nmg: 2,
   forge: 1, big: 1, bad: 1, rot: 1, go1: 1, go2: 1, go3: 1, unknown: 1, ab1: 1, ab2: 1, jt1: 1, jt2: 2,
@@ -302,6 +302,35 @@ describe('out-of-order delivery: the final call does not depend on arrival order
       finals.push([order.join(','), normalizeCall(c, { users: s.names, sids: { [sA.sid]: 'sA', [sB1.sid]: 'sB1', [sB2.sid]: 'sB2' }, base })]);
     }
     for (const f of finals.slice(1)) assert.deepEqual(f[1], finals[0][1], `${f[0]} vs ${finals[0][0]}`);
+  });
+
+  it('a full reconnect: the replaced session\'s participant_left (DUPLICATE_IDENTITY) before or after the new join: the call goes on', async () => {
+    // LiveKit removes the old session as the new one joins and sends its leave first; the new
+    // session's participant_joined comes once it has connected.
+    const finals = [];
+    for (const [i, order] of [['lB1', 'jB2'], ['jB2', 'lB1']].entries()) {
+      const s = S[`rd${i}`];
+      const room = new LkRoom(s.room, { creationMs: base });
+      const sA = room.session(s.u.A, base + 250);
+      const sB1 = room.session(s.u.B, base + 1250);
+      const sB2 = room.session(s.u.B, base + 3500);
+      const evs = { lB1: room.left(sB1, base + 3000, 'DUPLICATE_IDENTITY'), jB2: room.joined(sB2) };
+      await deliver(srv, room.joined(sA));
+      await deliver(srv, room.joined(sB1));
+      await deliver(srv, evs[order[0]]);
+      const between = assertCallShape(await srv.getCall(s.id));
+      assert.equal(between.status, 'active', `${order}: after ${order[0]} alone`);
+      assert.equal(member(between, s.u.B).in_room, true, `${order}: the callee is still in the room after ${order[0]}`);
+      await deliver(srv, evs[order[1]]);
+      const c = assertCallShape(await srv.getCall(s.id));
+      assert.equal(c.status, 'active', `${order}`);
+      assert.equal(member(c, s.u.B).in_room, true, `${order}`);
+      assert.deepEqual(c.participants, [
+        p(s, 'A', sA, base + 250, null), p(s, 'B', sB1, base + 1250, base + 3000, 'DUPLICATE_IDENTITY'), p(s, 'B', sB2, base + 3500, null),
+      ], `${order}: participants`);
+      finals.push([order.join(','), normalizeCall(c, { users: s.names, sids: { [sA.sid]: 'sA', [sB1.sid]: 'sB1', [sB2.sid]: 'sB2' }, base })]);
+    }
+    assert.deepEqual(finals[1][1], finals[0][1], `${finals[1][0]} vs ${finals[0][0]}`);
   });
 
   it('a reconnect in a group call, all 6 orders of (old joined, new joined, old left): same call', async () => {

@@ -177,6 +177,95 @@ Test(room, a_reconnects_old_leave_after_its_new_join_does_not_end_the_call)
 	call_free(first);
 }
 
+/* A leave LiveKit sent because the same identity joined again (a full reconnect). */
+static struct webhook_event replaced(const char *user, const char *sid, int joined_s, int s)
+{
+	struct webhook_event we = left(user, sid, joined_s, s);
+	snprintf(we.participant.disconnect_reason, sizeof we.participant.disconnect_reason,
+		 "DUPLICATE_IDENTITY");
+	return we;
+}
+
+/* Every order of n events (n <= 5), one after the other, in orders[k]; how many. */
+static size_t permutations(size_t n, size_t orders[][5])
+{
+	size_t count = 0, idx[5];
+	for (size_t i = 0; i < n; i++)
+		idx[i] = i;
+	for (;;) {
+		memcpy(orders[count++], idx, sizeof idx);
+		size_t i = n - 1;
+		while (i > 0 && idx[i - 1] >= idx[i])
+			i--;
+		if (i == 0)
+			return count;
+		size_t j = n - 1;
+		while (idx[j] <= idx[i - 1])
+			j--;
+		size_t t = idx[i - 1];
+		idx[i - 1] = idx[j];
+		idx[j] = t;
+		for (size_t a = i, b = n - 1; a < b; a++, b--) {
+			t = idx[a];
+			idx[a] = idx[b];
+			idx[b] = t;
+		}
+	}
+}
+
+/* Plays n events (n <= 4) in every order and returns the call of the first order, after
+ * checking that every other order gave the same call. */
+static struct call *same_in_every_order(size_t callees, const struct webhook_event *evs, size_t n)
+{
+	size_t orders[24][5];
+	size_t count = permutations(n, orders);
+	struct call *first = play(callees, evs, n, orders[0]);
+	for (size_t k = 1; k < count; k++) {
+		struct call *c = play(callees, evs, n, orders[k]);
+		assert_same(first, c);
+		call_free(c);
+	}
+	return first;
+}
+
+/* LiveKit sends the replaced session's leave first, the new session's join once it connects. */
+Test(room, a_reconnect_whose_old_leave_comes_first_does_not_end_the_call, .timeout = 10)
+{
+	const struct webhook_event evs[] = {
+		joined("caller", "PA_a1", 1), joined("c1", "PA_b1", 2),
+		replaced("c1", "PA_b1", 2, 30), joined("c1", "PA_b2", 31)};
+	struct call *all = same_in_every_order(1, evs, 4);
+	cr_assert_eq(all->status, CALL_ACTIVE);
+	cr_assert(all->members[1].in_room);
+	call_free(all);
+
+	/* Before the new join arrives too: the user is still in the room. */
+	struct call *c = play(1, evs, 3, NULL);
+	cr_assert_eq(c->status, CALL_ACTIVE);
+	cr_assert(c->members[1].in_room);
+	/* A replaced session does not hold the call once the room has finished. */
+	struct fsm_events ev = {0};
+	struct webhook_event done = finished(60);
+	apply(c, &done, &ev);
+	cr_assert_eq(c->status, CALL_ENDED);
+	cr_assert_eq(c->end_cause, CAUSE_ROOM_FINISHED);
+	cr_assert(!c->members[1].in_room);
+	call_free(c);
+}
+
+Test(room, a_reconnect_that_fails_ends_the_call_at_the_old_leave_in_any_order, .timeout = 10)
+{
+	struct webhook_event aborted = wh(WEBHOOK_PARTICIPANT_CONNECTION_ABORTED, "c1", "PA_b2", 35);
+	const struct webhook_event evs[] = {joined("caller", "PA_a1", 1), joined("c1", "PA_b1", 2),
+					    replaced("c1", "PA_b1", 2, 30), aborted};
+	struct call *c = same_in_every_order(1, evs, 4);
+	cr_assert_eq(c->status, CALL_ENDED);
+	cr_assert_eq(c->end_cause, CAUSE_LEAVE);
+	cr_assert_eq(c->ended_at, T0 + 30000);
+	cr_assert(!c->members[1].in_room);
+	call_free(c);
+}
+
 Test(room, room_finished_with_people_in_closes_their_sessions)
 {
 	const struct webhook_event evs[] = {joined("caller", "PA_a1", 1), joined("c1", "PA_b1", 2),
