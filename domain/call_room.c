@@ -219,17 +219,21 @@ static void end_rules(struct call *c, const struct webhook_event *we, struct fsm
 	if (c->status != CALL_ACTIVE)
 		return;
 	bool anyone_joined = false, anyone_in = false;
-	int64_t last_left = 0;
+	int64_t last_left = 0, first_gone = 0;
 	for (size_t i = 0; i < c->n_members; i++) {
 		const struct member *m = &c->members[i];
 		anyone_joined = anyone_joined || m->first_joined_at;
 		anyone_in = anyone_in || m->in_room;
 		last_left = max64(last_left, m->last_left_at);
-		/* One side of a two-person call whose last session closed has left it. */
-		if (c->n_members == 2 && m->first_joined_at && !m->in_room) {
-			call_fsm_end_call(c, OUTCOME_COMPLETED, CAUSE_LEAVE, m->last_left_at, ev);
-			return;
-		}
+		/* One side of a two-person call whose last session closed has left it; when both
+		 * leaves are known at once (learnt in another order), the earlier one ended it. */
+		if (c->n_members == 2 && m->first_joined_at && !m->in_room &&
+		    (!first_gone || m->last_left_at < first_gone))
+			first_gone = m->last_left_at;
+	}
+	if (first_gone) {
+		call_fsm_end_call(c, OUTCOME_COMPLETED, CAUSE_LEAVE, first_gone, ev);
+		return;
 	}
 	if (anyone_joined && !anyone_in)
 		call_fsm_end_call(c, OUTCOME_COMPLETED, CAUSE_ROOM_EMPTY, last_left, ev);

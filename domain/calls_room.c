@@ -47,15 +47,22 @@ static enum err apply_to_call(struct room_job *j, struct storage_tx *tx, struct 
 			      const char *ahead_user, const struct presence_record *ahead)
 {
 	struct fsm_timeouts t = {.join_timeout_s = j->cs->cfg.join_timeout_s};
-	/* The timers the event settles on the way count as its doing too: it came first. */
 	struct change_cause cause = {.source = CHANGE_WEBHOOK, .ref = j->we->id};
-	struct fsm_events ev = {0};
+	struct fsm_events tick_ev = {0}, ev = {0};
 	struct room_presence rp = {0};
 	char *view = NULL;
 	struct call *loaded = call_clone(c);
 	if (!loaded)
 		return ERR_NOMEM;
-	enum err e = call_fsm_room_event(c, j->we, j->now, &t, &ev, &rp);
+	/* A deadline that passed is settled first, as every read already shows it (an expired
+	 * call is never shown live), and as the API's actions do: a late webhook then only
+	 * fills in session times, it cannot bring a missed or failed call back. */
+	call_fsm_tick(c, j->now, &t, &tick_ev);
+	enum err e = ERR_OK;
+	if (tick_ev.n > 0)
+		e = calls_record_change(tx, c, &tick_ev, &calls_timer_cause, j->now, &view);
+	if (e == ERR_OK)
+		e = call_fsm_room_event(c, j->we, j->now, &t, &ev, &rp);
 	if (e == ERR_OK)
 		e = calls_record_change(tx, c, &ev, &cause, j->now, &view);
 	if (e == ERR_OK)

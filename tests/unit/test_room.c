@@ -266,6 +266,26 @@ Test(room, a_reconnect_that_fails_ends_the_call_at_the_old_leave_in_any_order, .
 	call_free(c);
 }
 
+/* The callee left at 3 s, the caller at 4 s. Learnt in orders where both leaves are known
+ * when the call is decided, it ends at the first leave, as it does in the natural order. */
+Test(room, both_leaves_known_at_once_end_a_two_person_call_at_the_first)
+{
+	const struct webhook_event evs[] = {joined("caller", "PA_a1", 1), joined("c1", "PA_b1", 2),
+					    left("c1", "PA_b1", 2, 3), left("caller", "PA_a1", 1, 4)};
+	const size_t orders[][4] = {{0, 1, 2, 3}, {3, 2, 0, 1}, {3, 2, 1, 0}, {2, 3, 1, 0}};
+	struct call *first = play(1, evs, 4, orders[0]);
+	cr_assert_eq(first->status, CALL_ENDED);
+	cr_assert_eq(first->end_cause, CAUSE_LEAVE);
+	cr_assert_eq(first->ended_at, T0 + 3000);
+	for (size_t k = 1; k < sizeof orders / sizeof orders[0]; k++) {
+		struct call *c = play(1, evs, 4, orders[k]);
+		cr_assert_eq(c->ended_at, T0 + 3000, "order %zu", k);
+		assert_same(first, c);
+		call_free(c);
+	}
+	call_free(first);
+}
+
 Test(room, room_finished_with_people_in_closes_their_sessions)
 {
 	const struct webhook_event evs[] = {joined("caller", "PA_a1", 1), joined("c1", "PA_b1", 2),
