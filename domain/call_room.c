@@ -95,6 +95,18 @@ static bool is_screen_share(const struct webhook_track *t)
 	return strcmp(t->source, "SCREEN_SHARE") == 0 || strcmp(t->source, "SCREEN_SHARE_AUDIO") == 0;
 }
 
+/* A closed session's disconnect_reason: LiveKit's name, and UNKNOWN_REASON when the event
+ * has none, since protojson leaves out an enum's zero value (LIVEKIT.md §3), and an older
+ * server sends none at all. A name already learnt (the same leave, delivered again or as an
+ * abort) is not overwritten by an absent one, whatever the order. */
+static void session_reason(struct participant *s, const struct webhook_participant *p)
+{
+	if (*p->disconnect_reason)
+		memcpy(s->disconnect_reason, p->disconnect_reason, sizeof s->disconnect_reason);
+	else if (!*s->disconnect_reason)
+		memcpy(s->disconnect_reason, "UNKNOWN_REASON", sizeof "UNKNOWN_REASON");
+}
+
 /* Merge one webhook's facts into the sessions. false only on allocation failure. */
 static bool apply_facts(struct call *c, const struct webhook_event *we, int64_t at)
 {
@@ -123,16 +135,14 @@ static bool apply_facts(struct call *c, const struct webhook_event *we, int64_t 
 			s->joined_at = joined_ms(p, at);
 		s->left_at = max64(at, s->joined_at);
 		s->left_inferred = false;
-		if (*p->disconnect_reason)
-			memcpy(s->disconnect_reason, p->disconnect_reason, sizeof s->disconnect_reason);
+		session_reason(s, p);
 		break;
 	case WEBHOOK_PARTICIPANT_CONNECTION_ABORTED:
 		s->aborted = true;
 		if (!s->left_at || s->left_inferred)
 			s->left_at = at;
 		s->left_inferred = false;
-		if (*p->disconnect_reason)
-			memcpy(s->disconnect_reason, p->disconnect_reason, sizeof s->disconnect_reason);
+		session_reason(s, p);
 		break;
 	case WEBHOOK_TRACK_PUBLISHED:
 		if (is_screen_share(&we->track) && (!s->screen_share_at || at < s->screen_share_at))

@@ -286,6 +286,19 @@ Test(room, both_leaves_known_at_once_end_a_two_person_call_at_the_first)
 	call_free(first);
 }
 
+/* protojson leaves an enum's zero out: a leave without disconnectReason is UNKNOWN_REASON. */
+Test(room, a_leave_without_a_reason_is_unknown_reason)
+{
+	struct webhook_event bare = left("c1", "PA_b1", 2, 40);
+	bare.participant.disconnect_reason[0] = '\0';
+	const struct webhook_event evs[] = {joined("caller", "PA_a1", 1), joined("c1", "PA_b1", 2),
+					    bare};
+	struct call *c = same_in_every_order(1, evs, 3);
+	cr_assert_str_eq(session(c, "PA_b1")->disconnect_reason, "UNKNOWN_REASON");
+	cr_assert_str_eq(session(c, "PA_a1")->disconnect_reason, "", "an open session has none");
+	call_free(c);
+}
+
 Test(room, room_finished_with_people_in_closes_their_sessions)
 {
 	const struct webhook_event evs[] = {joined("caller", "PA_a1", 1), joined("c1", "PA_b1", 2),
