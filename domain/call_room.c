@@ -4,8 +4,8 @@
  * room_finished), members' in_room and join/leave times are recomputed from the whole set of
  * sessions, and the call rules (a join answers, the last session closing ends a two-person
  * call, an empty room ends a group call) look at that state rather than at the one event.
- * A session that LiveKit closed for a newer one of the same user (session_awaits_successor)
- * still counts until that newer one is known. What no order-free rule can decide is left to
+ * A user whose session LiveKit closed for a newer one of theirs (session_awaits_successor)
+ * still counts for the end rules until that newer one is known. What no order-free rule can decide is left to
  * API.md's: an ended call stays ended, and late webhooks only fill in session times. */
 #include <stdlib.h>
 #include <string.h>
@@ -30,10 +30,11 @@ static bool session_open(const struct participant *s)
 
 /* LiveKit closes a session with DUPLICATE_IDENTITY when a newer one of the same identity joins
  * the room (a client's full reconnect), and it sends that leave before the newer session's
- * join, which comes only once the newer one has connected. The user has not left meanwhile: such
- * a session counts as open until a later session of the user is known, joined or aborted (a
- * reconnect that failed), or the room has finished. So a reconnect never ends a two-person
- * call, whichever of the two webhooks arrives first. */
+ * join, which comes only once the newer one has connected. Meanwhile the user is out of the
+ * room (in_room, presence and the feed say so, as LiveKit does) but reconnecting: until a later
+ * session of the user is known, joined or aborted (a reconnect that failed), or the room has
+ * finished, they still count for the end rules. So a reconnect never ends a two-person call,
+ * whichever of the two webhooks arrives first. */
 static bool session_awaits_successor(const struct call *c, const struct participant *s)
 {
 	if (!session_joined(s) || !s->left_at || c->room_finished_at ||
@@ -180,7 +181,7 @@ static void member_recompute(struct call *c, struct member *m)
 		const struct participant *s = &c->participants[i];
 		if (strcmp(s->user, m->user) != 0 || !session_joined(s))
 			continue;
-		m->in_room = m->in_room || session_open(s) || session_awaits_successor(c, s);
+		m->in_room = m->in_room || session_open(s);
 		if (!m->first_joined_at || s->joined_at < m->first_joined_at)
 			m->first_joined_at = s->joined_at;
 		m->last_left_at = max64(m->last_left_at, s->left_at);
@@ -213,6 +214,15 @@ static void accept_by_joining(struct call *c, const struct fsm_timeouts *t, stru
 	}
 }
 
+static bool member_reconnecting(const struct call *c, const struct member *m)
+{
+	for (size_t i = 0; i < c->n_participants; i++)
+		if (strcmp(c->participants[i].user, m->user) == 0 &&
+		    session_awaits_successor(c, &c->participants[i]))
+			return true;
+	return false;
+}
+
 /* The end rules of API.md that look at the room. */
 static void end_rules(struct call *c, const struct webhook_event *we, struct fsm_events *ev)
 {
@@ -232,12 +242,13 @@ static void end_rules(struct call *c, const struct webhook_event *we, struct fsm
 	int64_t last_left = 0, first_gone = 0;
 	for (size_t i = 0; i < c->n_members; i++) {
 		const struct member *m = &c->members[i];
+		bool present = m->in_room || member_reconnecting(c, m);
 		anyone_joined = anyone_joined || m->first_joined_at;
-		anyone_in = anyone_in || m->in_room;
+		anyone_in = anyone_in || present;
 		last_left = max64(last_left, m->last_left_at);
 		/* One side of a two-person call whose last session closed has left it; when both
 		 * leaves are known at once (learnt in another order), the earlier one ended it. */
-		if (c->n_members == 2 && m->first_joined_at && !m->in_room &&
+		if (c->n_members == 2 && m->first_joined_at && !present &&
 		    (!first_gone || m->last_left_at < first_gone))
 			first_gone = m->last_left_at;
 	}

@@ -239,10 +239,10 @@ Test(room, a_reconnect_whose_old_leave_comes_first_does_not_end_the_call, .timeo
 	cr_assert(all->members[1].in_room);
 	call_free(all);
 
-	/* Before the new join arrives too: the user is still in the room. */
+	/* Before the new join arrives, the user is out of the room, and the call goes on. */
 	struct call *c = play(1, evs, 3, NULL);
 	cr_assert_eq(c->status, CALL_ACTIVE);
-	cr_assert(c->members[1].in_room);
+	cr_assert(!c->members[1].in_room);
 	/* A replaced session does not hold the call once the room has finished. */
 	struct fsm_events ev = {0};
 	struct webhook_event done = finished(60);
@@ -250,6 +250,27 @@ Test(room, a_reconnect_whose_old_leave_comes_first_does_not_end_the_call, .timeo
 	cr_assert_eq(c->status, CALL_ENDED);
 	cr_assert_eq(c->end_cause, CAUSE_ROOM_FINISHED);
 	cr_assert(!c->members[1].in_room);
+	call_free(c);
+}
+
+Test(room, a_member_reconnecting_keeps_a_group_calls_room_from_emptying)
+{
+	const struct webhook_event evs[] = {
+		joined("caller", "PA_a1", 1), joined("c1", "PA_b1", 2), joined("c2", "PA_c1", 3),
+		left("c2", "PA_c1", 3, 10), replaced("c1", "PA_b1", 2, 11), left("caller", "PA_a1", 1, 12)};
+	struct call *c = play(2, evs, 6, NULL);
+	cr_assert_eq(c->status, CALL_ACTIVE, "c1 is reconnecting");
+	cr_assert(!c->members[1].in_room);
+	struct fsm_events ev = {0};
+	struct webhook_event back = joined("c1", "PA_b2", 13);
+	apply(c, &back, &ev);
+	cr_assert_eq(c->status, CALL_ACTIVE);
+	cr_assert(c->members[1].in_room);
+	struct webhook_event gone = left("c1", "PA_b2", 13, 20);
+	apply(c, &gone, &ev);
+	cr_assert_eq(c->status, CALL_ENDED);
+	cr_assert_eq(c->end_cause, CAUSE_ROOM_EMPTY);
+	cr_assert_eq(c->ended_at, T0 + 20000);
 	call_free(c);
 }
 
