@@ -38,7 +38,7 @@ void call_fsm_end_call(struct call *c, enum call_outcome outcome, enum end_cause
 	if (c->answered_at && c->ended_at < c->answered_at)
 		c->ended_at = c->answered_at;
 	call_fsm_emit(ev, "call.ended");
-	call_fsm_arm(c);
+	call_fsm_arm(c, at);
 }
 
 void call_fsm_answer(struct call *c, struct member *m, int64_t at, const struct fsm_timeouts *t,
@@ -76,7 +76,7 @@ static bool join_timer_armed(const struct call *c)
 	return c->status == CALL_ACTIVE && c->join_deadline && !callee_joined(c);
 }
 
-void call_fsm_arm(struct call *c)
+void call_fsm_arm(struct call *c, int64_t now)
 {
 	int64_t next = 0;
 	if (c->status != CALL_ENDED) {
@@ -84,6 +84,9 @@ void call_fsm_arm(struct call *c)
 			next = c->ring_deadline;
 		if (join_timer_armed(c) && (!next || c->join_deadline < next))
 			next = c->join_deadline;
+		int64_t grace = call_room_reconnect_deadline(c, now);
+		if (grace && (!next || grace < next))
+			next = grace;
 	}
 	c->next_deadline = next;
 }
@@ -111,7 +114,9 @@ void call_fsm_tick(struct call *c, int64_t now, const struct fsm_timeouts *t,
 		call_fsm_end_call(c, OUTCOME_FAILED, CAUSE_JOIN_TIMEOUT, c->join_deadline, ev);
 		return;
 	}
-	call_fsm_arm(c);
+	call_room_reconnects_expire(c, now, ev);
+	if (c->status != CALL_ENDED)
+		call_fsm_arm(c, now);
 }
 
 static enum err find_member(struct call *c, const char *user, struct member **ret_m,
@@ -152,7 +157,7 @@ enum err call_fsm_accept(struct call *c, const char *user, int64_t now,
 	}
 	m->token_minted_at = now;
 	call_fsm_answer(c, m, now, t, ev);
-	call_fsm_arm(c);
+	call_fsm_arm(c, now);
 	return ERR_OK;
 }
 
@@ -173,7 +178,7 @@ static void decline_invite(struct call *c, struct member *m, int64_t now, struct
 	if (c->status == CALL_RINGING && every_callee_declined(c))
 		call_fsm_end_call(c, OUTCOME_DECLINED, CAUSE_DECLINED, now, ev);
 	else
-		call_fsm_arm(c);
+		call_fsm_arm(c, now);
 }
 
 enum err call_fsm_decline(struct call *c, const char *user, int64_t now, struct fsm_events *ev,

@@ -14,3 +14,7 @@ void call_fsm_answer(struct call *c, struct member *m, int64_t at, const struct 
  * event of their own. */
 void call_fsm_end_call(struct call *c, enum call_outcome outcome, enum end_cause cause,
 		       int64_t at, struct fsm_events *ev);
+/* When the earliest reconnect's grace that has not passed by now ends, 0 if none (call_room.c). */
+int64_t call_room_reconnect_deadline(const struct call *c, int64_t now);
+/* The room's end rules again once a reconnect's grace has passed (the timer's part). */
+void call_room_reconnects_expire(struct call *c, int64_t now, struct fsm_events *ev);

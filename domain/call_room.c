@@ -4,7 +4,7 @@
  * room_finished), members' in_room and join/leave times are recomputed from the whole set of
  * sessions, and the call rules (a join answers, the last session closing ends a two-person
  * call, an empty room ends a group call) look at that state rather than at the one event.
- * A user whose session LiveKit closed for a newer one of theirs (session_awaits_successor)
+ * A user whose session LiveKit closed for a newer one of theirs (session_reconnect_open)
  * still counts for the end rules until that newer one is known. What no order-free rule can decide is left to
  * API.md's: an ended call stays ended, and late webhooks only fill in session times. */
 #include <stdlib.h>
@@ -32,13 +32,22 @@ static bool session_open(const struct participant *s)
  * the room (a client's full reconnect), and it sends that leave before the newer session's
  * join, which comes only once the newer one has connected. Meanwhile the user is out of the
  * room (in_room, presence and the feed say so, as LiveKit does) but reconnecting: until a later
- * session of the user is known, joined or aborted (a reconnect that failed), or the room has
- * finished, they still count for the end rules. So a reconnect never ends a two-person call,
- * whichever of the two webhooks arrives first. */
-static bool session_awaits_successor(const struct call *c, const struct participant *s)
+ * session of the user is known, joined or aborted (a reconnect that failed), the room has
+ * finished, or the grace below has passed, they still count for the end rules. So a reconnect
+ * does not end a two-person call, whichever of the two webhooks arrives first.
+ *
+ * How long a reconnect counts, from the old session's leave: LiveKit's new session connects
+ * (participant_joined) or is aborted within seconds, and its webhook is retried for 15 s at
+ * most (LIVEKIT.md §4); if neither ever arrives, the user left when the old session did. */
+#define RECONNECT_GRACE_MS 30000
+
+/* A session that LiveKit closed for a newer one of the same user and whose reconnect still
+ * counts at now, or at any time if now is 0 (its grace not looked at). */
+static bool session_reconnect_open(const struct call *c, const struct participant *s, int64_t now)
 {
 	if (!session_joined(s) || !s->left_at || c->room_finished_at ||
-	    strcmp(s->disconnect_reason, "DUPLICATE_IDENTITY") != 0)
+	    strcmp(s->disconnect_reason, "DUPLICATE_IDENTITY") != 0 ||
+	    (now && now >= s->left_at + RECONNECT_GRACE_MS))
 		return false;
 	for (size_t i = 0; i < c->n_participants; i++) {
 		const struct participant *t = &c->participants[i];
@@ -214,22 +223,36 @@ static void accept_by_joining(struct call *c, const struct fsm_timeouts *t, stru
 	}
 }
 
-static bool member_reconnecting(const struct call *c, const struct member *m)
+static bool member_reconnecting(const struct call *c, const struct member *m, int64_t now)
 {
 	for (size_t i = 0; i < c->n_participants; i++)
 		if (strcmp(c->participants[i].user, m->user) == 0 &&
-		    session_awaits_successor(c, &c->participants[i]))
+		    session_reconnect_open(c, &c->participants[i], now))
 			return true;
 	return false;
 }
 
-/* The end rules of API.md that look at the room. */
-static void end_rules(struct call *c, const struct webhook_event *we, struct fsm_events *ev)
+int64_t call_room_reconnect_deadline(const struct call *c, int64_t now)
+{
+	int64_t next = 0;
+	for (size_t i = 0; i < c->n_participants; i++) {
+		const struct participant *s = &c->participants[i];
+		if (session_reconnect_open(c, s, now) &&
+		    (!next || s->left_at + RECONNECT_GRACE_MS < next))
+			next = s->left_at + RECONNECT_GRACE_MS;
+	}
+	return next;
+}
+
+/* The end rules of API.md that look at the room, as of now; we is the webhook that brought
+ * the change, NULL for a timer. */
+static void end_rules(struct call *c, const struct webhook_event *we, int64_t now,
+		      struct fsm_events *ev)
 {
 	if (c->status == CALL_ENDED)
 		return;
 	if (c->room_finished_at) {
-		if (we->kind == WEBHOOK_ROOM_FINISHED)
+		if (we && we->kind == WEBHOOK_ROOM_FINISHED)
 			memcpy(c->room_end_reason, we->room_end_reason, sizeof c->room_end_reason);
 		call_fsm_end_call(c,
 				  c->status == CALL_RINGING ? OUTCOME_CANCELLED : OUTCOME_COMPLETED,
@@ -242,7 +265,7 @@ static void end_rules(struct call *c, const struct webhook_event *we, struct fsm
 	int64_t last_left = 0, first_gone = 0;
 	for (size_t i = 0; i < c->n_members; i++) {
 		const struct member *m = &c->members[i];
-		bool present = m->in_room || member_reconnecting(c, m);
+		bool present = m->in_room || member_reconnecting(c, m, now);
 		anyone_joined = anyone_joined || m->first_joined_at;
 		anyone_in = anyone_in || present;
 		last_left = max64(last_left, m->last_left_at);
@@ -283,8 +306,17 @@ enum err call_fsm_room_event(struct call *c, const struct webhook_event *we, int
 		call_fsm_emit(ev, c->members[i].in_room ? "call.member_joined" : "call.member_left");
 		ret_presence->users[ret_presence->n++] = c->members[i].user;
 	}
-	end_rules(c, we, ev);
+	end_rules(c, we, now, ev);
 	call_fsm_tick(c, now, t, ev);
-	call_fsm_arm(c);
+	call_fsm_arm(c, now);
 	return ERR_OK;
+}
+
+void call_room_reconnects_expire(struct call *c, int64_t now, struct fsm_events *ev)
+{
+	/* Without a reconnect whose grace has passed, the rules gave their answer at the last
+	 * webhook already. */
+	int64_t any = call_room_reconnect_deadline(c, 0);
+	if (any && any <= now)
+		end_rules(c, NULL, now, ev);
 }

@@ -525,7 +525,7 @@ static enum err build_call(const struct calls *cs, const struct call_create_req 
 	}
 	c->n_members = req->n_callees + 1;
 	c->version = 1; /* its call.ringing event */
-	call_fsm_arm(c);
+	call_fsm_arm(c, now);
 	*ret_call = c;
 	return ERR_OK;
 }

@@ -42,8 +42,9 @@ enum err call_fsm_leave(struct call *c, const char *user, int64_t now, struct fs
 /* user NULL: an admin ends the call. */
 enum err call_fsm_end(struct call *c, const char *user, int64_t now, struct fsm_events *ev,
 		      const char **ret_msg);
-/* Recompute next_deadline from the call's state (after any change). */
-void call_fsm_arm(struct call *c);
+/* Recompute next_deadline from the call's state (after any change) as of now: the ring and
+ * join deadlines, and the end of a reconnect's grace (call_room.c) that has not passed. */
+void call_fsm_arm(struct call *c, int64_t now);
 
 struct webhook_event;
 /* Members whose in_room changed: their presence may have changed too. Borrowed from the call. */

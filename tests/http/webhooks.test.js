@@ -306,15 +306,17 @@ describe('out-of-order delivery: the final call does not depend on arrival order
 
   it('a full reconnect: the replaced session\'s participant_left (DUPLICATE_IDENTITY) before or after the new join: the call goes on', async () => {
     // LiveKit removes the old session as the new one joins and sends its leave first; the new
-    // session's participant_joined comes once it has connected.
+    // session's participant_joined comes once it has connected. Times from now: a reconnect
+    // counts for 30 s after the old session's leave.
+    const t0 = Math.max(base, Math.floor(Date.now() / 1000) * 1000);
     const finals = [];
     for (const [i, order] of [['lB1', 'jB2'], ['jB2', 'lB1']].entries()) {
       const s = S[`rd${i}`];
-      const room = new LkRoom(s.room, { creationMs: base });
-      const sA = room.session(s.u.A, base + 250);
-      const sB1 = room.session(s.u.B, base + 1250);
-      const sB2 = room.session(s.u.B, base + 3500);
-      const evs = { lB1: room.left(sB1, base + 3000, 'DUPLICATE_IDENTITY'), jB2: room.joined(sB2) };
+      const room = new LkRoom(s.room, { creationMs: t0 });
+      const sA = room.session(s.u.A, t0 + 250);
+      const sB1 = room.session(s.u.B, t0 + 1250);
+      const sB2 = room.session(s.u.B, t0 + 3500);
+      const evs = { lB1: room.left(sB1, t0 + 3000, 'DUPLICATE_IDENTITY'), jB2: room.joined(sB2) };
       await deliver(srv, room.joined(sA));
       await deliver(srv, room.joined(sB1));
       await deliver(srv, evs[order[0]]);
@@ -327,9 +329,9 @@ describe('out-of-order delivery: the final call does not depend on arrival order
       assert.equal(c.status, 'active', `${order}`);
       assert.equal(member(c, s.u.B).in_room, true, `${order}`);
       assert.deepEqual(c.participants, [
-        p(s, 'A', sA, base + 250, null), p(s, 'B', sB1, base + 1250, base + 3000, 'DUPLICATE_IDENTITY'), p(s, 'B', sB2, base + 3500, null),
+        p(s, 'A', sA, t0 + 250, null), p(s, 'B', sB1, t0 + 1250, t0 + 3000, 'DUPLICATE_IDENTITY'), p(s, 'B', sB2, t0 + 3500, null),
       ], `${order}: participants`);
-      finals.push([order.join(','), normalizeCall(c, { users: s.names, sids: { [sA.sid]: 'sA', [sB1.sid]: 'sB1', [sB2.sid]: 'sB2' }, base })]);
+      finals.push([order.join(','), normalizeCall(c, { users: s.names, sids: { [sA.sid]: 'sA', [sB1.sid]: 'sB1', [sB2.sid]: 'sB2' }, base: t0 })]);
     }
     assert.deepEqual(finals[1][1], finals[0][1], `${finals[1][0]} vs ${finals[0][0]}`);
   });

@@ -25,6 +25,6 @@ struct call *fixture_ringing_call(size_t n)
 		c->members[i].invite = INVITE_PENDING;
 	}
 	c->n_members = n + 1;
-	call_fsm_arm(c);
+	call_fsm_arm(c, FIXTURE_T0);
 	return c;
 }

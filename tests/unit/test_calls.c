@@ -253,16 +253,19 @@ Test(calls, an_action_after_the_deadline_sees_the_settled_call)
 	call_free(c);
 }
 
-/* A participant_joined delivered late: it says the callee joined 1 s before the ring deadline,
- * and arrives after it, before the timer thread ran. */
-static void apply_late_join(const struct call *c, const char *user, int64_t joined_ms)
+/* A LiveKit webhook about user's session PA_<sid> at at_ms (its createdAt is whole seconds),
+ * applied through the calls service. reason: a participant_left's disconnectReason. */
+static void apply_session(const struct call *c, const char *event, const char *user,
+			  const char *sid, int64_t joined_ms, int64_t at_ms, const char *reason)
 {
-	char body[512];
+	char body[640];
 	int n = snprintf(body, sizeof body,
-			 "{\"event\":\"participant_joined\",\"id\":\"EV_late_%s\",\"createdAt\":\"%lld\","
+			 "{\"event\":\"%s\",\"id\":\"EV_%s_%s\",\"createdAt\":\"%lld\","
 			 "\"room\":{\"name\":\"%s\"},\"participant\":{\"sid\":\"PA_%s\","
-			 "\"identity\":\"%s\",\"state\":\"ACTIVE\",\"joinedAtMs\":\"%lld\"}}",
-			 user, (long long)(joined_ms / 1000), c->room, user, user, (long long)joined_ms);
+			 "\"identity\":\"%s\",\"joinedAtMs\":\"%lld\"%s%s%s}}",
+			 event, event, sid, (long long)(at_ms / 1000), c->room, sid, user,
+			 (long long)joined_ms, reason ? ",\"disconnectReason\":\"" : "",
+			 reason ? reason : "", reason ? "\"" : "");
 	cr_assert_lt(n, (int)sizeof body);
 	struct webhook_event we;
 	cr_assert_eq(webhook_event_parse(body, (size_t)n, &we), ERR_OK);
@@ -279,7 +282,8 @@ Test(calls, a_webhook_after_the_deadline_sees_the_settled_call)
 	req.ring_timeout_s = 5;
 	struct call *c = create(&req);
 	fake_now = T0 + 5100; /* the timer thread has not run yet */
-	apply_late_join(c, "callee1", T0 + 4000);
+	/* Delivered late: the callee joined 1 s before the ring deadline. */
+	apply_session(c, "participant_joined", "callee1", "b1", T0 + 4000, T0 + 4000, NULL);
 	struct call *got = NULL;
 	cr_assert_eq(storage_call_get(st, c->id, &got), ERR_OK);
 	cr_assert_eq(got->status, CALL_ENDED);
@@ -293,6 +297,36 @@ Test(calls, a_webhook_after_the_deadline_sees_the_settled_call)
 	feed_types(types, sizeof types, &version);
 	/* The room is LiveKit's: the session is open in it, though the call has ended. */
 	cr_assert_str_eq(types, "call.ringing call.missed call.ended call.member_joined presence.changed");
+	call_free(got);
+	call_free(c);
+}
+
+/* A full reconnect whose new session LiveKit never reported: the timer ends the call 30 s
+ * after the old session's leave, at that leave. */
+Test(calls, a_reconnect_never_completed_ends_the_call_by_the_timer)
+{
+	struct call_create_req req = request("alice", 1);
+	struct call *c = create(&req);
+	fake_now = T0 + 2000;
+	apply_session(c, "participant_joined", "alice", "a1", T0 + 1000, T0 + 1000, NULL);
+	apply_session(c, "participant_joined", "callee1", "b1", T0 + 2000, T0 + 2000, NULL);
+	fake_now = T0 + 10500;
+	apply_session(c, "participant_left", "callee1", "b1", T0 + 2000, T0 + 10000,
+		      "DUPLICATE_IDENTITY");
+	struct timer_pass pass;
+	fake_now = T0 + 39999;
+	cr_assert_eq(calls_fire_due(&cs, &pass), ERR_OK);
+	cr_assert_eq(pass.fired, 0);
+	fake_now = T0 + 40000;
+	cr_assert_eq(calls_fire_due(&cs, &pass), ERR_OK);
+	cr_assert_eq(pass.fired, 1);
+	struct call *got = NULL;
+	cr_assert_eq(storage_call_get(st, c->id, &got), ERR_OK);
+	cr_assert_eq(got->status, CALL_ENDED);
+	cr_assert_eq(got->outcome, OUTCOME_COMPLETED);
+	cr_assert_eq(got->end_cause, CAUSE_LEAVE);
+	cr_assert_eq(got->ended_at, T0 + 10000);
+	cr_assert_eq(got->next_deadline, 0);
 	call_free(got);
 	call_free(c);
 }

@@ -173,7 +173,7 @@ Test(fsm, ring_timeout_in_active_group_call_misses_pending_only)
 	accept_ok(c, "c1", T0 + 1000, &ev);
 	cr_assert_eq(call_fsm_decline(c, "c2", T0 + 2000, &ev, &msg), ERR_OK);
 	c->members[1].first_joined_at = T0 + 1500; /* c1 is in the room: no join timeout */
-	call_fsm_arm(c);
+	call_fsm_arm(c, T0 + 2000);
 	cr_assert_eq(c->next_deadline, T0 + RING_S * 1000);
 	ev.n = 0;
 	call_fsm_tick(c, T0 + RING_S * 1000, &timeouts, &ev);
@@ -206,7 +206,7 @@ Test(fsm, a_callee_in_the_room_disarms_the_join_timeout)
 	struct fsm_events ev = {0};
 	accept_ok(c, "c1", T0 + 1000, &ev);
 	c->members[1].first_joined_at = T0 + 4000;
-	call_fsm_arm(c);
+	call_fsm_arm(c, T0 + 4000);
 	cr_assert_eq(c->next_deadline, 0);
 	ev.n = 0;
 	call_fsm_tick(c, T0 + 1000 + JOIN_S * 1000 + 1, &timeouts, &ev);

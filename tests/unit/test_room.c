@@ -253,6 +253,26 @@ Test(room, a_reconnect_whose_old_leave_comes_first_does_not_end_the_call, .timeo
 	call_free(c);
 }
 
+/* The new session's webhooks never came (lost after LiveKit's last retry): 30 s after the old
+ * session's leave, the user is taken to have left then. */
+Test(room, a_reconnect_never_heard_of_again_ends_the_call_at_the_old_leave)
+{
+	const struct webhook_event evs[] = {joined("caller", "PA_a1", 1), joined("c1", "PA_b1", 2),
+					    replaced("c1", "PA_b1", 2, 30)};
+	struct call *c = play(1, evs, 3, NULL);
+	cr_assert_eq(c->status, CALL_ACTIVE);
+	cr_assert_eq(c->next_deadline, T0 + 60000, "the reconnect's grace is a deadline");
+	struct fsm_events ev = {0};
+	call_fsm_tick(c, T0 + 59999, &timeouts, &ev);
+	cr_assert_eq(c->status, CALL_ACTIVE);
+	call_fsm_tick(c, T0 + 60000, &timeouts, &ev);
+	cr_assert_eq(c->status, CALL_ENDED);
+	cr_assert_eq(c->end_cause, CAUSE_LEAVE);
+	cr_assert_eq(c->ended_at, T0 + 30000);
+	cr_assert_eq(c->next_deadline, 0);
+	call_free(c);
+}
+
 Test(room, a_member_reconnecting_keeps_a_group_calls_room_from_emptying)
 {
 	const struct webhook_event evs[] = {
