@@ -289,6 +289,9 @@ enum err call_fsm_room_event(struct call *c, const struct webhook_event *we, int
 {
 	bool was_in[CALL_MAX_MEMBERS];
 	int64_t at = we->created_at ? we->created_at * 1000 : now;
+	const char *sid = we->participant.sid;
+	const struct participant *s = *sid ? session_find(c, sid) : NULL;
+	bool was_joined = s && session_joined(s);
 	for (size_t i = 0; i < c->n_members; i++)
 		was_in[i] = c->members[i].in_room;
 	if (!apply_facts(c, we, at))
@@ -299,12 +302,23 @@ enum err call_fsm_room_event(struct call *c, const struct webhook_event *we, int
 	if (c->status != CALL_ENDED)
 		accept_by_joining(c, t, ev);
 
+	/* A stay learnt only once it was over (its leave came before its join, or the join was
+	 * lost) is a join and a leave of the feed all the same, unless another session of the
+	 * member kept them in the room meanwhile. */
+	s = *sid ? session_find(c, sid) : NULL;
+	const char *stay_user = s && !was_joined && session_joined(s) && s->left_at ? s->user : "";
 	ret_presence->n = 0;
 	for (size_t i = 0; i < c->n_members; i++) {
-		if (c->members[i].in_room == was_in[i])
+		const struct member *m = &c->members[i];
+		if (m->in_room != was_in[i]) {
+			call_fsm_emit(ev, m->in_room ? "call.member_joined" : "call.member_left");
+		} else if (!m->in_room && strcmp(m->user, stay_user) == 0) {
+			call_fsm_emit(ev, "call.member_joined");
+			call_fsm_emit(ev, "call.member_left");
+		} else {
 			continue;
-		call_fsm_emit(ev, c->members[i].in_room ? "call.member_joined" : "call.member_left");
-		ret_presence->users[ret_presence->n++] = c->members[i].user;
+		}
+		ret_presence->users[ret_presence->n++] = m->user;
 	}
 	end_rules(c, we, now, ev);
 	call_fsm_tick(c, now, t, ev);

@@ -148,6 +148,45 @@ Test(room, a_leave_before_its_join_gives_the_same_call)
 	call_free(b);
 }
 
+/* The feed shows the stay whichever webhook came first: a leave learnt before its join is a
+ * join and a leave at once, and the join that follows adds nothing. */
+Test(room, a_leave_before_its_join_still_shows_the_stay_in_the_feed)
+{
+	struct call *c = fixture_ringing_call(2);
+	struct webhook_event evs[] = {joined("caller", "PA_a1", 1), joined("c1", "PA_b1", 2),
+				      left("c2", "PA_c1", 3, 20), joined("c2", "PA_c1", 3)};
+	struct fsm_events ev = {0};
+	apply(c, &evs[0], &ev);
+	apply(c, &evs[1], &ev);
+	ev.n = 0;
+	apply(c, &evs[2], &ev);
+	cr_assert_eq(ev.n, 3);
+	cr_assert_str_eq(ev.types[0], "call.accepted", "joining answered c2's invite");
+	cr_assert_str_eq(ev.types[1], "call.member_joined");
+	cr_assert_str_eq(ev.types[2], "call.member_left");
+	cr_assert_eq(c->status, CALL_ACTIVE, "the caller and c1 are still in the room");
+	ev.n = 0;
+	apply(c, &evs[3], &ev);
+	cr_assert_eq(ev.n, 0, "the late join is known already");
+	cr_assert_not(c->members[2].in_room);
+	cr_assert_eq(c->members[2].first_joined_at, T0 + 3250);
+	call_free(c);
+}
+
+/* A stay that closes while another session keeps the member in the room is not a leave. */
+Test(room, a_closed_stay_learnt_while_in_the_room_is_no_event)
+{
+	struct call *c = fixture_ringing_call(1);
+	struct webhook_event evs[] = {joined("c1", "PA_b2", 10), left("c1", "PA_b1", 2, 9)};
+	struct fsm_events ev = {0};
+	apply(c, &evs[0], &ev);
+	ev.n = 0;
+	apply(c, &evs[1], &ev);
+	cr_assert_eq(ev.n, 0);
+	cr_assert(c->members[1].in_room);
+	call_free(c);
+}
+
 Test(room, a_reconnects_old_leave_after_its_new_join_does_not_end_the_call)
 {
 	const struct webhook_event evs[] = {
