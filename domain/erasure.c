@@ -46,49 +46,88 @@ static bool is_user(const json_t *v, const char *user)
 	return json_is_string(v) && strcmp(json_string_value(v), user) == 0;
 }
 
-static bool erase_in(json_t *v, const char *user, const char *pseudonym);
-
-/* An item of an object or array: the user's id itself, or a value that may hold it. */
-static bool erase_item(json_t *item, const char *user, const char *pseudonym)
+static bool set_pseudonym(json_t *v, const char *pseudonym)
 {
-	if (!is_user(item, user))
-		return erase_in(item, user, pseudonym);
-	json_string_set(item, pseudonym);
+	if (!json_is_string(v) || !*json_string_value(v) ||
+	    strcmp(json_string_value(v), pseudonym) == 0)
+		return false;
+	json_string_set(v, pseudonym);
 	return true;
 }
 
-/* The value's own strings are changed in place (json_string_set), so walking an object while
+/* Free-form JSON (a call's metadata, set by the chat app): any string may be a user id. The
+ * value's own strings are changed in place (json_string_set), so walking an object while
  * changing it is safe. Depth is bounded by the loader. */
-static bool erase_in(json_t *v, const char *user, const char *pseudonym)
+static bool erase_free_form(json_t *v, const char *user, const char *pseudonym)
 {
 	bool changed = false;
-	if (json_is_object(v)) {
-		static const char *const personal[] = {"name", "metadata"};
-		bool names_user = is_user(json_object_get(v, "user"), user) ||
-				  is_user(json_object_get(v, "identity"), user);
-		for (size_t i = 0; names_user && i < sizeof personal / sizeof personal[0]; i++) {
-			json_t *s = json_object_get(v, personal[i]);
-			if (json_is_string(s) && *json_string_value(s) &&
-			    strcmp(json_string_value(s), pseudonym) != 0) {
-				json_string_set(s, pseudonym);
-				changed = true;
-			}
-		}
-		const char *key;
-		json_t *item;
+	const char *key;
+	size_t i;
+	json_t *item;
+	if (is_user(v, user))
+		return set_pseudonym(v, pseudonym);
+	if (json_is_object(v))
 		json_object_foreach(v, key, item)
-			changed |= erase_item(item, user, pseudonym);
-	} else if (json_is_array(v)) {
-		size_t i;
-		json_t *item;
+			changed |= erase_free_form(item, user, pseudonym);
+	else if (json_is_array(v))
 		json_array_foreach(v, i, item)
-			changed |= erase_item(item, user, pseudonym);
+			changed |= erase_free_form(item, user, pseudonym);
+	return changed;
+}
+
+/* Keys whose value is a user id in what callstate stores: a call's caller, a member's,
+ * session's or presence's user, a LiveKit participant's identity. */
+static bool is_id_key(const char *key)
+{
+	return strcmp(key, "user") == 0 || strcmp(key, "caller") == 0 ||
+	       strcmp(key, "identity") == 0;
+}
+
+/* What an object whose user or identity is the user holds of that person besides the id: a
+ * member's display name, a LiveKit participant's name, metadata and attributes. */
+static bool erase_personal(const char *key, json_t *item, const char *pseudonym)
+{
+	if (strcmp(key, "name") == 0 || strcmp(key, "metadata") == 0)
+		return set_pseudonym(item, pseudonym);
+	if (strcmp(key, "attributes") == 0 && json_object_size(item)) {
+		json_object_clear(item);
+		return true;
+	}
+	return false;
+}
+
+/* A call, a presence or a LiveKit webhook: the user is found by key, so other strings that
+ * happen to equal the id (a kind, a status, a chat id, another person's name) are kept. */
+static bool erase_structured(json_t *v, const char *user, const char *pseudonym)
+{
+	bool changed = false;
+	const char *key;
+	size_t i;
+	json_t *item;
+	if (json_is_array(v)) {
+		json_array_foreach(v, i, item)
+			changed |= erase_structured(item, user, pseudonym);
+		return changed;
+	}
+	if (!json_is_object(v))
+		return false;
+	bool names_user = is_user(json_object_get(v, "user"), user) ||
+			  is_user(json_object_get(v, "identity"), user);
+	json_object_foreach(v, key, item) {
+		if (is_id_key(key) && is_user(item, user))
+			changed |= set_pseudonym(item, pseudonym);
+		else if (names_user && erase_personal(key, item, pseudonym))
+			changed = true;
+		else if (strcmp(key, "metadata") == 0 && !json_is_string(item))
+			changed |= erase_free_form(item, user, pseudonym);
+		else
+			changed |= erase_structured(item, user, pseudonym);
 	}
 	return changed;
 }
 
-enum err erasure_rewrite_json(const char *text, const char *user, const char *pseudonym,
-			      char **ret_text)
+static enum err rewrite(const char *text, bool (*erase)(json_t *, const char *, const char *),
+			const char *user, const char *pseudonym, char **ret_text)
 {
 	enum json_load_result result;
 	json_t *v = json_load_bounded(text, strlen(text), &result);
@@ -96,7 +135,7 @@ enum err erasure_rewrite_json(const char *text, const char *user, const char *ps
 		return ERR_NOMEM;
 	char *out = NULL;
 	enum err e = ERR_OK;
-	if (v && erase_item(v, user, pseudonym)) {
+	if (v && erase(v, user, pseudonym)) {
 		out = json_dumps(v, JSON_COMPACT);
 		if (!out)
 			e = ERR_NOMEM;
@@ -105,6 +144,18 @@ enum err erasure_rewrite_json(const char *text, const char *user, const char *ps
 	if (e == ERR_OK)
 		*ret_text = out;
 	return e;
+}
+
+enum err erasure_rewrite_json(const char *text, const char *user, const char *pseudonym,
+			      char **ret_text)
+{
+	return rewrite(text, erase_structured, user, pseudonym, ret_text);
+}
+
+enum err erasure_rewrite_metadata(const char *text, const char *user, const char *pseudonym,
+				  char **ret_text)
+{
+	return rewrite(text, erase_free_form, user, pseudonym, ret_text);
 }
 
 /* The user's places in the call itself; true if they had any. */
@@ -176,7 +227,7 @@ static enum err erase_in_call(struct storage_tx *tx, const struct erase_job *j, 
 	if (e != ERR_OK)
 		return e;
 	changed = rename_in_call(c, j->user, j->pseudonym);
-	e = erasure_rewrite_json(c->metadata, j->user, j->pseudonym, &metadata);
+	e = erasure_rewrite_metadata(c->metadata, j->user, j->pseudonym, &metadata);
 	if (e == ERR_OK && metadata) {
 		changed = true;
 		if (!call_set_metadata(c, metadata))

@@ -1,8 +1,9 @@
 /* Erasure of a user (DELETE /v1/users/{user}/data): their presence is deleted, and wherever a
  * call holds them (its members, sessions and caller, its stored view, its feed events, the
  * LiveKit webhooks of its room) and in their presence events, their id, name and participant
- * metadata become their pseudonym. A batch of calls per transaction, each call under its lock:
- * a repeat after a crash finds only what is left, and the pseudonym is the same each time. */
+ * metadata become their pseudonym, and their participant attributes are emptied. A batch of
+ * calls per transaction, each call under its lock: a repeat after a crash finds only what is
+ * left, and the pseudonym is the same each time. */
 #pragma once
 
 #include <stddef.h>
@@ -19,13 +20,19 @@
 enum err erasure_pseudonym(const unsigned char *secret, size_t secret_len, const char *user,
 			   char ret[ERASURE_PSEUDONYM_LEN + 1]);
 
-/* JSON text with user replaced by pseudonym: every string that is exactly user, and the
- * "name" and "metadata" strings (when not empty) of every object whose "user" or "identity"
- * is user. Texts are parsed (JSON_MAX_DEPTH) and written again, never edited as text, so
- * other strings that contain user are kept. *ret_text is NULL when nothing named the user
- * (text kept as it is, also when it is not JSON), else owned by the caller. */
+/* JSON text of a call, a presence or a LiveKit webhook with user replaced by pseudonym, found
+ * by key: the strings of "user", "caller" and "identity" that are exactly user; in each object
+ * whose "user" or "identity" is user, its "name" and "metadata" strings (when not empty) and
+ * its "attributes" (emptied); and in an object or array under "metadata" (a call's own, free
+ * form) every string that is exactly user. Other strings are kept, also those equal to user
+ * (a kind, a chat id, another person's name). Texts are parsed (JSON_MAX_DEPTH) and written
+ * again, never edited as text. *ret_text is NULL when nothing named the user (text kept as it
+ * is, also when it is not JSON), else owned by the caller. */
 enum err erasure_rewrite_json(const char *text, const char *user, const char *pseudonym,
 			      char **ret_text);
+/* The same for free-form JSON (a call's metadata): every string that is exactly user. */
+enum err erasure_rewrite_metadata(const char *text, const char *user, const char *pseudonym,
+				  char **ret_text);
 
 /* Erase user from everything st holds; *ret_calls_updated counts the calls this run changed
  * (a repeat counts only what an earlier run left). The calls first, then presence, then the

@@ -139,6 +139,42 @@ describe('DELETE /v1/users/{user}/data', () => {
     assert.equal((await srv.svc('GET', `/v1/calls/${c1.id}`)).body.caller, pseudonym, 'the same pseudonym');
   });
 
+  // An id that is also a word the call uses (its kind), the chat's id, and another member's
+  // display name: only the places that hold this user change.
+  it('a user whose id is also a kind, a chat id and another person\'s name: only the user changes', async () => {
+    const user = 'video';
+    const peer = uid('peer');
+    const pseudonym = pseudonymOf(user);
+    const c = (await srv.createCall({ caller: user, callees: [peer], kind: 'video', chat_id: 'video' })).call;
+    assert.equal((await srv.svc('POST', `/v1/calls/${c.id}/accept`, { user: peer, name: 'video' })).status, 200);
+    const room = new LkRoom(c.room);
+    const t0 = Date.now();
+    const sUser = room.session(user, t0, { name: 'Vid Eo', attributes: { display: 'Vid Eo' } });
+    const sPeer = room.session(peer, t0 + 1, { name: 'video', attributes: { display: 'video' } });
+    for (const ev of [room.joined(sUser), room.joined(sPeer)]) {
+      const d = await deliver(srv, ev);
+      assert.equal(d.status, 200, d.text);
+    }
+    const r = await erase(user);
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.body, { calls_updated: 1 });
+
+    const got = (await srv.svc('GET', `/v1/calls/${c.id}`)).body;
+    assert.deepEqual([got.caller, got.kind, got.chat_id], [pseudonym, 'video', 'video']);
+    const feed = (await srv.allEvents()).filter((e) => e.call_id === c.id);
+    assert.ok(feed.length >= 4, 'ringing, accepted, active, joins');
+    for (const e of feed) {
+      assert.deepEqual([e.data.caller, e.data.kind, e.data.chat_id], [pseudonym, 'video', 'video'], `${e.type}: the feed agrees with the call`);
+    }
+    const trail = (await srv.request('GET', `/v1/calls/${c.id}/events`, { token: 'admin' })).body.events;
+    const bodyOf = (sid) => trail.find((e) => e.kind === 'webhook' && e.body.participant?.sid === sid).body.participant;
+    const pUser = bodyOf(sUser.sid);
+    assert.deepEqual([pUser.identity, pUser.name, pUser.attributes], [pseudonym, pseudonym, {}], 'the user\'s attributes are emptied');
+    const pPeer = bodyOf(sPeer.sid);
+    assert.deepEqual([pPeer.identity, pPeer.name, pPeer.attributes], [peer, 'video', { display: 'video' }], 'the peer named "video" is kept');
+    for (const e of trail.filter((t) => t.kind !== 'webhook')) assert.equal(e.data.kind, 'video', 'a transition keeps the call\'s kind');
+  });
+
   it('a user in more calls than one transaction takes (16): every call, counted once', async () => {
     const user = uid('busy');
     const calls = [];

@@ -101,9 +101,10 @@ export class LkRoom {
     };
   }
 
-  /** A participant session (a new sid per connection). opts.kind: 'EGRESS' | 'AGENT' | … */
+  /** A participant session (a new sid per connection). opts.kind: 'EGRESS' | 'AGENT' | …;
+   * opts.attributes: the participant's attributes ({role: 'member'} by default). */
   session(identity, joinedAtMs, opts = {}) {
-    return { sid: lkId('PA_'), identity, joinedAtMs, name: opts.name ?? `Name of ${identity}`, kind: opts.kind, recorder: opts.recorder, hidden: opts.hidden, agent: opts.agent };
+    return { sid: lkId('PA_'), identity, joinedAtMs, name: opts.name ?? `Name of ${identity}`, kind: opts.kind, recorder: opts.recorder, hidden: opts.hidden, agent: opts.agent, attributes: opts.attributes };
   }
 
   pinfo(s, state, extra = {}) {
@@ -116,7 +117,7 @@ export class LkRoom {
         canPublishSources: [TrackSource.CAMERA, TrackSource.MICROPHONE, TrackSource.SCREEN_SHARE, TrackSource.SCREEN_SHARE_AUDIO],
         hidden: !!s.hidden, recorder: !!s.recorder, agent: !!s.agent,
       },
-      attributes: { role: 'member' }, region: 'eu-central', clientProtocol: 1,
+      attributes: s.attributes ?? { role: 'member' }, region: 'eu-central', clientProtocol: 1,
       ...extra,
     };
     if (s.kind) p.kind = ParticipantInfo_Kind[s.kind];
