@@ -1,6 +1,7 @@
 /* Request reading and answer writing shared by every handler: auth, bounded JSON bodies,
  * query parameters, and single-write responses carrying X-Request-Id. */
 #include "http.h"
+#include "server.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +80,8 @@ static int format_head(struct req *r, int status, const char *content_type, cons
 		strbuf_puts(&h, r->allow);
 		strbuf_lit(&h, "\r\n");
 	}
+	if (!r->must_close && server_stopping(r->conn))
+		r->must_close = true; /* the connection's next request would be refused */
 	if (r->must_close)
 		strbuf_lit(&h, "Connection: close\r\n");
 	strbuf_puts(&h, extra);

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "deadline.h"
 #include "http.h"
 #include "log.h"
@@ -26,7 +27,14 @@ struct server {
 	const struct app *app;
 	struct mg_context *ctx;
 	struct deadlines *deadlines;
+	atomic_int in_flight;   /* requests inside on_request */
+	atomic_bool draining;   /* stopping: requests that arrive now are refused */
 };
+
+/* How long a stop waits for the requests in flight beyond the longest a request may take to
+ * arrive: a handler may still wait for the database (a connection of the pool, a commit). */
+#define DRAIN_EXTRA_MS 5000
+#define DRAIN_POLL_MS 10
 
 static bool valid_request_id(const char *s)
 {
@@ -58,14 +66,22 @@ static int64_t monotonic_us(void)
 	return monotonic_ns() / 1000;
 }
 
-static int dispatch(struct req *r)
+/* A stopping server still names the route, for the log and the metrics, but refuses it; every
+ * answer it gives closes its connection, so that keep-alive clients go elsewhere. */
+static int dispatch(struct req *r, bool stopping)
 {
 	char allow[64];
 	const struct route *route = router_find(r, allow, sizeof allow);
+	if (!route) {
+		r->route = "unmatched";
+		r->route_slot = ROUTE_SLOT_UNMATCHED;
+	}
+	if (stopping) {
+		r->must_close = true;
+		return reply_error(r, ERR_UNAVAILABLE, "the server is stopping");
+	}
 	if (route)
 		return route->handler(r);
-	r->route = "unmatched";
-	r->route_slot = ROUTE_SLOT_UNMATCHED;
 	if (!*allow)
 		return reply_error(r, ERR_NOT_FOUND, "no such route");
 	r->allow = allow;
@@ -114,6 +130,8 @@ static int allow_all(struct mg_connection *conn, void *cbdata)
 static int on_request(struct mg_connection *conn, void *cbdata)
 {
 	const struct app *app = cbdata;
+	struct server *srv = mg_get_user_data(mg_get_context(conn));
+	atomic_fetch_add(&srv->in_flight, 1);
 	int64_t start = monotonic_us();
 	struct req r = {
 		.conn = conn,
@@ -128,12 +146,13 @@ static int on_request(struct mg_connection *conn, void *cbdata)
 	else
 		new_request_id(r.request_id);
 
-	dispatch(&r);
+	dispatch(&r, atomic_load(&srv->draining));
 	/* Closed here, or CivetWeb would read what is left of the body to keep the connection,
 	 * with no deadline (see drop_unread_body). */
 	if (r.must_close)
 		mg_close_connection(conn);
 	log_request(&r);
+	atomic_fetch_sub(&srv->in_flight, 1);
 	return r.status ? r.status : 500;
 }
 
@@ -215,13 +234,27 @@ static void *on_init_thread(const struct mg_context *ctx, int thread_type)
 	return NULL;
 }
 
+/* mg_stop makes every later write of a handler fail, so the requests in flight are answered
+ * first: new ones are refused meanwhile, and long polls answer with what they have. */
+static void drain(struct server *srv)
+{
+	atomic_store(&srv->draining, true);
+	long_polls_end(srv->app->st);
+	int64_t until_ms = clock_monotonic_ms() + request_deadline_ms(srv->app->cfg) +
+			   DRAIN_EXTRA_MS;
+	while (atomic_load(&srv->in_flight) > 0 && clock_monotonic_ms() < until_ms)
+		nanosleep(&(struct timespec){.tv_nsec = DRAIN_POLL_MS * 1000000L}, NULL);
+	int left = atomic_load(&srv->in_flight);
+	if (left > 0)
+		log_write(LOG_WARN, "msg=\"requests still in flight at stop\" requests=%d", left);
+}
+
 static void server_free(struct server *srv)
 {
-	/* mg_stop makes every later write of a handler fail. */
-	if (srv->ctx)
-		long_polls_end(srv->app->st);
-	if (srv->ctx)
+	if (srv->ctx) {
+		drain(srv);
 		mg_stop(srv->ctx);
+	}
 	deadlines_stop(srv->deadlines);
 	free(srv);
 }
@@ -265,6 +298,8 @@ enum err server_start(const struct app *app, struct server **ret_srv)
 	if (!srv)
 		return ERR_NOMEM;
 	srv->app = app;
+	atomic_init(&srv->in_flight, 0);
+	atomic_init(&srv->draining, false);
 	enum err e = deadlines_start(cfg->threads, &srv->deadlines);
 	if (e != ERR_OK) {
 		free(srv);
@@ -284,6 +319,12 @@ enum err server_start(const struct app *app, struct server **ret_srv)
 	mg_set_request_handler(srv->ctx, "**", on_request, (void *)app);
 	*ret_srv = srv;
 	return ERR_OK;
+}
+
+bool server_stopping(const struct mg_connection *conn)
+{
+	const struct server *srv = conn ? mg_get_user_data(mg_get_context(conn)) : NULL;
+	return srv && atomic_load(&srv->draining);
 }
 
 void server_stop(struct server *srv)

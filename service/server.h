@@ -2,6 +2,8 @@
  * routed through one table, answered, and logged as one logfmt line. */
 #pragma once
 
+#include <stdbool.h>
+
 #include "app.h"
 
 /* The stack of a CivetWeb worker thread, where every handler runs. Debian builds CivetWeb 1.15
@@ -11,8 +13,11 @@
 #define WORKER_STACK_BYTES 102400
 
 struct server;
+struct mg_connection;
 
 /* Starts listening; ERR_UNAVAILABLE if the address cannot be bound (logged). */
 enum err server_start(const struct app *app, struct server **ret_srv);
 /* Stops accepting, lets in-flight requests finish, joins the workers. NULL is accepted. */
 void server_stop(struct server *srv);
+/* Whether the server of conn is stopping: an answer then closes its connection. */
+bool server_stopping(const struct mg_connection *conn);

@@ -225,6 +225,48 @@ describe('health and graceful stop', () => {
     assert.deepEqual(ex && { code: ex.code, signal: ex.signal }, { code: 0, signal: null }, srv.stderr.slice(-2000));
   });
 
+  // A stop answers what a handler holds: before it waited for them, CivetWeb's stop made
+  // their answers fail, so a body still arriving and a long poll got no answer at all.
+  it('SIGTERM answers what is in flight (a body still arriving, a long poll); a request after it gets 503', async () => {
+    let srv = await startServer({ instances: 1 });
+    const { dir, secrets } = srv;
+    try {
+      const call = newCall(1);
+      const body = JSON.stringify(call);
+      const half = Math.floor(body.length / 2);
+      const sock = net.connect({ host: '127.0.0.1', port: Number(new URL(srv.base).port) });
+      await new Promise((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
+      let raw = '';
+      sock.on('data', (d) => { raw += d; });
+      const sockClosed = new Promise((resolve) => sock.once('close', resolve));
+      sock.write(`POST /v1/calls HTTP/1.1\r\nHost: callstate\r\nAuthorization: Bearer ${secrets.serviceToken}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, half)}`);
+      const poll = srv.svc('GET', '/v1/events?after=0&wait=20', undefined, { timeoutMs: 25000 });
+      await sleep(500); // both are in their handlers
+      srv.child.kill('SIGTERM');
+      await sleep(300);
+      const late = await srv.svc('GET', '/v1/calls/01900000-0000-7000-8000-000000000000');
+      assert.equal(late.status, 503, late.text);
+      assert.equal(late.body.error.code, 'unavailable');
+      assert.equal(late.headers.get('connection'), 'close');
+      sock.write(body.slice(half));
+      await sockClosed;
+      const [head, answer] = raw.split('\r\n\r\n');
+      assert.match(head, /^HTTP\/1\.1 201 /, raw.slice(0, 300));
+      const id = JSON.parse(answer).call.id;
+      const polled = await poll;
+      assert.equal(polled.status, 200, polled.text);
+      const ex = await Promise.race([srv.exited, sleep(20000).then(() => null)]);
+      assert.deepEqual(ex && { code: ex.code, signal: ex.signal }, { code: 0, signal: null }, srv.stderr.slice(-2000));
+      srv = await startServer({ dir, secrets, instances: 1 });
+      const got = await srv.svc('GET', `/v1/calls/${id}`);
+      assert.equal(got.status, 200, 'the call answered 201 during the stop is stored');
+      assert.equal(got.body.caller, call.caller);
+    } finally {
+      try { await shutdown(srv); } finally { srv.ownsDir = true; srv.cleanup(); }
+    }
+  });
+
   it('SIGTERM with requests in flight: every answer is complete, every 201 is durable, exit 0', async () => {
     let srv = await startServer({ env: { CALLSTATE_THREADS: 16 } });
     const { dir, secrets } = srv;
