@@ -187,13 +187,38 @@ enum err req_auth(struct req *r, enum role need)
 	return r->role >= need ? ERR_OK : ERR_FORBIDDEN;
 }
 
+static const char *skip_blanks(const char *p)
+{
+	return p + strspn(p, " \t");
+}
+
+/* application/json, in UTF-8 (RFC 8259 §8.1): a charset parameter must name it; other
+ * parameters are ignored. */
 static bool is_json_type(const char *ct)
 {
 	static const char json[] = "application/json";
 	if (!ct || strncasecmp(ct, json, sizeof json - 1) != 0)
 		return false;
-	char next = ct[sizeof json - 1];
-	return next == '\0' || next == ';' || next == ' ';
+	const char *p = skip_blanks(ct + sizeof json - 1);
+	while (*p == ';') {
+		p = skip_blanks(p + 1);
+		size_t name_len = strcspn(p, "=; \t");
+		bool charset = name_len == 7 && strncasecmp(p, "charset", 7) == 0;
+		p = skip_blanks(p + name_len);
+		if (*p != '=') {
+			if (name_len)
+				return false;
+			continue;
+		}
+		p = skip_blanks(p + 1);
+		const char *value = p + (*p == '"');
+		size_t len = strcspn(value, *p == '"' ? "\"" : "; \t");
+		p = skip_blanks(value + len + (*p == '"' && value[len] == '"'));
+		if (charset && !(len == 5 && strncasecmp(value, "utf-8", 5) == 0) &&
+		    !(len == 4 && strncasecmp(value, "utf8", 4) == 0))
+			return false;
+	}
+	return *p == '\0';
 }
 
 /* Reads at most max + 1 bytes, so an oversize chunked body is caught without reading it all,

@@ -167,7 +167,8 @@ describe('POST /v1/calls: create', () => {
   });
 
   it('415 unsupported_media_type for a body that is not JSON', async () => {
-    for (const ct of ['text/plain', 'application/x-www-form-urlencoded', 'application/xml']) {
+    for (const ct of ['text/plain', 'application/x-www-form-urlencoded', 'application/xml', 'application/jsonx',
+      'application/json; charset=latin1', 'application/json;charset="ISO-8859-1"', 'application/json; charset=utf-16']) {
       const r = await srv.request('POST', '/v1/calls', { body: JSON.stringify(newCall(1)), headers: { 'Content-Type': ct } });
       assertError(r, 415, 'unsupported_media_type');
     }
@@ -175,6 +176,14 @@ describe('POST /v1/calls: create', () => {
       body: JSON.stringify({ user: 'x' }), headers: { 'Content-Type': 'text/plain' },
     });
     assertError(r, 415, 'unsupported_media_type');
+  });
+
+  it('JSON in UTF-8: with or without its charset, in any case, with other parameters', async () => {
+    for (const ct of ['application/json', 'APPLICATION/JSON', 'application/json; charset=utf-8', 'application/json;charset=UTF-8',
+      'application/json; charset="utf-8"', 'application/json; charset=utf8', 'application/json ; v=1', 'application/json;']) {
+      const r = await srv.request('POST', '/v1/calls', { body: JSON.stringify(newCall(1)), headers: { 'Content-Type': ct } });
+      assert.equal(r.status, 201, `${ct}: ${r.text}`);
+    }
   });
 
   it('413 payload_too_large over the default 64 KiB', async () => {
