@@ -3,9 +3,12 @@
  * and range-checked into struct config. Errors name the setting, never echo a value. */
 #include "config.h"
 
+#include <arpa/inet.h>
+#include <civetweb.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,8 +249,22 @@ static enum err set_listen(struct config *cfg, const struct setting *s, const ch
 		return ERR_INVALID;
 	}
 	cfg->listen_host = dup_n(host, (size_t)(host_end - host));
+	if (!cfg->listen_host)
+		return ERR_NOMEM;
 	cfg->listen_port = (int)port;
-	return cfg->listen_host ? ERR_OK : ERR_NOMEM;
+	/* CivetWeb takes addresses only (it reads 999.1.1.1 as 231.1.1.1), and IPv6 ones only
+	 * when built with IPv6, which Debian's is not. */
+	unsigned char addr[sizeof(struct in6_addr)];
+	enum { CIVETWEB_FEATURE_IPV6 = 8 };
+	if (*v == '[' && !mg_check_feature(CIVETWEB_FEATURE_IPV6)) {
+		snprintf(why, cap, "this CivetWeb is built without IPv6: listen on an IPv4 address");
+		return ERR_INVALID;
+	}
+	if (inet_pton(*v == '[' ? AF_INET6 : AF_INET, cfg->listen_host, addr) != 1) {
+		snprintf(why, cap, *v == '[' ? "not an IPv6 address" : "HOST must be an IPv4 address");
+		return ERR_INVALID;
+	}
+	return ERR_OK;
 }
 
 static bool parse_range(const struct setting *s, const char *v, long *ret, char *why,

@@ -1,6 +1,7 @@
 /* Unit tests of config_load: defaults, the precedence of the five sources, the config file's
  * syntax, and one row per validation rule checking the exact one-line message, which must
  * name the setting and never carry a secret. Hermetic: the environment is a local array. */
+#include <civetweb.h>
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <stdio.h>
@@ -108,7 +109,7 @@ Test(config, every_setting_from_env)
 		       "CALLSTATE_DB=postgresql://u:p@db/callstate",
 		       "CALLSTATE_DB_POOL=1024",
 		       "CALLSTATE_DB_PREPARED=off",
-		       "CALLSTATE_LISTEN=[::1]:9000",
+		       "CALLSTATE_LISTEN=0.0.0.0:9000",
 		       "CALLSTATE_THREADS=16384",
 		       "CALLSTATE_IDLE_TIMEOUT_MS=100",
 		       "CALLSTATE_REQUEST_TIMEOUT_MS=600000",
@@ -129,7 +130,7 @@ Test(config, every_setting_from_env)
 	cr_assert_str_eq(c.db_url, "postgresql://u:p@db/callstate");
 	cr_assert_eq(c.db_pool, 1024);
 	cr_assert_not(c.db_prepared);
-	cr_assert_str_eq(c.listen_host, "::1");
+	cr_assert_str_eq(c.listen_host, "0.0.0.0");
 	cr_assert_eq(c.listen_port, 9000);
 	cr_assert_eq(c.threads, 16384);
 	cr_assert_eq(c.idle_timeout_ms, 100);
@@ -142,6 +143,24 @@ Test(config, every_setting_from_env)
 	cr_assert_eq(c.token_ttl_s, 86400);
 	cr_assert_eq(c.max_body_bytes, 16777216);
 	cr_assert_eq(c.retention_days, 36500);
+	config_finish(&c);
+}
+
+/* [IPv6]:PORT is for a CivetWeb built with IPv6; Debian's is not, and says so at once rather
+ * than after the database is migrated. */
+Test(config, ipv6_listen_needs_civetweb_with_ipv6)
+{
+	char *env[] = {REQUIRED, "CALLSTATE_LISTEN=[::1]:9000", NULL};
+	struct config c = {0};
+	enum err e = load(&c, NULL, env);
+	if (mg_check_feature(8)) {
+		cr_assert_eq(e, ERR_OK, "%s", msg);
+		cr_assert_str_eq(c.listen_host, "::1");
+	} else {
+		cr_assert_eq(e, ERR_INVALID);
+		cr_assert_str_eq(msg, "CALLSTATE_LISTEN: this CivetWeb is built without IPv6: listen "
+				      "on an IPv4 address");
+	}
 	config_finish(&c);
 }
 
@@ -357,6 +376,7 @@ struct invalid {
 #define DB_MSG "CALLSTATE_DB: must be sqlite:PATH, postgresql://... or postgres://..."
 #define LISTEN_MSG "CALLSTATE_LISTEN: must be HOST:PORT or [IPv6]:PORT"
 #define PORT_MSG "CALLSTATE_LISTEN: port must be an integer from 1 to 65535"
+#define HOST_MSG "CALLSTATE_LISTEN: HOST must be an IPv4 address"
 #define KEYS_MSG(n) "LIVEKIT_KEYS: entry " #n " must be key: secret, both non-empty"
 
 /* Two 24-byte keys, base64: 24 bytes is the least Standard Webhooks allows. */
@@ -413,6 +433,9 @@ static const struct invalid invalid[] = {
 	{{"CALLSTATE_LISTEN=[::1]8080"}, LISTEN_MSG},
 	{{"CALLSTATE_LISTEN=[]:8080"}, LISTEN_MSG},
 	{{"CALLSTATE_LISTEN=[::1:8080"}, LISTEN_MSG},
+	{{"CALLSTATE_LISTEN=999.1.1.1:8080"}, HOST_MSG},
+	{{"CALLSTATE_LISTEN=1.2.3:8080"}, HOST_MSG},
+	{{"CALLSTATE_LISTEN=localhost:8080"}, HOST_MSG},
 	{{"CALLSTATE_LISTEN=127.0.0.1:0"}, PORT_MSG},
 	{{"CALLSTATE_LISTEN=127.0.0.1:65536"}, PORT_MSG},
 	{{"CALLSTATE_LISTEN=127.0.0.1:"}, PORT_MSG},
