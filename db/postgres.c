@@ -2554,6 +2554,15 @@ enum err pg_storage_open(const char *url, const struct storage_options *opts,
 		log_write(LOG_ERROR, "msg=\"libpq built without thread support\"");
 		return ERR_INTERNAL;
 	}
+	/* A URL libpq cannot parse is the caller's to report: libpq's message quotes the part it
+	 * could not read, which may be the password. */
+	char *parse_error = NULL;
+	PQconninfoOption *parsed = PQconninfoParse(url, &parse_error);
+	if (!parsed) {
+		PQfreemem(parse_error);
+		return parse_error ? ERR_INVALID : ERR_NOMEM;
+	}
+	PQconninfoFree(parsed);
 	struct pg_storage *s = calloc(1, sizeof *s);
 	if (!s)
 		return ERR_NOMEM;

@@ -49,6 +49,12 @@ static enum err open_database(const struct config *cfg, struct storage **ret_st)
 		return ERR_INVALID;
 	}
 	enum err e = storage_open(cfg->db_url, &opts, &st);
+	if (e == ERR_INVALID) {
+		/* Never the URL itself: it may hold a password. */
+		fprintf(stderr, "callstate: CALLSTATE_DB: not a URL the backend can parse (a %% in "
+				"a password must be written %%25)\n");
+		return e;
+	}
 	if (e != ERR_OK) {
 		fprintf(stderr, "callstate: CALLSTATE_DB: cannot open the database (%s)\n",
 			err_code(e));
