@@ -1486,6 +1486,8 @@ static enum err sq_migrate(struct storage *st, int *ret_applied)
 			return e;
 		n += applied;
 	} while (applied);
+	/* What a crash left past the marks, now that the audit tables exist. */
+	atomic_store(&to_sqlite(st)->audit_behind, true);
 	*ret_applied = n;
 	return ERR_OK;
 }
@@ -2559,7 +2561,7 @@ enum err sqlite_storage_open(const char *path, const struct storage_options *opt
 	atomic_init(&s->failed, false);
 	atomic_init(&s->syncing, false);
 	atomic_init(&s->feed_durable, INT64_MAX);
-	atomic_init(&s->audit_behind, true); /* what a crash left past the marks */
+	atomic_init(&s->audit_behind, false); /* set by sq_migrate: no audit tables before it */
 	s->path = strdup(path);
 	size_t path_len = strlen(path);
 	s->wal_path = s->path ? malloc(path_len + sizeof "-wal") : NULL;
