@@ -184,6 +184,21 @@ static bool get_int64(const struct json_scan_value *v, enum slot slot, int64_t *
 	return true;
 }
 
+/* Times LiveKit sends, in seconds or ms since the epoch, up to the last one RFC 3339 writes
+ * (9999-12-31T23:59:59Z): callstate counts in ms, and no later time survives the * 1000. */
+#define TIME_S_MAX INT64_C(253402300799)
+#define TIME_MS_MAX (TIME_S_MAX * 1000 + 999)
+
+static bool get_time(const struct json_scan_value *v, enum slot slot, int64_t max, int64_t *out)
+{
+	int64_t t = 0;
+
+	if (!get_int64(v, slot, &t) || t > max)
+		return false;
+	*out = t;
+	return true;
+}
+
 static bool get_int32(const struct json_scan_value *v, enum slot slot, int32_t *out)
 {
 	int64_t n = 0;
@@ -265,8 +280,8 @@ static bool parse_participant(const struct json_scan_value *v, struct webhook_pa
 	return get_string(v, P_SID, p->sid, sizeof p->sid) &&
 	       get_string(v, P_IDENTITY, p->identity, sizeof p->identity) &&
 	       get_string(v, P_NAME, p->name, sizeof p->name) &&
-	       get_int64(v, P_JOINED_AT, &p->joined_at) &&
-	       get_int64(v, P_JOINED_AT_MS, &p->joined_at_ms) &&
+	       get_time(v, P_JOINED_AT, TIME_S_MAX, &p->joined_at) &&
+	       get_time(v, P_JOINED_AT_MS, TIME_MS_MAX, &p->joined_at_ms) &&
 	       get_enum(v, P_KIND, false, &kinds, p->kind) &&
 	       get_enum(v, P_STATE, false, &states, p->state) &&
 	       get_enum(v, P_DISCONNECT_REASON, true, &disconnect_reasons, p->disconnect_reason) &&
@@ -299,7 +314,7 @@ static bool parse_event(const struct json_scan_value *v, struct webhook_event *e
 	    !get_string(v, ID, ev->id, sizeof ev->id) || !ev->id[0])
 		return false;
 	ev->kind = event_kind(ev->name);
-	return get_int64(v, CREATED_AT, &ev->created_at) &&
+	return get_time(v, CREATED_AT, TIME_S_MAX, &ev->created_at) &&
 	       get_int32(v, NUM_DROPPED, &ev->num_dropped) &&
 	       get_enum(v, ROOM_END_REASON, true, &room_end_reasons, ev->room_end_reason) &&
 	       get_object(v, ROOM, &room) && (!room || parse_room(v, &ev->room)) &&

@@ -741,10 +741,27 @@ Test(parse, int64_as_numbers)
 	cr_assert_eq(ev.participant.joined_at, 1767225601);
 	cr_assert_eq(ev.participant.joined_at_ms, 1767225601456);
 
-	ev = parse_ok("{\"event\":\"x\",\"id\":\"EV_n\",\"createdAt\":\"9223372036854775807\"}");
-	cr_assert_eq(ev.created_at, INT64_MAX);
 	assert_invalid("{\"event\":\"x\",\"id\":\"EV_n\",\"createdAt\":\"9223372036854775808\"}");
 	assert_invalid("{\"event\":\"x\",\"id\":\"EV_n\",\"numDropped\":2147483648}");
+}
+
+/* Times are kept in ms: a time in seconds past the year 9999 would overflow the * 1000. */
+Test(parse, times_end_at_the_year_9999)
+{
+	struct webhook_event ev = parse_ok(
+		"{\"event\":\"participant_joined\",\"id\":\"EV_t\",\"createdAt\":\"253402300799\","
+		"\"participant\":{\"sid\":\"PA_t\",\"joinedAt\":253402300799,"
+		"\"joinedAtMs\":\"253402300799999\"}}");
+
+	cr_assert_eq(ev.created_at, 253402300799);
+	cr_assert_eq(ev.participant.joined_at, 253402300799);
+	cr_assert_eq(ev.participant.joined_at_ms, 253402300799999);
+	assert_invalid("{\"event\":\"x\",\"id\":\"EV_t\",\"createdAt\":\"253402300800\"}");
+	assert_invalid("{\"event\":\"x\",\"id\":\"EV_t\",\"createdAt\":\"9223372036854775807\"}");
+	assert_invalid("{\"event\":\"x\",\"id\":\"EV_t\",\"participant\":{\"joinedAt\":"
+		       "10000000000000000}}");
+	assert_invalid("{\"event\":\"x\",\"id\":\"EV_t\",\"participant\":{\"joinedAtMs\":"
+		       "253402300800000}}");
 }
 
 Test(parse, enums_as_numbers)
