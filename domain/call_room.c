@@ -2,8 +2,9 @@
  * Results do not depend on arrival order: participant sessions are keyed by sid and merged
  * field by field (a leave may come before its join; a real leave overrides one inferred from
  * room_finished), members' in_room and join/leave times are recomputed from the whole set of
- * sessions, and the call rules (a join answers, the last session closing ends a two-person
- * call, an empty room ends a group call) look at that state rather than at the one event.
+ * sessions, and the call rules (a join answers, the caller's last session closing cancels a
+ * ringing call and either side's ends a two-person call, an empty room ends a group call) look
+ * at that state rather than at the one event.
  * A user whose session LiveKit closed for a newer one of theirs (session_reconnect_open)
  * still counts for the end rules until that newer one is known. What no order-free rule can decide is left to
  * API.md's: an ended call stays ended, and late webhooks only fill in session times. */
@@ -257,6 +258,17 @@ static void end_rules(struct call *c, const struct webhook_event *we, int64_t no
 		call_fsm_end_call(c,
 				  c->status == CALL_RINGING ? OUTCOME_CANCELLED : OUTCOME_COMPLETED,
 				  CAUSE_ROOM_FINISHED, c->room_finished_at, ev);
+		return;
+	}
+	if (c->status == CALL_RINGING) {
+		/* The caller's last session closing before anyone answered is the caller leaving. */
+		for (size_t i = 0; i < c->n_members; i++) {
+			const struct member *m = &c->members[i];
+			if (m->role == MEMBER_CALLER && m->first_joined_at && !m->in_room &&
+			    !member_reconnecting(c, m, now))
+				call_fsm_end_call(c, OUTCOME_CANCELLED, CAUSE_LEAVE, m->last_left_at,
+						  ev);
+		}
 		return;
 	}
 	if (c->status != CALL_ACTIVE)

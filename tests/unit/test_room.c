@@ -352,7 +352,9 @@ Test(room, both_leaves_known_at_once_end_a_two_person_call_at_the_first)
 {
 	const struct webhook_event evs[] = {joined("caller", "PA_a1", 1), joined("c1", "PA_b1", 2),
 					    left("c1", "PA_b1", 2, 3), left("caller", "PA_a1", 1, 4)};
-	const size_t orders[][4] = {{0, 1, 2, 3}, {3, 2, 0, 1}, {3, 2, 1, 0}, {2, 3, 1, 0}};
+	/* The callee's join (evs[1], or the joinedAt of evs[2]) is learnt before the caller's leave:
+	 * a caller who leaves first cancels a ringing call (the test below). */
+	const size_t orders[][4] = {{0, 1, 2, 3}, {2, 3, 0, 1}, {2, 0, 3, 1}, {2, 3, 1, 0}};
 	struct call *first = play(1, evs, 4, orders[0]);
 	cr_assert_eq(first->status, CALL_ENDED);
 	cr_assert_eq(first->end_cause, CAUSE_LEAVE);
@@ -367,6 +369,43 @@ Test(room, both_leaves_known_at_once_end_a_two_person_call_at_the_first)
 }
 
 /* protojson leaves an enum's zero out: a leave without disconnectReason is UNKNOWN_REASON. */
+/* API.md: ringing → cancelled when the caller leaves before anyone accepted; their last session
+ * closing is their leaving, as it is in an active two-person call. */
+Test(room, the_callers_last_session_closing_cancels_a_ringing_call)
+{
+	struct call *c = fixture_ringing_call(2);
+	struct webhook_event evs[] = {joined("caller", "PA_a1", 1), left("caller", "PA_a1", 1, 7)};
+	struct fsm_events ev = {0};
+	apply(c, &evs[0], &ev);
+	cr_assert_eq(c->status, CALL_RINGING);
+	ev.n = 0;
+	apply(c, &evs[1], &ev);
+	cr_assert_eq(c->status, CALL_ENDED);
+	cr_assert_eq(c->outcome, OUTCOME_CANCELLED);
+	cr_assert_eq(c->end_cause, CAUSE_LEAVE);
+	cr_assert_eq(c->ended_at, T0 + 7000);
+	cr_assert_eq(c->members[1].invite, INVITE_CANCELLED);
+	cr_assert_eq(ev.n, 2);
+	cr_assert_str_eq(ev.types[0], "call.member_left");
+	cr_assert_str_eq(ev.types[1], "call.ended");
+	call_free(c);
+}
+
+/* A caller who has not joined the room yet, or whose session LiveKit closed for a newer one,
+ * has not left. */
+Test(room, a_ringing_call_outlives_a_callers_reconnect)
+{
+	struct call *c = fixture_ringing_call(1);
+	struct webhook_event evs[] = {joined("caller", "PA_a1", 1), replaced("caller", "PA_a1", 1, 5),
+				      joined("caller", "PA_a2", 6)};
+	for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++) {
+		struct fsm_events ev = {0};
+		apply(c, &evs[i], &ev);
+		cr_assert_eq(c->status, CALL_RINGING, "after webhook %zu", i);
+	}
+	call_free(c);
+}
+
 Test(room, a_leave_without_a_reason_is_unknown_reason)
 {
 	struct webhook_event bare = left("c1", "PA_b1", 2, 40);
