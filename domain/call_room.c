@@ -129,7 +129,9 @@ static bool apply_facts(struct call *c, const struct webhook_event *we, int64_t 
 			session_settle(c, &c->participants[i]);
 		return true;
 	}
-	if (!*p->sid)
+	/* LiveKit gives every session an identity; one without is no member's, and its webhook
+	 * is stored as received without a session of its own. */
+	if (!*p->sid || !*p->identity)
 		return true;
 	struct participant *s = session_upsert(c, p);
 	if (!s)

@@ -406,6 +406,22 @@ Test(room, a_ringing_call_outlives_a_callers_reconnect)
 	call_free(c);
 }
 
+/* A session without an identity (protojson leaves out an empty one) belongs to nobody: the
+ * webhook changes nothing, and there is no session to store. */
+Test(room, a_session_without_an_identity_is_not_recorded)
+{
+	struct call *c = fixture_ringing_call(1);
+	struct webhook_event evs[] = {joined("", "PA_x1", 1), left("", "PA_x1", 1, 2)};
+	for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++) {
+		struct fsm_events ev = {0};
+		apply(c, &evs[i], &ev);
+		cr_assert_eq(ev.n, 0);
+	}
+	cr_assert_eq(c->n_participants, 0);
+	cr_assert_eq(c->status, CALL_RINGING);
+	call_free(c);
+}
+
 Test(room, a_leave_without_a_reason_is_unknown_reason)
 {
 	struct webhook_event bare = left("c1", "PA_b1", 2, 40);
