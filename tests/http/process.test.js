@@ -83,6 +83,7 @@ describe('configuration errors: one line naming the setting, exit 2, nothing ser
     ['CALLSTATE_THREADS', '-4'],
     ['CALLSTATE_LISTEN', 'not-an-address'],
     ['CALLSTATE_LISTEN', '127.0.0.1:99999'],
+    ['CALLSTATE_LISTEN', '999.1.1.1:8080'],
     ['CALLSTATE_DB', 'mysql://localhost/x'],
     ['CALLSTATE_RING_TIMEOUT_S', 'soon'],
     ['CALLSTATE_JOIN_TIMEOUT_S', '-1'],
@@ -110,6 +111,13 @@ describe('configuration errors: one line naming the setting, exit 2, nothing ser
     const r = runCli(['serve', '--config', path.join(dir, 'nope.conf')], env, 5000);
     assert.equal(r.code, 2, r.stderr);
     assert.equal(r.stderr.split('\n').filter((l) => l.trim()).length, 1, r.stderr);
+  });
+  it('a PostgreSQL URL libpq cannot parse: one line, exit 2, the password not shown', async () => {
+    const { env, port } = await envFor({ CALLSTATE_DB: 'postgresql://u:Pass%zzWord@127.0.0.1:1/x' });
+    const r = runCli(['serve'], env, 5000);
+    assertOneLineNaming(r, 'CALLSTATE_DB');
+    assert.ok(!r.stderr.includes('Pass'), r.stderr);
+    assert.equal(await portOpen(port), false, 'nothing listens');
   });
   it('the error line never shows a secret', async () => {
     const { env } = await envFor({ CALLSTATE_THREADS: '0' });
