@@ -79,7 +79,6 @@ struct webhook_room {
 struct webhook_participant {
 	char sid[SID_MAX + 1]; /* PA_…, one per session: key sessions by it */
 	char identity[IDENTITY_MAX + 1];
-	char name[NAME_MAX_BYTES + 1];
 	int64_t joined_at;    /* Unix seconds */
 	int64_t joined_at_ms; /* Unix milliseconds; 0 from servers that do not send it */
 	char kind[REASON_MAX + 1];              /* "" = STANDARD; EGRESS, SIP, AGENT, … */

@@ -63,7 +63,7 @@ enum slot {
 	EVENT, ID, CREATED_AT, CREATED_AT_SNAKE, NUM_DROPPED, NUM_DROPPED_SNAKE, ROOM_END_REASON,
 	ROOM_END_REASON_SNAKE, ROOM, PARTICIPANT, TRACK,
 	ROOM_SID, ROOM_NAME,
-	P_SID, P_IDENTITY, P_NAME, P_JOINED_AT, P_JOINED_AT_SNAKE, P_JOINED_AT_MS,
+	P_SID, P_IDENTITY, P_JOINED_AT, P_JOINED_AT_SNAKE, P_JOINED_AT_MS,
 	P_JOINED_AT_MS_SNAKE, P_KIND, P_STATE, P_DISCONNECT_REASON, P_DISCONNECT_REASON_SNAKE,
 	P_PERMISSION,
 	PERM_HIDDEN, PERM_RECORDER, PERM_AGENT,
@@ -87,7 +87,6 @@ static const struct json_scan_member room_members[] = {
 static const struct json_scan_member participant_members[] = {
 	{"sid", P_SID, NULL},
 	{"identity", P_IDENTITY, NULL},
-	{"name", P_NAME, NULL},
 	{"joinedAt", P_JOINED_AT, NULL},
 	{"joined_at", P_JOINED_AT_SNAKE, NULL},
 	{"joinedAtMs", P_JOINED_AT_MS, NULL},
@@ -279,7 +278,6 @@ static bool parse_participant(const struct json_scan_value *v, struct webhook_pa
 
 	return get_string(v, P_SID, p->sid, sizeof p->sid) &&
 	       get_string(v, P_IDENTITY, p->identity, sizeof p->identity) &&
-	       get_string(v, P_NAME, p->name, sizeof p->name) &&
 	       get_time(v, P_JOINED_AT, TIME_S_MAX, &p->joined_at) &&
 	       get_time(v, P_JOINED_AT_MS, TIME_MS_MAX, &p->joined_at_ms) &&
 	       get_enum(v, P_KIND, false, &kinds, p->kind) &&
