@@ -433,7 +433,8 @@ enum err calls_token(const struct calls *cs, const char *id, const char *user, c
 	return e;
 }
 
-enum err calls_fire_due(const struct calls *cs, struct timer_pass *ret)
+enum err calls_fire_due(const struct calls *cs, bool (*skip)(void *arg, const char *call_id),
+			void *skip_arg, struct timer_pass *ret)
 {
 	struct due_call due[DUE_BATCH];
 	struct timer_pass pass = {0};
@@ -446,6 +447,8 @@ enum err calls_fire_due(const struct calls *cs, struct timer_pass *ret)
 	do {
 		e = storage_calls_due(cs->st, now, after, DUE_BATCH, due, &n);
 		for (size_t i = 0; e == ERR_OK && i < n; i++) {
+			if (skip && skip(skip_arg, due[i].id))
+				continue;
 			struct action_job j = {.act = ACT_TIMER, .id = due[i].id,
 					       .cause = calls_timer_cause};
 			struct call *c = NULL;

@@ -120,7 +120,7 @@ enum err calls_get(const struct calls *cs, const char *id, struct call **ret_cal
 enum err calls_get_json(const struct calls *cs, const char *id, char **ret_json);
 /* What one timer pass did. A call it could not settle (a row this build cannot read, say)
  * is skipped so that the others still fire; the first few are named for the log. */
-#define TIMER_FAILURES_KEPT 8
+#define TIMER_FAILURES_KEPT 64
 struct timer_pass {
 	size_t fired;  /* calls that changed */
 	size_t failed; /* calls that could not be settled */
@@ -129,9 +129,11 @@ struct timer_pass {
 		enum err e;
 	} failures[TIMER_FAILURES_KEPT];
 };
-/* Fire every due timer. ERR_OK unless the pass could not go on (storage unavailable): a
- * call that fails alone is counted in ret->failed and the pass carries on past it. */
-enum err calls_fire_due(const struct calls *cs, struct timer_pass *ret);
+/* Fire every due timer but those skip (NULL: none) passes over. ERR_OK unless the pass could
+ * not go on (storage unavailable): a call that fails alone is counted in ret->failed and the
+ * pass carries on past it. */
+enum err calls_fire_due(const struct calls *cs, bool (*skip)(void *arg, const char *call_id),
+			void *skip_arg, struct timer_pass *ret);
 
 /* Store a verified LiveKit webhook once per event id and apply it to the call owning its room
  * (events of other rooms are only stored). ERR_OK once durable; *ret_duplicate tells a repeat

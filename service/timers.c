@@ -4,6 +4,7 @@
 #include "timers.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,39 +12,55 @@
 #include "ticker.h"
 
 #define TIMER_PERIOD_MS 200
-/* A call the timers cannot settle is retried on every pass, but logged again only after this
- * long, so that one unreadable row does not flood the log five times a second. */
+/* A call the timers cannot settle (an unreadable row) is passed over for a while instead of
+ * being read again five times a second, each read logging its own database error, and is
+ * named in the log at most once per FAILURE_LOG_INTERVAL_MS. A request that touches the call
+ * still settles it, so the pause only delays a call nobody asks about. */
+#define FAILURE_RETRY_MS (60LL * 1000)
 #define FAILURE_LOG_INTERVAL_MS (10LL * 60 * 1000)
 #define FAILURES_REMEMBERED 64
 
-struct reported {
+struct failing {
 	char call_id[ID_LEN + 1];
-	int64_t at_ms;
+	int64_t logged_at_ms;
+	int64_t retry_at_ms;
 };
 
 struct timers {
 	const struct calls *cs;
 	struct ticker *ticker;
 	/* Used by the ticker's thread only. */
-	struct reported reported[FAILURES_REMEMBERED];
-	size_t next_report;
+	struct failing failing[FAILURES_REMEMBERED];
+	size_t next_failing;
 };
 
-/* True when call_id was not logged within FAILURE_LOG_INTERVAL_MS; remembers it as logged. */
-static bool report_due(struct timers *t, const char *call_id, int64_t now)
+static struct failing *failing_find(struct timers *t, const char *call_id)
 {
-	for (size_t i = 0; i < FAILURES_REMEMBERED; i++) {
-		struct reported *r = &t->reported[i];
-		if (strcmp(r->call_id, call_id) != 0)
-			continue;
-		if (now - r->at_ms < FAILURE_LOG_INTERVAL_MS)
-			return false;
-		r->at_ms = now;
-		return true;
+	for (size_t i = 0; i < FAILURES_REMEMBERED; i++)
+		if (strcmp(t->failing[i].call_id, call_id) == 0)
+			return &t->failing[i];
+	return NULL;
+}
+
+static bool skip_failing(void *arg, const char *call_id)
+{
+	const struct failing *f = failing_find(arg, call_id);
+	return f && clock_now_ms(&clock_system) < f->retry_at_ms;
+}
+
+/* Notes the failure of call_id; true when it is to be logged. */
+static bool failing_note(struct timers *t, const char *call_id, int64_t now)
+{
+	struct failing *f = failing_find(t, call_id);
+	if (!f) {
+		f = &t->failing[t->next_failing++ % FAILURES_REMEMBERED];
+		*f = (struct failing){.logged_at_ms = INT64_MIN};
+		memcpy(f->call_id, call_id, sizeof f->call_id);
 	}
-	struct reported *r = &t->reported[t->next_report++ % FAILURES_REMEMBERED];
-	memcpy(r->call_id, call_id, sizeof r->call_id);
-	r->at_ms = now;
+	f->retry_at_ms = now + FAILURE_RETRY_MS;
+	if (f->logged_at_ms != INT64_MIN && now - f->logged_at_ms < FAILURE_LOG_INTERVAL_MS)
+		return false;
+	f->logged_at_ms = now;
 	return true;
 }
 
@@ -54,7 +71,7 @@ static void log_pass(struct timers *t, enum err e, const struct timer_pass *pass
 	int64_t now = clock_now_ms(&clock_system);
 	size_t named = pass->failed < TIMER_FAILURES_KEPT ? pass->failed : TIMER_FAILURES_KEPT;
 	for (size_t i = 0; i < named; i++)
-		if (report_due(t, pass->failures[i].call_id, now))
+		if (failing_note(t, pass->failures[i].call_id, now))
 			log_write(LOG_ERROR,
 				  "msg=\"timer cannot settle call, skipped\" call_id=%s error=%s "
 				  "failing_calls=%zu",
@@ -67,7 +84,7 @@ static bool timer_pass(void *arg)
 {
 	struct timers *t = arg;
 	struct timer_pass pass;
-	enum err e = calls_fire_due(t->cs, &pass);
+	enum err e = calls_fire_due(t->cs, skip_failing, t, &pass);
 	if (e != ERR_OK || pass.failed)
 		log_pass(t, e, &pass);
 	return pass.fired > 0;

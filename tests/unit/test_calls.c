@@ -158,10 +158,10 @@ Test(calls, ring_timeout_fires_when_due)
 	struct call *c = create(&req);
 	struct timer_pass pass = {.fired = 9};
 	fake_now = T0 + 4999;
-	cr_assert_eq(calls_fire_due(&cs, &pass), ERR_OK);
+	cr_assert_eq(calls_fire_due(&cs, NULL, NULL, &pass), ERR_OK);
 	cr_assert_eq(pass.fired, 0);
 	fake_now = T0 + 5000;
-	cr_assert_eq(calls_fire_due(&cs, &pass), ERR_OK);
+	cr_assert_eq(calls_fire_due(&cs, NULL, NULL, &pass), ERR_OK);
 	cr_assert_eq(pass.fired, 1);
 	cr_assert_eq(pass.failed, 0);
 	struct call *got = NULL;
@@ -174,7 +174,7 @@ Test(calls, ring_timeout_fires_when_due)
 	int64_t version = 0;
 	feed_types(types, sizeof types, &version);
 	cr_assert_str_eq(types, "call.ringing call.missed call.missed call.ended");
-	cr_assert_eq(calls_fire_due(&cs, &pass), ERR_OK);
+	cr_assert_eq(calls_fire_due(&cs, NULL, NULL, &pass), ERR_OK);
 	cr_assert_eq(pass.fired, 0, "a settled call is not due again");
 	call_free(c);
 }
@@ -197,7 +197,7 @@ Test(calls, an_unreadable_row_does_not_stop_the_timers)
 
 	fake_now = T0 + 5000;
 	struct timer_pass pass;
-	cr_assert_eq(calls_fire_due(&cs, &pass), ERR_OK);
+	cr_assert_eq(calls_fire_due(&cs, NULL, NULL, &pass), ERR_OK);
 	cr_assert_eq(pass.fired, GOOD);
 	cr_assert_eq(pass.failed, POISONED);
 	cr_assert_str_eq(pass.failures[0].call_id, poisoned[0]->id, "the first is named");
@@ -208,7 +208,7 @@ Test(calls, an_unreadable_row_does_not_stop_the_timers)
 		cr_assert_eq(got->outcome, OUTCOME_MISSED, "call %d timed out", i);
 		call_free(got);
 	}
-	cr_assert_eq(calls_fire_due(&cs, &pass), ERR_OK);
+	cr_assert_eq(calls_fire_due(&cs, NULL, NULL, &pass), ERR_OK);
 	cr_assert_eq(pass.fired, 0);
 	cr_assert_eq(pass.failed, POISONED, "still skipped, still counted");
 	for (int i = 0; i < POISONED; i++)
@@ -226,7 +226,7 @@ Test(calls, a_call_ringing_at_shutdown_is_settled_after_restart)
 	fake_now = T0 + 60000;
 	open_db();
 	struct timer_pass pass;
-	cr_assert_eq(calls_fire_due(&cs, &pass), ERR_OK);
+	cr_assert_eq(calls_fire_due(&cs, NULL, NULL, &pass), ERR_OK);
 	cr_assert_eq(pass.fired, 1);
 	struct call *got = NULL;
 	cr_assert_eq(storage_call_get(st, c->id, &got), ERR_OK);
@@ -315,10 +315,10 @@ Test(calls, a_reconnect_never_completed_ends_the_call_by_the_timer)
 		      "DUPLICATE_IDENTITY");
 	struct timer_pass pass;
 	fake_now = T0 + 39999;
-	cr_assert_eq(calls_fire_due(&cs, &pass), ERR_OK);
+	cr_assert_eq(calls_fire_due(&cs, NULL, NULL, &pass), ERR_OK);
 	cr_assert_eq(pass.fired, 0);
 	fake_now = T0 + 40000;
-	cr_assert_eq(calls_fire_due(&cs, &pass), ERR_OK);
+	cr_assert_eq(calls_fire_due(&cs, NULL, NULL, &pass), ERR_OK);
 	cr_assert_eq(pass.fired, 1);
 	struct call *got = NULL;
 	cr_assert_eq(storage_call_get(st, c->id, &got), ERR_OK);
@@ -342,7 +342,7 @@ Test(calls, join_timeout_fails_the_call)
 	call_grant_finish(&g);
 	fake_now = T0 + 1000 + 60000;
 	struct timer_pass pass;
-	cr_assert_eq(calls_fire_due(&cs, &pass), ERR_OK);
+	cr_assert_eq(calls_fire_due(&cs, NULL, NULL, &pass), ERR_OK);
 	cr_assert_eq(pass.fired, 1);
 	struct call *got = NULL;
 	cr_assert_eq(calls_get(&cs, c->id, &got), ERR_OK);
