@@ -465,6 +465,7 @@ struct conn {
 struct job {
 	storage_tx_fn fn;
 	void *arg;
+	const char *request_id; /* the submitting thread's, named by what fn logs */
 	enum err result;
 	sem_t done;
 	struct job *next;
@@ -1032,7 +1033,9 @@ static enum err run_job(struct sqlite_storage *s, struct job *j, bool *intact)
 	struct conn *w = &s->writer;
 	if (exec_stmt(w, S_JOB_SAVEPOINT) != ERR_OK)
 		return ERR_UNAVAILABLE;
+	log_request_begin(j->request_id);
 	enum err e = j->fn(&s->tx, j->arg);
+	log_request_end();
 	if (e != ERR_OK && exec_stmt(w, S_JOB_ROLLBACK_TO) != ERR_OK)
 		*intact = false;
 	if (exec_stmt(w, S_JOB_RELEASE) != ERR_OK)
@@ -1397,7 +1400,8 @@ static void *writer_main(void *arg)
 static enum err sq_transact(struct storage *st, storage_tx_fn fn, void *arg)
 {
 	struct sqlite_storage *s = to_sqlite(st);
-	struct job j = {.fn = fn, .arg = arg, .result = ERR_UNAVAILABLE};
+	struct job j = {.fn = fn, .arg = arg, .request_id = log_request_current(),
+			.result = ERR_UNAVAILABLE};
 	/* From inside a transaction function the writer would wait for itself forever. */
 	if (pthread_equal(pthread_self(), s->thread)) {
 		log_write(LOG_ERROR, "msg=\"storage_transact called inside a transaction\"");

@@ -12,10 +12,28 @@
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
-/* "ts=<time> level=<level> " at the start of line (which has room for it); returns its length. */
+static _Thread_local const char *current_request;
+
+void log_request_begin(const char *request_id)
+{
+	current_request = request_id;
+}
+
+void log_request_end(void)
+{
+	current_request = NULL;
+}
+
+const char *log_request_current(void)
+{
+	return current_request;
+}
+
+/* "ts=<time> level=<level> [request_id=<id>] " at the start of line (which has room for it:
+ * ids are short); returns its length. */
 static size_t line_prefix(char *line, enum log_level level)
 {
-	static const char ts[] = "ts=", lvl[] = " level=";
+	static const char ts[] = "ts=", lvl[] = " level=", rid[] = "request_id=";
 	size_t n = 0, name_len = strlen(level_names[level]);
 	memcpy(line, ts, sizeof ts - 1);
 	n += sizeof ts - 1;
@@ -26,6 +44,14 @@ static size_t line_prefix(char *line, enum log_level level)
 	memcpy(line + n, level_names[level], name_len);
 	n += name_len;
 	line[n++] = ' ';
+	if (current_request) {
+		size_t id_len = strnlen(current_request, LOG_REQUEST_ID_MAX);
+		memcpy(line + n, rid, sizeof rid - 1);
+		n += sizeof rid - 1;
+		memcpy(line + n, current_request, id_len);
+		n += id_len;
+		line[n++] = ' ';
+	}
 	return n;
 }
 

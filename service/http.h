@@ -12,10 +12,11 @@
 #include "app.h"
 #include "err.h"
 #include "json_scan.h"
+#include "log.h"
 #include "model.h"
 #include "uri.h"
 
-#define REQUEST_ID_MAX 128
+#define REQUEST_ID_MAX LOG_REQUEST_ID_MAX
 #define PATH_PARAM_MAX USER_ID_MAX /* decoded bytes; longer sets param_too_long */
 #define LOG_FIELDS_MAX 1024
 

@@ -25,8 +25,8 @@ int handle_livekit_webhook(struct req *r)
 		e = webhook_verify(&r->app->webhook_keys, req_header(r, "Authorization"), body,
 				   len, now_s, &key_id, &why);
 		if (e != ERR_OK)
-			log_write(LOG_WARN, "msg=\"webhook refused\" request_id=%s why=\"%s\"",
-				  r->request_id, why ? why : "unknown");
+			log_write(LOG_WARN, "msg=\"webhook refused\" why=\"%s\"",
+				  why ? why : "unknown");
 	}
 	if (e == ERR_OK) {
 		e = webhook_event_parse(body, len, &we);

@@ -94,9 +94,7 @@ static void log_request(const struct req *r)
 	char line[LOG_LINE_MAX], value[160];
 	struct strbuf b = STRBUF_INIT(line, sizeof line);
 	int64_t duration_us = monotonic_us() - r->start_us; /* monotonic: never below 0 */
-	strbuf_lit(&b, "msg=request request_id=");
-	strbuf_puts(&b, r->request_id);
-	strbuf_lit(&b, " method=");
+	strbuf_lit(&b, "msg=request method=");
 	strbuf_puts(&b, log_value(value, 48,
 				  r->ri->request_method ? r->ri->request_method : "-"));
 	strbuf_lit(&b, " route=");
@@ -145,6 +143,7 @@ static int on_request(struct mg_connection *conn, void *cbdata)
 		snprintf(r.request_id, sizeof r.request_id, "%s", given);
 	else
 		new_request_id(r.request_id);
+	log_request_begin(r.request_id);
 
 	dispatch(&r, atomic_load(&srv->draining));
 	/* Closed here, or CivetWeb would read what is left of the body to keep the connection,
@@ -152,6 +151,7 @@ static int on_request(struct mg_connection *conn, void *cbdata)
 	if (r.must_close)
 		mg_close_connection(conn);
 	log_request(&r);
+	log_request_end();
 	atomic_fetch_sub(&srv->in_flight, 1);
 	return r.status ? r.status : 500;
 }
@@ -168,9 +168,11 @@ static int on_http_error(struct mg_connection *conn, int status, const char *msg
 			.route = "unparsed", .route_slot = ROUTE_SLOT_UNPARSED,
 			.must_close = true, .body_read = true};
 	new_request_id(r.request_id);
+	log_request_begin(r.request_id);
 	enum err e = status == 413 ? ERR_TOO_LARGE : status == 500 ? ERR_INTERNAL : ERR_INVALID;
 	reply_error(&r, e, e == ERR_INVALID ? "the request could not be parsed" : NULL);
 	log_request(&r);
+	log_request_end();
 	return 0;
 }
 

@@ -433,5 +433,9 @@ describe('a call the timers cannot read', () => {
     assert.ok(reads.length >= 1 && reads.length <= INSTANCES, `read once (by each instance) in 1 s:\n${reads.join('\n')}`);
     const r = await srv.svc('GET', `/v1/calls/${poisoned.id}`);
     assertError(r, 500, 'internal');
+    // The database's error met on the way names the request (API.md: every log line of it).
+    const [named500] = await pollUntil(() => srv.stderr.split('\n').some((l) =>
+      l.includes('unexpected value in database') && l.includes(`request_id=${r.requestId} `)), 3000, 50);
+    assert.ok(named500, `the storage error names request ${r.requestId}:\n${srv.stderr.slice(-1500)}`);
   });
 });
