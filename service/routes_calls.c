@@ -365,6 +365,8 @@ int handle_calls_list(struct req *r)
 		msg = "since: must be an RFC 3339 time";
 	else if (req_query_time(r, "until", &f.until) != ERR_OK)
 		msg = "until: must be an RFC 3339 time";
+	else if (f.since && f.until && f.since >= f.until)
+		msg = "until: must be later than since"; /* as GET /v1/stats says */
 	int format_len = msg ? -1 : req_query(r, "format", 0, format, sizeof format);
 	bool csv = format_len > 0 && strcmp(format, "csv") == 0;
 	if (format_len != -1 && !csv && (format_len <= 0 || strcmp(format, "json") != 0))

@@ -261,6 +261,7 @@ describe('GET /v1/calls (admin)', () => {
   for (const [q, field] of [
     ['status=bogus', 'status'], ['outcome=bogus', 'outcome'], ['kind=bogus', 'kind'],
     ['since=yesterday', 'since'], ['until=2026-13-45T00:00:00Z', 'until'], ['since=1767225600', 'since'],
+    ['since=2026-12-02T00:00:00Z&until=2026-12-01T00:00:00Z', 'until'], ['since=2026-12-01T00:00:00Z&until=2026-12-01T00:00:00Z', 'until'],
     ['limit=0', 'limit'], ['limit=501', 'limit'], ['limit=x', 'limit'], ['cursor=nope', 'cursor'],
   ]) {
     it(`${q} → 400 naming ${field}`, async () => {
