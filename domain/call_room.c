@@ -323,7 +323,10 @@ enum err call_fsm_room_event(struct call *c, const struct webhook_event *we, int
 	const char *stay_user = s && !was_joined && session_joined(s) && s->left_at ? s->user : "";
 	ret_presence->n = 0;
 	for (size_t i = 0; i < c->n_members; i++) {
-		const struct member *m = &c->members[i];
+		struct member *m = &c->members[i];
+		/* Back in the room after saying leave over the API: back in the call. */
+		if (m->in_room && !was_in[i])
+			m->left = false;
 		if (m->in_room != was_in[i]) {
 			call_fsm_emit(ev, m->in_room ? "call.member_joined" : "call.member_left");
 		} else if (!m->in_room && strcmp(m->user, stay_user) == 0) {

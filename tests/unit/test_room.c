@@ -422,6 +422,24 @@ Test(room, a_session_without_an_identity_is_not_recorded)
 	call_free(c);
 }
 
+/* A group member who said leave over the API and then joined the room again is back in the
+ * call: the caller's leave afterwards does not end it while they are in the room. */
+Test(room, rejoining_the_room_takes_back_an_api_leave)
+{
+	struct call *c = fixture_ringing_call(2);
+	struct fsm_events ev = {0};
+	const char *msg = NULL;
+	cr_assert_eq(call_fsm_accept(c, "c1", T0 + 1000, &timeouts, &ev, &msg), ERR_OK);
+	cr_assert_eq(call_fsm_leave(c, "c1", T0 + 2000, &ev, &msg), ERR_OK);
+	cr_assert(c->members[1].left);
+	struct webhook_event we = joined("c1", "PA_b2", 3);
+	apply(c, &we, &ev);
+	cr_assert_not(c->members[1].left);
+	cr_assert_eq(call_fsm_leave(c, "caller", T0 + 4000, &ev, &msg), ERR_OK);
+	cr_assert_eq(c->status, CALL_ACTIVE, "c1 is still in the call");
+	call_free(c);
+}
+
 Test(room, a_leave_without_a_reason_is_unknown_reason)
 {
 	struct webhook_event bare = left("c1", "PA_b1", 2, 40);
