@@ -89,6 +89,16 @@ static int format_head(struct req *r, int status, const char *content_type, cons
 	return (int)h.len;
 }
 
+/* An answer that could not be written whole (the client stopped reading, and the write timed
+ * out) ends its connection: CivetWeb would otherwise go on to the next request pipelined
+ * behind it and block on its answer again, holding the worker for as long as the client
+ * keeps sending. */
+static void write_answer(struct req *r, const char *p, size_t len)
+{
+	if (mg_write(r->conn, p, len) != (int)len)
+		r->must_close = r->unsent = true;
+}
+
 int reply_typed(struct req *r, int status, const char *content_type, const char *body,
 		size_t len)
 {
@@ -109,13 +119,14 @@ int reply_typed(struct req *r, int status, const char *content_type, const char 
 	metrics_http_request(r, monotonic_ns() / 1000 - r->start_us);
 	if (!buf) {
 		/* Out of memory for a large body: two writes still answer correctly. */
-		mg_write(r->conn, head, (size_t)n);
-		mg_write(r->conn, body, len);
+		write_answer(r, head, (size_t)n);
+		if (!r->must_close)
+			write_answer(r, body, len);
 		return status;
 	}
 	memcpy(buf, head, (size_t)n);
 	memcpy(buf + n, body, len);
-	mg_write(r->conn, buf, total);
+	write_answer(r, buf, total);
 	if (buf != stackbuf)
 		free(buf);
 	return status;
@@ -542,7 +553,7 @@ bool reply_stream_end(struct reply_stream *s)
 	if (!s->broken)
 		s->broken = mg_write(s->r->conn, "0\r\n\r\n", 5) != 5;
 	if (s->broken)
-		s->r->must_close = true;
+		s->r->must_close = s->r->unsent = true;
 	free(s->buf);
 	s->buf = NULL;
 	return !s->broken;

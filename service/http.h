@@ -34,6 +34,7 @@ struct req {
 	int64_t body_deadline_ns;              /* CLOCK_MONOTONIC: the body must be in by then */
 	bool body_read;                        /* the whole body was consumed */
 	bool must_close;                       /* answer with Connection: close, then close */
+	bool unsent;                           /* the answer could not be written whole */
 	const char *allow;                     /* the Allow header of a 405 */
 	int status;                            /* what was answered, for the log */
 	enum role role;

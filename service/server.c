@@ -107,6 +107,8 @@ static void log_request(const struct req *r)
 	strbuf_lit(&b, ".");
 	strbuf_u64(&b, (uint64_t)duration_us % 1000, 3);
 	strbuf_puts(&b, r->log_fields);
+	if (r->unsent)
+		strbuf_lit(&b, " unsent=true");
 	log_write_text(LOG_INFO, line, b.len);
 }
 

@@ -248,6 +248,37 @@ describe('slow bodies and idle connections', () => {
   });
 });
 
+describe('clients that send and never read', () => {
+  // Each connection pipelines answers far larger than the socket buffers and reads none: the
+  // first answer's write times out, and the connection must end there, not go on to block on
+  // every request queued behind it (each holding a worker for another timeout).
+  it('a connection whose answer cannot be written is closed; the workers come back', async () => {
+    const THREADS = 8;
+    const TIMEOUT_MS = 1500;
+    const srv = await startServer({ env: { CALLSTATE_THREADS: THREADS, CALLSTATE_REQUEST_TIMEOUT_MS: TIMEOUT_MS }, instances: 1 });
+    const sockets = [];
+    try {
+      const pipelined = 'GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(100);
+      for (let i = 0; i < THREADS; i++) {
+        const s = net.connect({ host: '127.0.0.1', port: srv.port });
+        s.on('error', () => {});
+        s.on('connect', () => { s.pause(); s.write(pipelined); });
+        sockets.push(s);
+      }
+      await sleep(500); // every worker is blocked writing
+      const h = await healthzOnNewConnection(srv.port);
+      assert.ok(h.ok, 'answered in the end');
+      // Before, a worker stayed with its connection for 100 timeouts (150 s here).
+      assert.ok(h.ms < 4 * TIMEOUT_MS, `a new client waited ${h.ms} ms`);
+      await pollUntil(() => srv.stderr.includes('unsent=true'), 3000, 50);
+      assert.match(srv.stderr, /route=\/openapi\.json status=200 .*unsent=true/, 'the log says the answer was not sent');
+    } finally {
+      sockets.forEach((s) => s.destroy());
+      await shutdown(srv);
+    }
+  });
+});
+
 describe('bodies cut short', () => {
   let srv;
   before(async () => { srv = await startServer(); });
