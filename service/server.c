@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -127,6 +128,35 @@ static int allow_all(struct mg_connection *conn, void *cbdata)
 	return 1;
 }
 
+/* Framing that CivetWeb 1.15 reads one way and a proxy in front may read another (request
+ * smuggling, RFC 9112 §6.3), or that it reads wrongly itself: it drops the headers past
+ * MG_MAX_HEADERS, Content-Length among them, takes the first of two Content-Lengths and the
+ * digits that start "45abc". NULL when the request is framed plainly. */
+static const char *ambiguous_framing(const struct mg_request_info *ri)
+{
+	if (ri->num_headers >= MG_MAX_HEADERS)
+		return "too many headers";
+	const char *length = NULL;
+	bool chunked = false;
+	for (int i = 0; i < ri->num_headers; i++) {
+		const char *name = ri->http_headers[i].name, *value = ri->http_headers[i].value;
+		if (strcasecmp(name, "Transfer-Encoding") == 0) {
+			if (chunked)
+				return "Transfer-Encoding given twice";
+			chunked = true;
+		} else if (strcasecmp(name, "Content-Length") == 0) {
+			if (!*value || value[strspn(value, "0123456789")])
+				return "Content-Length must be decimal digits";
+			if (length && strcmp(length, value) != 0)
+				return "two different Content-Length headers";
+			length = value;
+		}
+	}
+	if (length && chunked)
+		return "both Content-Length and Transfer-Encoding";
+	return NULL;
+}
+
 static int on_request(struct mg_connection *conn, void *cbdata)
 {
 	const struct app *app = cbdata;
@@ -147,7 +177,16 @@ static int on_request(struct mg_connection *conn, void *cbdata)
 		new_request_id(r.request_id);
 	log_request_begin(r.request_id);
 
-	dispatch(&r, atomic_load(&srv->draining));
+	const char *framing = ambiguous_framing(r.ri);
+	if (framing) {
+		/* Closed unread: no byte of it may be taken for another request. */
+		r.route = "unparsed";
+		r.route_slot = ROUTE_SLOT_UNPARSED;
+		r.must_close = true;
+		reply_error(&r, ERR_INVALID, framing);
+	} else {
+		dispatch(&r, atomic_load(&srv->draining));
+	}
 	/* Closed here, or CivetWeb would read what is left of the body to keep the connection,
 	 * with no deadline (see drop_unread_body). */
 	if (r.must_close)

@@ -279,6 +279,34 @@ describe('clients that send and never read', () => {
   });
 });
 
+describe('framing a proxy could read otherwise (request smuggling)', () => {
+  let srv;
+  before(async () => { srv = await startServer({ instances: 1 }); });
+  after(() => shutdown(srv));
+
+  // Each hides a second, authorised request where a lenient reading finds the end of the
+  // first; the answer must be one 400 and a closed connection, never the hidden request's.
+  const hidden = () => `GET /v1/presence?users=a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${srv.secrets.serviceToken}\r\n\r\n`;
+  const post = (headers, body) => `POST /webhooks/livekit HTTP/1.1\r\nHost: x\r\n${headers}\r\n${body}`;
+  const cases = {
+    'more headers than CivetWeb keeps (64), Content-Length past them':
+      () => post(Array.from({ length: 70 }, (_, i) => `X-Pad-${i}: v\r\n`).join('') + `Content-Length: ${hidden().length}\r\n`, hidden()),
+    'two different Content-Length headers': () => post(`Content-Length: 0\r\nContent-Length: ${hidden().length}\r\n`, hidden()),
+    'a Content-Length that is not only digits': () => post('Content-Length: 0abc\r\n', hidden()),
+    'a Content-Length with a sign': () => post('Content-Length: +0\r\n', hidden()),
+    'Content-Length and Transfer-Encoding together': () => post('Content-Length: 5\r\nTransfer-Encoding: chunked\r\n', `0\r\n\r\n${hidden()}`),
+  };
+  for (const [name, request] of Object.entries(cases)) {
+    it(name, async () => {
+      const r = await rawExchange(srv.port, [request()], { waitMs: 5000 });
+      assert.equal(r.status, 400, r.head);
+      assert.ok(r.closed, 'the connection is closed');
+      const answers = (r.head + '\r\n\r\n' + r.body).match(/HTTP\/1\.1 \d{3} /g) || [];
+      assert.equal(answers.length, 1, `one answer only: ${r.body.slice(0, 300)}`);
+    });
+  }
+});
+
 describe('bodies cut short', () => {
   let srv;
   before(async () => { srv = await startServer(); });
