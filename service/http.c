@@ -460,7 +460,9 @@ bool valid_user_id(const char *s)
 		return false;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
-		if (c < 0x20 || c == 0x7f)
+		/* C0, DEL, and C1 (U+0080..U+009F: C2 80..C2 9F in UTF-8) */
+		if (c < 0x20 || c == 0x7f ||
+		    (c == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] <= 0x9f))
 			return false;
 	}
 	return valid_utf8((const unsigned char *)s, len);

@@ -113,6 +113,7 @@ describe('POST /v1/calls: create', () => {
       ['caller 129 bytes', () => ({ ...ok(), caller: 'c'.repeat(129) }), 'caller'],
       ['caller 130 bytes of multibyte UTF-8', () => ({ ...ok(), caller: 'é'.repeat(65) }), 'caller'],
       ['caller with a control character', () => ({ ...ok(), caller: 'a\u0001b' }), 'caller'],
+      ['caller with a C1 control character', () => ({ ...ok(), caller: 'a\u0085b' }), 'caller'],
       ['caller not a string', () => ({ ...ok(), caller: 42 }), 'caller'],
       ['callees empty', () => ({ ...ok(), callees: [] }), 'callees'],
       ['callees missing', () => { const b = ok(); delete b.callees; return b; }, 'callees'],
