@@ -797,6 +797,10 @@ static enum err writer_open(struct conn *w, const char *path)
 			e = db_fail(w->db, SQLITE_CANTOPEN, "journal_mode_wal_refused");
 		stmt_done(st);
 	}
+	/* SQLite opens a file this process may not write read-only, without a word: it would
+	 * serve, and answer 503 to every write. */
+	if (e == ERR_OK && sqlite3_db_readonly(w->db, "main") == 1)
+		e = db_fail(w->db, SQLITE_READONLY, "open_for_writing");
 	if (e != ERR_OK && w->db)
 		conn_close(w);
 	return e;

@@ -3,6 +3,7 @@
 // never a secret or a token).
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -117,6 +118,22 @@ describe('configuration errors: one line naming the setting, exit 2, nothing ser
     const r = runCli(['serve'], env, 5000);
     assertOneLineNaming(r, 'CALLSTATE_DB');
     assert.ok(!r.stderr.includes('Pass'), r.stderr);
+    assert.equal(await portOpen(port), false, 'nothing listens');
+  });
+  // SQLite opens a file the process may not write read-only, silently: the server would then
+  // serve and refuse every write. Shown as root, starting callstate as nobody on a root-owned
+  // 0444 file (root itself may write any file).
+  const asNobody = BACKEND === 'sqlite' && process.getuid?.() === 0 &&
+    spawnSync('runuser', ['-u', 'nobody', '--', 'test', '-x', BIN]).status === 0;
+  it('a database file it may not write: exit 2 at start, nothing served', { skip: !asNobody && 'needs root, runuser and a binary nobody may run (SQLite)' }, async () => {
+    const { env, dir, port } = await envFor();
+    assert.equal(runCli(['migrate'], env).code, 0);
+    fs.chmodSync(dir, 0o777);
+    fs.chmodSync(path.join(dir, 'callstate.db'), 0o444);
+    const r = spawnSync('runuser', ['-u', 'nobody', '--', 'env', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), BIN, 'serve'],
+      { encoding: 'utf8', timeout: 5000 });
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /CALLSTATE_DB/);
     assert.equal(await portOpen(port), false, 'nothing listens');
   });
   it('the error line never shows a secret', async () => {
