@@ -357,7 +357,8 @@ enum err storage_tx_delivery_claim(struct storage_tx *tx, const char *url, int64
 			 : ERR_OK;
 	if (e == ERR_OK && n_heads == 0)
 		e = impl->tx_delivery_next_due(tx, url, &next_due);
-	qsort(heads, n_heads, sizeof *heads, never_tried_first);
+	if (n_heads > 1) /* heads is NULL when max is 0, which qsort must not get */
+		qsort(heads, n_heads, sizeof *heads, never_tried_first);
 	/* The room left is shared evenly, so that one long queue (the presence events, say)
 	 * does not crowd out the other orders' heads. */
 	size_t room = n_heads ? (max - n_heads) / n_heads : 0;

@@ -310,7 +310,9 @@ enum err call_fsm_room_event(struct call *c, const struct webhook_event *we, int
 		was_in[i] = c->members[i].in_room;
 	if (!apply_facts(c, we, at))
 		return ERR_NOMEM;
-	qsort(c->participants, c->n_participants, sizeof c->participants[0], session_order);
+	if (c->n_participants > 1) /* none: the array may be NULL, which qsort must not get */
+		qsort(c->participants, c->n_participants, sizeof c->participants[0],
+		      session_order);
 	for (size_t i = 0; i < c->n_members; i++)
 		member_recompute(c, &c->members[i]);
 	if (c->status != CALL_ENDED)
