@@ -120,7 +120,7 @@ int reply_typed(struct req *r, int status, const char *content_type, const char 
 	if (!buf) {
 		/* Out of memory for a large body: two writes still answer correctly. */
 		write_answer(r, head, (size_t)n);
-		if (!r->must_close)
+		if (!r->unsent)
 			write_answer(r, body, len);
 		return status;
 	}
